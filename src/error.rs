@@ -1,0 +1,181 @@
+//! The crate's one error type, [`Error`], and its [`Result`] alias.
+//!
+//! Every variant carries what a caller needs to act on it: the valid offset range, the limit
+//! that was exceeded, or the file and byte position where the disk is at fault.
+
+use std::path::PathBuf;
+
+/// `Result<T, streamlog::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in streamlog.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The requested offset is outside `[log_start, log_end]`.
+    #[error("offset {requested} is out of range: the log holds [{log_start}, {log_end})")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: u64,
+        /// The first offset still in the log.
+        log_start: u64,
+        /// The log end offset: the offset the next appended record will get.
+        log_end: u64,
+    },
+
+    /// A batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge {
+        /// Encoded size of the batch in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+
+    /// A batch is larger than a whole segment (`segment.bytes`), so it can never be stored.
+    #[error("record batch of {size} bytes does not fit in a segment of {segment_bytes} bytes")]
+    BatchLargerThanSegment {
+        /// Encoded size of the batch in bytes.
+        size: usize,
+        /// The configured segment size in bytes.
+        segment_bytes: u64,
+    },
+
+    /// Bytes handed to the library are not a valid record batch.
+    #[error("invalid record batch at byte {position}: {reason}")]
+    InvalidBatch {
+        /// Byte position of the fault, relative to the start of the bytes given.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file on disk holds bytes that fail validation.
+    #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte position of the first invalid byte.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A batch appended with pre-assigned offsets does not continue the log.
+    #[error("batch offsets [{first}, {last}] do not continue the log, whose end is {log_end}")]
+    UnexpectedAppendOffset {
+        /// First offset of the batch.
+        first: u64,
+        /// Last offset of the batch.
+        last: u64,
+        /// The log end offset the batch had to start at or after.
+        log_end: u64,
+    },
+
+    /// An offset cannot be stored in a segment: it is below the segment's base offset or
+    /// more than `i32::MAX` above it.
+    #[error("offset {offset} cannot be stored in the segment based at {base_offset}")]
+    SegmentOffsetOverflow {
+        /// The segment's base offset.
+        base_offset: u64,
+        /// The offset that does not fit.
+        offset: u64,
+    },
+
+    /// An empty batch was given where at least one record is needed.
+    #[error("a batch needs at least one record")]
+    EmptyBatch,
+
+    /// The batch uses a compression codec this build does not include (or an unknown one).
+    #[error("compression codec {codec} is not supported by this build")]
+    UnsupportedCompression {
+        /// The codec id from the batch attributes (bits 0-2).
+        codec: u8,
+    },
+
+    /// A configuration value is out of its allowed range.
+    #[error("invalid configuration `{name}`: {reason}")]
+    InvalidConfig {
+        /// The setting, by its Kafka name where it has one.
+        name: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+
+    /// Another process (or another handle in this one) holds the directory.
+    #[error("directory {} is locked by another open log", path.display())]
+    DirectoryLocked {
+        /// The directory whose lock file could not be taken.
+        path: PathBuf,
+    },
+
+    /// An index was used against its rules: appended to when full, with an offset or timestamp
+    /// that does not increase, or read past its last entry.
+    #[error("index {} refused the operation: {reason}", path.display())]
+    IndexMisuse {
+        /// The index file.
+        path: PathBuf,
+        /// Which rule was broken.
+        reason: String,
+    },
+
+    /// The log was closed; no more operations are accepted on this handle.
+    #[error("the log at {} is closed", path.display())]
+    Closed {
+        /// Directory of the closed log.
+        path: PathBuf,
+    },
+
+    /// An operating-system I/O error, with the file it happened on.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an [`std::io::Error`] with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::InvalidBatch`] at `position` for `reason`.
+    pub(crate) fn invalid_batch(position: usize, reason: impl Into<String>) -> Self {
+        Error::InvalidBatch {
+            position: position as u64,
+            reason: reason.into(),
+        }
+    }
+
+    /// Moves an [`Error::InvalidBatch`] found in bytes that start at `base` of `path` to an
+    /// [`Error::Corrupt`] naming the file and absolute position; other errors pass through.
+    pub(crate) fn in_file(self, path: &std::path::Path, base: u64) -> Self {
+        match self {
+            Error::InvalidBatch { position, reason } => Error::Corrupt {
+                path: path.to_path_buf(),
+                position: base + position,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Attaches a path to an I/O result.
+pub(crate) trait IoContext<T> {
+    /// Maps an `io::Error` to [`Error::Io`] naming `path`.
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::io(path, source))
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::unwrap_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::panic))]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod record;
+pub mod segment;
+pub mod storage;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{FlushPolicy, LogConfig};
+pub use error::{Error, Result};
+pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
+pub use log::{OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records};
+pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
+pub use segment::Segment;
+pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};

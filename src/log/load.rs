@@ -1,0 +1,244 @@
+//! Opening a partition directory: lock it, clear leftovers of interrupted deletes and
+//! compactions, load the segments, and — after a crash — recover.
+//!
+//! Rules (Kafka's `LogLoader`, made stricter where Kafka can lose flushed data):
+//! - a clean close left `.clean-shutdown`: trust the files, but still sanity-check every
+//!   index and rebuild one that fails;
+//! - otherwise every segment from the one holding the recovery point onward is re-validated
+//!   batch by batch and its indexes rebuilt; the first bad batch cuts the log there and
+//!   every later segment is deleted;
+//! - a segment below the recovery point that turns out damaged is never cut silently: open
+//!   fails with [`Error::Corrupt`] naming the file and byte;
+//! - index files without a `.log` are removed; missing index files are rebuilt;
+//! - the log start offset is `max(checkpointed log start, first segment's base)`; if the
+//!   log end falls below it, the log restarts as one empty segment at the log start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::checkpoint::{CHECKPOINT_FILE, Checkpoint};
+use super::durability::{Flusher, SyncState};
+use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::segment::{
+    CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
+    parse_segment_file_name,
+};
+use crate::storage::{Env, Storage};
+
+pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>> {
+    config.validate()?;
+    let storage = &*env.storage;
+    storage.create_dir_all(dir)?;
+    let lock = storage.lock_dir(dir)?;
+    let now_ms = env.clock.now_ms();
+    let limits = SegmentLimits {
+        index_bytes: config.segment_index_bytes,
+        index_interval_bytes: config.index_interval_bytes,
+        max_batch_bytes: usize::try_from(config.segment_bytes)
+            .unwrap_or(usize::MAX)
+            .max(config.max_message_bytes),
+    };
+    let clean = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
+    let checkpoint = Checkpoint::read(storage, dir)?.unwrap_or_default();
+
+    let (bases, missing_index) = scan_directory(storage, dir)?;
+    let mut segments = BTreeMap::new();
+    for base in bases {
+        segments.insert(
+            base,
+            Arc::new(Segment::open(storage, dir, base, limits, now_ms)?),
+        );
+    }
+    let recover_from = if clean {
+        u64::MAX
+    } else {
+        segments
+            .range(..=checkpoint.recovery_point)
+            .next_back()
+            .map_or(0, |(base, _)| *base)
+    };
+    load_segments(
+        storage,
+        &mut segments,
+        recover_from,
+        checkpoint.recovery_point,
+        &missing_index,
+        now_ms,
+    )?;
+
+    let first_base = segments
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or(checkpoint.log_start_offset);
+    let mut log_start = checkpoint.log_start_offset.max(first_base);
+    let mut log_end = segments
+        .values()
+        .next_back()
+        .map_or(log_start, |s| s.next_offset());
+    if log_end < log_start || segments.is_empty() {
+        for segment in std::mem::take(&mut segments).into_values() {
+            segment.delete(storage)?;
+        }
+        let fresh = Segment::create(storage, dir, log_start, limits, now_ms)?;
+        segments.insert(log_start, Arc::new(fresh));
+        log_end = log_start;
+    }
+    log_start = log_start.min(log_end);
+    if let Some(active) = segments.values().next_back() {
+        active.resize_indexes(config.segment_index_bytes)?;
+    }
+    let recovery_point = if clean {
+        log_end
+    } else {
+        checkpoint.recovery_point.min(log_end)
+    };
+    let high_watermark = if config.auto_high_watermark {
+        log_end
+    } else {
+        checkpoint.high_watermark.clamp(log_start, log_end)
+    };
+
+    // From here on a crash must trigger recovery: the marker goes before any append.
+    storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
+    storage.sync_dir(dir)?;
+
+    let inner = Arc::new(Inner {
+        dir: dir.to_path_buf(),
+        env: env.clone(),
+        limits,
+        writer: Mutex::new(Writer {
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            scratch: Vec::new(),
+        }),
+        segments: RwLock::new(segments),
+        log_start_offset: AtomicU64::new(log_start),
+        log_end_offset: AtomicU64::new(log_end),
+        high_watermark: AtomicU64::new(high_watermark),
+        recovery_point: AtomicU64::new(recovery_point),
+        sync: SyncState::new(recovery_point),
+        closed: AtomicBool::new(false),
+        flusher: Mutex::new(None),
+        lock: Mutex::new(Some(lock)),
+        config,
+    });
+    inner.write_checkpoint()?;
+    if let FlushPolicy::Interval(interval) = inner.config.flush_policy {
+        *inner.flusher.lock() = Some(Flusher::start(Arc::downgrade(&inner), interval));
+    }
+    Ok(inner)
+}
+
+/// Deletes leftovers and stray index files; returns the base offsets that have a `.log`
+/// and those whose index files are missing.
+fn scan_directory(storage: &dyn Storage, dir: &Path) -> Result<(BTreeSet<u64>, BTreeSet<u64>)> {
+    let mut logs = BTreeSet::new();
+    let mut indexes: BTreeMap<u64, Vec<(SegmentFile, std::path::PathBuf)>> = BTreeMap::new();
+    for path in storage.list_dir(dir)? {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(DELETED_SUFFIX)
+            || name.ends_with(CLEANED_SUFFIX)
+            || name == format!("{CHECKPOINT_FILE}.tmp")
+        {
+            storage.remove_file(&path)?;
+            continue;
+        }
+        if let Some(original) = name.strip_suffix(SWAP_SUFFIX) {
+            // A swap file is complete by construction: finish the interrupted swap.
+            storage.rename(&path, &dir.join(original))?;
+            if let Some((base, kind)) = parse_segment_file_name(&dir.join(original)) {
+                record(&mut logs, &mut indexes, base, kind, dir.join(original));
+            }
+            continue;
+        }
+        if let Some((base, kind)) = parse_segment_file_name(&path) {
+            record(&mut logs, &mut indexes, base, kind, path);
+        }
+    }
+    let mut missing_index = BTreeSet::new();
+    for (base, files) in &indexes {
+        if !logs.contains(base) {
+            for (_, path) in files {
+                storage.remove_file(path)?;
+            }
+        }
+    }
+    for base in &logs {
+        let present = indexes.get(base).map_or(0, Vec::len);
+        if present < 2 {
+            missing_index.insert(*base);
+        }
+    }
+    Ok((logs, missing_index))
+}
+
+fn record(
+    logs: &mut BTreeSet<u64>,
+    indexes: &mut BTreeMap<u64, Vec<(SegmentFile, std::path::PathBuf)>>,
+    base: u64,
+    kind: SegmentFile,
+    path: std::path::PathBuf,
+) {
+    match kind {
+        SegmentFile::Log => {
+            logs.insert(base);
+        }
+        _ => indexes.entry(base).or_default().push((kind, path)),
+    }
+}
+
+/// Brings every segment's bookkeeping up to date, recovering those at or after
+/// `recover_from` (and any whose indexes are missing or fail their sanity check).
+fn load_segments(
+    storage: &dyn Storage,
+    segments: &mut BTreeMap<u64, Arc<Segment>>,
+    recover_from: u64,
+    recovery_point: u64,
+    missing_index: &BTreeSet<u64>,
+    now_ms: i64,
+) -> Result<()> {
+    let bases: Vec<u64> = segments.keys().copied().collect();
+    for (i, base) in bases.iter().enumerate() {
+        let Some(segment) = segments.get(base).cloned() else {
+            continue;
+        };
+        let must_recover = *base >= recover_from
+            || missing_index.contains(base)
+            || segment.sanity_check().is_err()
+            || segment.reload_tail(now_ms).is_err();
+        if !must_recover {
+            continue;
+        }
+        let outcome = segment.recover(now_ms)?;
+        if outcome.truncated_bytes == 0 {
+            continue;
+        }
+        if segment.next_offset() < recovery_point {
+            return Err(Error::Corrupt {
+                path: segment.log_path().to_path_buf(),
+                position: segment.size_bytes(),
+                reason: format!(
+                    "{}; the data is below the recovery point {recovery_point}, so it was flushed and will not be dropped silently",
+                    outcome.reason.unwrap_or_else(|| "invalid batch".into())
+                ),
+            });
+        }
+        for later in &bases[i + 1..] {
+            if let Some(doomed) = segments.remove(later) {
+                doomed.delete(storage)?;
+            }
+        }
+        break;
+    }
+    Ok(())
+}

@@ -1,0 +1,598 @@
+//! [`Partition`]: a partition's log — a directory of segments ordered by base offset, with
+//! the log start offset, log end offset (LEO), high watermark (HW) and recovery point.
+//!
+//! One writer at a time appends (a `parking_lot::Mutex` around the append path); readers on
+//! any thread read without taking it. Appends assign offsets from the LEO, roll segments
+//! when they fill (S14), and make data durable per [`FlushPolicy`]. Reads find an offset by
+//! a floor lookup of the segment, then of the sparse index, then a short forward scan (S17).
+//!
+//! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
+//! `log-state.checkpoint` (log start, recovery point, HW), `.clean-shutdown` (present only
+//! between a clean close and the next open) and `.lock`.
+
+mod checkpoint;
+mod durability;
+mod load;
+mod reader;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Error, Result};
+use crate::record::{BatchHeader, BatchSummary, Record, RecordBatch, encode_batch};
+use crate::segment::{IncomingBatch, Segment, SegmentLimits};
+use crate::storage::{DirLock, Env};
+
+use checkpoint::Checkpoint;
+use durability::{Flusher, SyncState};
+
+pub use reader::{ReadBound, ReadOptions, Records};
+
+/// Name of the marker file a clean close leaves behind.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+
+/// The first record at or after a timestamp, from [`Partition::offset_for_timestamp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetAndTimestamp {
+    /// The record's offset.
+    pub offset: u64,
+    /// The record's timestamp (ms).
+    pub timestamp: i64,
+}
+
+/// A partition's append-only log of records, stored as segment files in one directory.
+///
+/// `Partition` is `Send + Sync` and every method takes `&self`: share it with an `Arc`.
+///
+/// ```
+/// use streamlog::{LogConfig, Partition, Record};
+/// # fn main() -> streamlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let log = Partition::open(dir.path().join("orders-0"), LogConfig::default())?;
+/// let first = log.append(Record::new(b"hello".to_vec()).with_key(b"user-1".to_vec()))?;
+/// let more = log.append_batch(vec![Record::new(b"a".to_vec()), Record::new(b"b".to_vec())])?;
+/// assert_eq!((first, more), (0, 1..3));
+/// let values: Vec<Vec<u8>> = log
+///     .read_from(1)?
+///     .map(|r| r.map(|r| r.value().unwrap_or_default().to_vec()))
+///     .collect::<streamlog::Result<_>>()?;
+/// assert_eq!(values, [b"a".to_vec(), b"b".to_vec()]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Partition {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    config: LogConfig,
+    env: Env,
+    limits: SegmentLimits,
+    /// The single-writer lock: appends, rolls, truncation, deletion, close.
+    writer: Mutex<Writer>,
+    /// Segments by base offset; the last one is active. Written only under `writer`.
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    log_start_offset: AtomicU64,
+    log_end_offset: AtomicU64,
+    high_watermark: AtomicU64,
+    /// Every offset below it is flushed, log and indexes; recovery starts here.
+    recovery_point: AtomicU64,
+    sync: SyncState,
+    closed: AtomicBool,
+    flusher: Mutex<Option<Flusher>>,
+    lock: Mutex<Option<Box<dyn DirLock>>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    /// Records appended since the last flush (for `FlushPolicy::EveryMessages`).
+    unflushed_messages: u64,
+    /// When the last flush happened (for `FlushPolicy::Interval`).
+    last_flush_ms: i64,
+    /// Reused encode buffer.
+    scratch: Vec<u8>,
+}
+
+impl Partition {
+    /// Opens the log in `dir` (created when missing) on the real file system, recovering
+    /// from a crash when the last close was not clean.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
+        Self::open_with_env(dir, config, Env::default())
+    }
+
+    /// Opens the log in `dir` with the given storage and clock.
+    pub fn open_with_env(dir: impl AsRef<Path>, config: LogConfig, env: Env) -> Result<Self> {
+        load::open(dir.as_ref(), config, env).map(|inner| Self { inner })
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> u64 {
+        self.inner.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset up to which (exclusive) records are visible to `read_from`.
+    pub fn high_watermark(&self) -> u64 {
+        self.inner.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this is flushed to disk with its indexes.
+    pub fn recovery_point(&self) -> u64 {
+        self.inner.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// Moves the high watermark to `offset`, clamped to `[log_start, log_end]`; returns the
+    /// value set. For logs opened with `auto_high_watermark(false)` (replication).
+    pub fn set_high_watermark(&self, offset: u64) -> u64 {
+        let _writer = self.inner.writer.lock();
+        let value = offset.clamp(self.log_start_offset(), self.log_end_offset());
+        self.inner.high_watermark.store(value, Ordering::Release);
+        value
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.inner.segments.read().len()
+    }
+
+    /// The segments, oldest first (a snapshot).
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.inner.segments.read().values().cloned().collect()
+    }
+
+    /// Total bytes of all `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner
+            .segments
+            .read()
+            .values()
+            .map(|s| s.size_bytes())
+            .sum()
+    }
+
+    /// Appends one record; returns its offset.
+    pub fn append(&self, record: Record) -> Result<u64> {
+        self.append_records(std::slice::from_ref(&record))
+            .map(|range| range.start)
+    }
+
+    /// Appends records as one batch; returns their offsets.
+    pub fn append_batch(&self, records: Vec<Record>) -> Result<Range<u64>> {
+        self.append_records(&records)
+    }
+
+    /// Appends borrowed records as one batch; returns their offsets.
+    pub fn append_records(&self, records: &[Record]) -> Result<Range<u64>> {
+        let inner = &*self.inner;
+        let now_ms = inner.env.clock.now_ms();
+        let mut writer = inner.writer.lock();
+        let mut buf = std::mem::take(&mut writer.scratch);
+        buf.clear();
+        let result = encode_batch(records, inner.config.compression, now_ms, &mut buf)
+            .and_then(|summary| inner.append_locked(&mut writer, &mut buf, summary, now_ms));
+        writer.scratch = buf;
+        inner.after_append(writer, result)
+    }
+
+    /// Appends one already-encoded v2 batch (as a Kafka producer sends it): validated, then
+    /// given offsets from the log end without re-encoding (the CRC does not cover them).
+    pub fn append_encoded(&self, batch: &[u8]) -> Result<Range<u64>> {
+        let parsed = RecordBatch::parse(batch)?;
+        if parsed.size_bytes() != batch.len() {
+            return Err(Error::invalid_batch(
+                parsed.size_bytes(),
+                "an append must hold exactly one batch",
+            ));
+        }
+        parsed.validate_for_append()?;
+        let header = *parsed.header();
+        let summary = BatchSummary {
+            record_count: header.records_count as u32,
+            last_offset_delta: header.last_offset_delta as u32,
+            first_timestamp: header.base_timestamp,
+            max_timestamp: header.max_timestamp,
+            offset_delta_of_max_timestamp: header.last_offset_delta as u32,
+            size_bytes: batch.len(),
+        };
+        let inner = &*self.inner;
+        let now_ms = inner.env.clock.now_ms();
+        let mut writer = inner.writer.lock();
+        let mut buf = std::mem::take(&mut writer.scratch);
+        buf.clear();
+        buf.extend_from_slice(batch);
+        let result = inner.append_locked(&mut writer, &mut buf, summary, now_ms);
+        writer.scratch = buf;
+        inner.after_append(writer, result)
+    }
+
+    /// Records from `offset` up to the high watermark, read lazily in offset order.
+    /// `offset == log_end_offset` gives nothing; outside `[log_start, log_end]` is
+    /// [`Error::OffsetOutOfRange`].
+    pub fn read_from(&self, offset: u64) -> Result<Records> {
+        self.read(offset, ReadOptions::default())
+    }
+
+    /// Like [`Partition::read_from`], stopping once `max_bytes` of batches were read — but
+    /// always returning at least one whole batch, so a reader never gets stuck.
+    pub fn read_max_bytes(&self, offset: u64, max_bytes: usize) -> Result<Records> {
+        self.read(offset, ReadOptions::default().max_bytes(max_bytes))
+    }
+
+    /// Like [`Partition::read_from`], but up to the log end instead of the high watermark.
+    pub fn read_to_log_end(&self, offset: u64) -> Result<Records> {
+        self.read(offset, ReadOptions::default().bound(ReadBound::LogEnd))
+    }
+
+    /// Reads from `offset` with explicit options.
+    pub fn read(&self, offset: u64, options: ReadOptions) -> Result<Records> {
+        Records::new(self.inner.clone(), offset, options)
+    }
+
+    /// The first record (below the high watermark) whose timestamp is ≥ `timestamp`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<OffsetAndTimestamp>> {
+        let log_start = self.log_start_offset();
+        let hw = self.high_watermark();
+        for segment in self.segments() {
+            if segment.next_offset() <= log_start || segment.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some((offset, ts)) = segment.find_offset_by_timestamp(timestamp, log_start)? {
+                return Ok((offset < hw).then_some(OffsetAndTimestamp {
+                    offset,
+                    timestamp: ts,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every record at or after `offset` (a batch holding `offset` is removed
+    /// whole); returns the new log end offset. `offset >= log_end` changes nothing.
+    pub fn truncate_to(&self, offset: u64) -> Result<u64> {
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        inner.ensure_open()?;
+        inner.truncate_locked(offset)
+    }
+
+    /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the
+    /// segments wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        inner.ensure_open()?;
+        inner.delete_records_before_locked(offset)
+    }
+
+    /// Rolls to a new, empty active segment at the log end (unless the active one is empty).
+    pub fn roll(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        inner.ensure_open()?;
+        if !inner.active().is_empty() {
+            inner.roll_locked(
+                inner.log_end_offset.load(Ordering::Acquire),
+                inner.env.clock.now_ms(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Makes every appended record durable (log and indexes) and moves the recovery point
+    /// to the log end.
+    pub fn flush(&self) -> Result<()> {
+        let inner = &*self.inner;
+        let mut writer = inner.writer.lock();
+        inner.flush_locked(&mut writer)
+    }
+
+    /// Flushes, writes the checkpoint and the clean-shutdown marker, and releases the
+    /// directory. Dropping a `Partition` does the same but cannot report errors.
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let _ = self.inner.close();
+    }
+}
+
+impl Inner {
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> Arc<Segment> {
+        // The map is never empty: open creates a segment and deletion keeps one.
+        let segments = self.segments.read();
+        match segments.values().next_back() {
+            Some(segment) => segment.clone(),
+            None => unreachable!("a partition always has an active segment"),
+        }
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            log_start_offset: self.log_start_offset.load(Ordering::Acquire),
+            recovery_point: self.recovery_point.load(Ordering::Acquire),
+            high_watermark: self.high_watermark.load(Ordering::Acquire),
+        }
+    }
+
+    fn write_checkpoint(&self) -> Result<()> {
+        self.checkpoint().write(&*self.env.storage, &self.dir)
+    }
+
+    /// Assigns offsets to the encoded batch in `buf` and appends it. Caller holds `writer`.
+    fn append_locked(
+        &self,
+        _writer: &mut Writer,
+        buf: &mut [u8],
+        summary: BatchSummary,
+        now_ms: i64,
+    ) -> Result<Range<u64>> {
+        self.ensure_open()?;
+        if buf.len() > self.config.max_message_bytes {
+            return Err(Error::MessageTooLarge {
+                size: buf.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        if buf.len() as u64 > self.config.segment_bytes {
+            return Err(Error::BatchLargerThanSegment {
+                size: buf.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let base = self.log_end_offset.load(Ordering::Acquire);
+        let last = base + u64::from(summary.last_offset_delta);
+        crate::record::set_base_offset(buf, base as i64);
+        let header = BatchHeader::parse(buf)?;
+        let incoming = IncomingBatch {
+            size_bytes: buf.len(),
+            max_timestamp: summary.max_timestamp,
+            last_offset: last,
+        };
+        let mut active = self.active();
+        if active.should_roll(
+            &incoming,
+            self.config.segment_bytes,
+            self.config.segment_ms,
+            now_ms,
+        ) {
+            active = self.roll_locked(base, now_ms)?;
+        }
+        active.append(buf, &header)?;
+        self.log_end_offset.store(last + 1, Ordering::Release);
+        if self.config.auto_high_watermark {
+            self.high_watermark.store(last + 1, Ordering::Release);
+        }
+        Ok(base..last + 1)
+    }
+
+    /// Applies the flush policy after an append and returns its result.
+    fn after_append(
+        &self,
+        mut writer: parking_lot::MutexGuard<'_, Writer>,
+        result: Result<Range<u64>>,
+    ) -> Result<Range<u64>> {
+        let range = result?;
+        writer.unflushed_messages += range.end - range.start;
+        match self.config.flush_policy {
+            FlushPolicy::Never => {}
+            FlushPolicy::EveryMessages(n) => {
+                if writer.unflushed_messages >= n {
+                    self.flush_locked(&mut writer)?;
+                }
+            }
+            FlushPolicy::Interval(interval) => {
+                let now = self.env.clock.now_ms();
+                if now.saturating_sub(writer.last_flush_ms) >= interval.as_millis() as i64 {
+                    self.flush_locked(&mut writer)?;
+                }
+            }
+            FlushPolicy::Always => {
+                drop(writer);
+                self.sync_to(range.end)?;
+            }
+        }
+        Ok(range)
+    }
+
+    /// Makes the outgoing active segment read-only and durable, then starts a new one at
+    /// `new_base`. Caller holds `writer`.
+    fn roll_locked(&self, new_base: u64, now_ms: i64) -> Result<Arc<Segment>> {
+        let old = self.active();
+        if old.is_empty() && old.base_offset() == new_base {
+            old.resize_indexes(self.config.segment_index_bytes)?;
+            return Ok(old);
+        }
+        old.on_become_inactive()?;
+        old.flush()?;
+        let storage = &*self.env.storage;
+        let segment = Arc::new(Segment::create(
+            storage,
+            &self.dir,
+            new_base,
+            self.limits,
+            now_ms,
+        )?);
+        storage.sync_dir(&self.dir)?;
+        self.segments.write().insert(new_base, segment.clone());
+        // Every segment before the new one has been flushed as it rolled.
+        self.recovery_point.fetch_max(new_base, Ordering::AcqRel);
+        self.sync.mark_durable(new_base);
+        self.write_checkpoint()?;
+        Ok(segment)
+    }
+
+    fn flush_locked(&self, writer: &mut Writer) -> Result<()> {
+        let end = self.log_end_offset.load(Ordering::Acquire);
+        let from = self.recovery_point.load(Ordering::Acquire);
+        for segment in self.segments_holding(from) {
+            segment.flush()?;
+        }
+        self.sync.mark_durable(end);
+        self.recovery_point.fetch_max(end, Ordering::AcqRel);
+        writer.unflushed_messages = 0;
+        writer.last_flush_ms = self.env.clock.now_ms();
+        Ok(())
+    }
+
+    /// The segments that may hold offsets at or after `offset`.
+    fn segments_holding(&self, offset: u64) -> Vec<Arc<Segment>> {
+        let segments = self.segments.read();
+        let first = segments
+            .range(..=offset)
+            .next_back()
+            .map_or(0, |(base, _)| *base);
+        segments.range(first..).map(|(_, s)| s.clone()).collect()
+    }
+
+    fn truncate_locked(&self, offset: u64) -> Result<u64> {
+        let end = self.log_end_offset.load(Ordering::Acquire);
+        if offset >= end {
+            return Ok(end);
+        }
+        let now_ms = self.env.clock.now_ms();
+        let storage = &*self.env.storage;
+        let log_start = self.log_start_offset.load(Ordering::Acquire);
+        if offset < log_start {
+            // Nothing at or after `offset` may stay and nothing before it exists: start over.
+            let old: Vec<Arc<Segment>> = std::mem::take(&mut *self.segments.write())
+                .into_values()
+                .collect();
+            for segment in &old {
+                segment.delete(storage)?;
+            }
+            let fresh = Arc::new(Segment::create(
+                storage,
+                &self.dir,
+                offset,
+                self.limits,
+                now_ms,
+            )?);
+            self.segments.write().insert(offset, fresh);
+            self.log_start_offset.store(offset, Ordering::Release);
+        } else {
+            let doomed: Vec<Arc<Segment>> = {
+                let mut segments = self.segments.write();
+                let keep_first = segments.keys().next().copied().unwrap_or(offset);
+                let cut = segments.split_off(&(offset + 1).max(keep_first + 1));
+                cut.into_values().collect()
+            };
+            for segment in &doomed {
+                segment.delete(storage)?;
+            }
+            let active = self.active();
+            active.truncate_to(offset, now_ms)?;
+            active.resize_indexes(self.config.segment_index_bytes)?;
+        }
+        storage.sync_dir(&self.dir)?;
+        let new_end = self.active().next_offset();
+        self.log_end_offset.store(new_end, Ordering::Release);
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
+        self.sync.truncate_to(new_end);
+        self.write_checkpoint()?;
+        Ok(new_end)
+    }
+
+    fn delete_records_before_locked(&self, offset: u64) -> Result<u64> {
+        let log_start = self.log_start_offset.load(Ordering::Acquire);
+        let hw = self.high_watermark.load(Ordering::Acquire);
+        if offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                requested: offset,
+                log_start,
+                log_end: hw,
+            });
+        }
+        if offset <= log_start {
+            return Ok(log_start);
+        }
+        self.log_start_offset.store(offset, Ordering::Release);
+        self.write_checkpoint()?;
+        let end = self.log_end_offset.load(Ordering::Acquire);
+        if offset == end && !self.active().is_empty() {
+            self.roll_locked(end, self.env.clock.now_ms())?;
+        }
+        let doomed: Vec<Arc<Segment>> = {
+            let mut segments = self.segments.write();
+            let bases: Vec<u64> = segments.keys().copied().collect();
+            let mut doomed = Vec::new();
+            for pair in bases.windows(2) {
+                if pair[1] > offset {
+                    break;
+                }
+                if let Some(segment) = segments.remove(&pair[0]) {
+                    doomed.push(segment);
+                }
+            }
+            doomed
+        };
+        let storage = &*self.env.storage;
+        for segment in &doomed {
+            segment.delete(storage)?;
+        }
+        if !doomed.is_empty() {
+            storage.sync_dir(&self.dir)?;
+        }
+        Ok(offset)
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(flusher) = self.flusher.lock().take() {
+            flusher.stop();
+        }
+        let mut writer = self.writer.lock();
+        let result = self.close_locked(&mut writer);
+        self.lock.lock().take();
+        result
+    }
+
+    fn close_locked(&self, writer: &mut Writer) -> Result<()> {
+        self.active().on_become_inactive()?;
+        self.flush_locked(writer)?;
+        self.write_checkpoint()?;
+        let storage = &*self.env.storage;
+        let marker = storage.open(
+            &self.dir.join(CLEAN_SHUTDOWN_FILE),
+            crate::storage::OpenMode::Create,
+        )?;
+        marker.sync_data()?;
+        storage.sync_dir(&self.dir)
+    }
+}

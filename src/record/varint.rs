@@ -1,0 +1,241 @@
+//! Zig-zag varints (protobuf style), as Kafka's `ByteUtils` writes them, and a small
+//! bounds-checked [`Cursor`] for reading untrusted bytes.
+//!
+//! A varint (`i32`) takes at most 5 bytes and a varlong (`i64`) at most 10. Decoding is
+//! strict: a longer encoding, or a last byte carrying bits beyond the type's width, is an
+//! [`Error::InvalidBatch`]; so is running out of bytes. Nothing here panics.
+
+use crate::{Error, Result};
+
+/// Longest varint encoding of an `i32`.
+pub(crate) const MAX_VARINT_BYTES: usize = 5;
+/// Longest varint encoding of an `i64`.
+pub(crate) const MAX_VARLONG_BYTES: usize = 10;
+
+/// Appends `value` zig-zag encoded as a varint.
+#[inline]
+pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
+    write_unsigned(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
+}
+
+/// Appends `value` zig-zag encoded as a varlong.
+#[inline]
+pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
+    write_unsigned(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+#[inline]
+fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Bytes [`write_varint`] uses for `value`.
+#[inline]
+pub(crate) fn size_of_varint(value: i32) -> usize {
+    size_of_unsigned(u64::from(((value << 1) ^ (value >> 31)) as u32))
+}
+
+/// Bytes [`write_varlong`] uses for `value`.
+#[inline]
+pub(crate) fn size_of_varlong(value: i64) -> usize {
+    size_of_unsigned(((value << 1) ^ (value >> 63)) as u64)
+}
+
+#[inline]
+fn size_of_unsigned(v: u64) -> usize {
+    // Bits needed (at least 1), 7 per byte.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// A read position in untrusted bytes. Positions in errors are `base + offset in buf`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `buf`, whose first byte is at position `base` for errors.
+    pub(crate) fn new(buf: &'a [u8], base: usize) -> Self {
+        Cursor { buf, pos: 0, base }
+    }
+
+    /// Absolute position (for error messages) of the next byte.
+    pub(crate) fn position(&self) -> usize {
+        self.base.saturating_add(self.pos)
+    }
+
+    /// Bytes not yet read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Whether every byte was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// An [`Error::InvalidBatch`] at the current position.
+    pub(crate) fn error(&self, reason: impl Into<String>) -> Error {
+        Error::invalid_batch(self.position(), reason)
+    }
+
+    /// Reads one byte.
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.error(format!("truncated before {what}"))),
+        }
+    }
+
+    /// Reads the next `len` bytes.
+    pub(crate) fn bytes(&mut self, len: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(len);
+        match end.and_then(|end| self.buf.get(self.pos..end)) {
+            Some(s) => {
+                self.pos += len;
+                Ok(s)
+            }
+            None => Err(self.error(format!(
+                "{what} of {len} bytes runs past the end ({} bytes left)",
+                self.remaining()
+            ))),
+        }
+    }
+
+    fn unsigned(&mut self, max_bytes: usize, last_max: u8, what: &str) -> Result<u64> {
+        let start = self.position();
+        let mut value = 0u64;
+        for i in 0..max_bytes {
+            let b = self.u8(what)?;
+            let last = i + 1 == max_bytes;
+            if last && b > last_max {
+                return Err(Error::invalid_batch(
+                    start,
+                    format!("{what} is not a valid varint (more than {max_bytes} bytes)"),
+                ));
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Error::invalid_batch(
+            start,
+            format!("{what} varint too long"),
+        ))
+    }
+
+    /// Reads a zig-zag varint.
+    pub(crate) fn varint(&mut self, what: &str) -> Result<i32> {
+        // 5th byte may carry only the top 4 bits of 32.
+        let raw = self.unsigned(MAX_VARINT_BYTES, 0x0f, what)? as u32;
+        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// Reads a zig-zag varlong.
+    pub(crate) fn varlong(&mut self, what: &str) -> Result<i64> {
+        // 10th byte may carry only the top bit of 64.
+        let raw = self.unsigned(MAX_VARLONG_BYTES, 0x01, what)?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// Reads a varint length: `-1` is `None`; other negatives and lengths past the end
+    /// are errors.
+    pub(crate) fn nullable_bytes(&mut self, what: &str) -> Result<Option<&'a [u8]>> {
+        let at = self.position();
+        let len = self.varint(what)?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len)
+            .map_err(|_| Error::invalid_batch(at, format!("negative {what} length {len}")))?;
+        self.bytes(len, what).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc_int(v: i32) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varint(&mut out, v);
+        out
+    }
+
+    fn enc_long(v: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_varlong(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn varints_round_trip_and_sizes_match() {
+        for v in [0, 1, -1, 63, -64, 64, 300, -300, i32::MAX, i32::MIN] {
+            let bytes = enc_int(v);
+            assert_eq!(bytes.len(), size_of_varint(v), "{v}");
+            let mut c = Cursor::new(&bytes, 0);
+            assert_eq!(c.varint("v").unwrap(), v);
+            assert!(c.is_empty());
+        }
+        for v in [0, 1, -1, 1 << 40, -(1 << 40), i64::MAX, i64::MIN] {
+            let bytes = enc_long(v);
+            assert_eq!(bytes.len(), size_of_varlong(v), "{v}");
+            let mut c = Cursor::new(&bytes, 0);
+            assert_eq!(c.varlong("v").unwrap(), v);
+        }
+        assert_eq!(enc_int(-1), [1]);
+        assert_eq!(enc_int(1), [2]);
+        assert_eq!(enc_int(i32::MIN).len(), MAX_VARINT_BYTES);
+        assert_eq!(enc_long(i64::MIN).len(), MAX_VARLONG_BYTES);
+    }
+
+    #[test]
+    fn truncated_varints_are_errors() {
+        let bytes = enc_long(i64::MAX);
+        for cut in 0..bytes.len() {
+            let mut c = Cursor::new(&bytes[..cut], 0);
+            assert!(matches!(c.varlong("ts"), Err(Error::InvalidBatch { .. })));
+        }
+        let mut c = Cursor::new(&[0x80, 0x80], 7);
+        match c.varint("x") {
+            Err(Error::InvalidBatch { position, .. }) => assert_eq!(position, 9),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overlong_varints_are_errors() {
+        let mut c = Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01], 0);
+        assert!(c.varint("x").is_err());
+        let mut c = Cursor::new(&[0xff, 0xff, 0xff, 0xff, 0x1f], 0);
+        assert!(c.varint("x").is_err());
+        let mut ten = [0xffu8; 10];
+        ten[9] = 0x02; // bit 64: invalid final byte
+        assert!(Cursor::new(&ten, 0).varlong("x").is_err());
+        let eleven = [0xffu8; 11];
+        assert!(Cursor::new(&eleven, 0).varlong("x").is_err());
+    }
+
+    #[test]
+    fn nullable_lengths_are_checked() {
+        let mut buf = enc_int(-1);
+        write_varint(&mut buf, -2);
+        let mut c = Cursor::new(&buf, 0);
+        assert_eq!(c.nullable_bytes("key").unwrap(), None);
+        assert!(c.nullable_bytes("key").is_err());
+        let mut buf = enc_int(5);
+        buf.extend_from_slice(b"abc");
+        assert!(Cursor::new(&buf, 0).nullable_bytes("key").is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! Borrowed records inside a batch's records section: [`RecordIter`] yields
+//! [`RecordView`]s, whose keys, values and headers point into the section.
+//!
+//! Every record is fully validated when it is parsed, headers included: its length, key
+//! and value lengths, header count, header keys (non-null UTF-8) and that nothing is left
+//! in its body. So [`RecordView::headers`] yields only `Ok` items for a view that
+//! [`RecordIter`] produced; the `Result` item type is kept for API stability.
+//!
+//! Error positions are relative to the records section given to [`RecordIter::new`]
+//! (the decompressed bytes for a compressed batch).
+
+use super::batch::{BatchHeader, TimestampType};
+use super::varint::Cursor;
+use crate::{Error, Result};
+
+/// One record borrowed from a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    offset: u64,
+    timestamp: i64,
+    offset_delta: i32,
+    timestamp_delta: i64,
+    base_sequence: i32,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    header_count: usize,
+    header_bytes: &'a [u8],
+}
+
+/// One header of a [`RecordView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    /// The header key (UTF-8, never null).
+    pub key: &'a str,
+    /// The header value; `None` when encoded as null.
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's offset: the batch's base offset plus its offset delta.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The record's timestamp in ms. Under create time this is `base_timestamp +
+    /// timestamp_delta`; under log-append time it is the batch's `max_timestamp`. When the
+    /// batch has a delete horizon, `base_timestamp` is used as stored (it then holds the
+    /// horizon), matching how the batch was written.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The record's offset relative to the batch's base offset.
+    pub fn offset_delta(&self) -> i32 {
+        self.offset_delta
+    }
+
+    /// The record's timestamp relative to the batch's base timestamp, as stored.
+    pub fn timestamp_delta(&self) -> i64 {
+        self.timestamp_delta
+    }
+
+    /// The key, if not null.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.key
+    }
+
+    /// The value, if not null (a null value is a tombstone).
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.value
+    }
+
+    /// Number of headers.
+    pub fn header_count(&self) -> usize {
+        self.header_count
+    }
+
+    /// The headers, in order. Already validated: every item is `Ok`.
+    pub fn headers(&self) -> impl Iterator<Item = Result<HeaderView<'a>>> + 'a {
+        HeaderIter::new(self.header_bytes, self.header_count)
+    }
+
+    /// The producer sequence of this record: `base_sequence + offset_delta`, wrapping from
+    /// `i32::MAX` to 0; -1 when the batch has no base sequence.
+    pub fn sequence(&self) -> i32 {
+        if self.base_sequence == super::NO_SEQUENCE {
+            return super::NO_SEQUENCE;
+        }
+        let seq = (i64::from(self.base_sequence) + i64::from(self.offset_delta))
+            .rem_euclid(i64::from(i32::MAX) + 1);
+        seq as i32
+    }
+
+    /// The encoded headers (used by [`super::LogRecord`]).
+    pub(crate) fn header_bytes(&self) -> &'a [u8] {
+        self.header_bytes
+    }
+}
+
+/// Iterates encoded headers (`count` of them in `bytes`).
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderIter<'a> {
+    cursor: Cursor<'a>,
+    left: usize,
+}
+
+impl<'a> HeaderIter<'a> {
+    pub(crate) fn new(bytes: &'a [u8], count: usize) -> Self {
+        HeaderIter {
+            cursor: Cursor::new(bytes, 0),
+            left: count,
+        }
+    }
+}
+
+fn read_header<'a>(c: &mut Cursor<'a>) -> Result<HeaderView<'a>> {
+    let at = c.position();
+    let key = c
+        .nullable_bytes("header key")?
+        .ok_or_else(|| Error::invalid_batch(at, "null header key"))?;
+    let key = std::str::from_utf8(key)
+        .map_err(|_| Error::invalid_batch(at, "header key is not UTF-8"))?;
+    let value = c.nullable_bytes("header value")?;
+    Ok(HeaderView { key, value })
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Result<HeaderView<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let item = read_header(&mut self.cursor);
+        if item.is_err() {
+            self.left = 0;
+        }
+        Some(item)
+    }
+}
+
+/// Iterates the records of one batch's records section, checking that exactly
+/// `records_count` records are present. Ends after the first error.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    cursor: Cursor<'a>,
+    left: i64,
+    base_offset: i64,
+    base_timestamp: i64,
+    log_append_time: Option<i64>,
+    base_sequence: i32,
+    done: bool,
+}
+
+impl<'a> RecordIter<'a> {
+    /// Iterates `records` (the uncompressed records section) of the batch with `header`.
+    pub fn new(header: &BatchHeader, records: &'a [u8]) -> Self {
+        RecordIter {
+            cursor: Cursor::new(records, 0),
+            left: i64::from(header.records_count),
+            base_offset: header.base_offset,
+            base_timestamp: header.base_timestamp,
+            log_append_time: (header.timestamp_type() == TimestampType::LogAppendTime)
+                .then_some(header.max_timestamp),
+            base_sequence: header.base_sequence,
+            done: false,
+        }
+    }
+
+    fn read_record(&mut self) -> Result<RecordView<'a>> {
+        let at = self.cursor.position();
+        let len = self.cursor.varint("record length")?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::invalid_batch(at, format!("negative record length {len}")))?;
+        let body_at = self.cursor.position();
+        let body = self.cursor.bytes(len, "record")?;
+        let mut c = Cursor::new(body, body_at);
+        let _attributes = c.u8("record attributes")?;
+        let timestamp_delta = c.varlong("timestamp delta")?;
+        let offset_delta = c.varint("offset delta")?;
+        let key = c.nullable_bytes("key")?;
+        let value = c.nullable_bytes("value")?;
+        let count_at = c.position();
+        let count = c.varint("header count")?;
+        // Each header takes at least two bytes (two length varints).
+        let header_count = usize::try_from(count)
+            .ok()
+            .filter(|&n| n <= c.remaining() / 2)
+            .ok_or_else(|| {
+                Error::invalid_batch(count_at, format!("invalid header count {count}"))
+            })?;
+        let header_start = c;
+        for _ in 0..header_count {
+            read_header(&mut c)?;
+        }
+        if !c.is_empty() {
+            return Err(c.error(format!("{} bytes left over in the record", c.remaining())));
+        }
+        let header_bytes = body
+            .get(header_start.position().saturating_sub(body_at)..)
+            .unwrap_or_default();
+        let offset = self
+            .base_offset
+            .checked_add(i64::from(offset_delta))
+            .and_then(|o| u64::try_from(o).ok())
+            .ok_or_else(|| Error::invalid_batch(at, "record offset is negative or overflows"))?;
+        let timestamp = self
+            .log_append_time
+            .unwrap_or_else(|| self.base_timestamp.wrapping_add(timestamp_delta));
+        Ok(RecordView {
+            offset,
+            timestamp,
+            offset_delta,
+            timestamp_delta,
+            base_sequence: self.base_sequence,
+            key,
+            value,
+            header_count,
+            header_bytes,
+        })
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.left < 0 {
+            self.done = true;
+            return Some(Err(Error::invalid_batch(0, "negative records count")));
+        }
+        if self.left == 0 {
+            self.done = true;
+            if self.cursor.is_empty() {
+                return None;
+            }
+            let extra = self.cursor.remaining();
+            return Some(Err(self.cursor.error(format!(
+                "{extra} bytes after the last of the declared records"
+            ))));
+        }
+        if self.cursor.is_empty() {
+            self.done = true;
+            return Some(Err(self.cursor.error(format!(
+                "records end {} records short of the declared count",
+                self.left
+            ))));
+        }
+        self.left -= 1;
+        let item = self.read_record();
+        if item.is_err() {
+            self.done = true;
+        }
+        Some(item)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

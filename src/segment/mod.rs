@@ -1,0 +1,526 @@
+//! [`Segment`]: one `.log` of record batches with its sparse `.index` and `.timeindex`,
+//! all named by the segment's base offset (S14).
+//!
+//! A segment appends whole batches, adds an index entry before a batch once more than
+//! `index.interval.bytes` were written since the last one (so the first batch is never
+//! indexed), finds the byte position of an offset (S17 steps 2–3) and the first offset at or
+//! after a timestamp, truncates, decides when the log must roll, and recovers itself from a
+//! crash by re-validating every batch and rebuilding both indexes.
+//!
+//! Concurrency: the owning log calls the mutating methods under its single-writer lock.
+//! Readers on other threads use `&self` methods; they see bytes up to the published
+//! [`Segment::size_bytes`] and take the index lock only for a lookup.
+
+mod files;
+mod recover;
+mod scan;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::index::{SparseIndex, TimeIndex};
+use crate::record::{BatchHeader, NO_TIMESTAMP, RecordIter};
+use crate::storage::{OpenMode, Storage, StorageFile};
+
+pub use files::{
+    CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, SegmentFile,
+    TIME_INDEX_SUFFIX, parse_segment_file_name,
+};
+pub(crate) use scan::BatchScanner;
+
+/// Bytes read per window when looking up one offset: an index interval plus a batch or two.
+const LOOKUP_WINDOW_BYTES: usize = 16 << 10;
+
+/// The sizes a segment needs from the log's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentLimits {
+    /// `segment.index.bytes`: preallocated size of each index file.
+    pub index_bytes: usize,
+    /// `index.interval.bytes`: bytes of log between offset-index entries.
+    pub index_interval_bytes: usize,
+    /// Largest batch a scan accepts before calling the file corrupt.
+    pub max_batch_bytes: usize,
+}
+
+/// Where an offset lives in a segment: the batch that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// Byte position of the batch in the `.log`.
+    pub position: u64,
+    /// The batch's header.
+    pub header: BatchHeader,
+}
+
+/// One segment: `.log` + `.index` + `.timeindex`.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: u64,
+    log: Arc<dyn StorageFile>,
+    limits: SegmentLimits,
+    /// Valid bytes in the `.log`; readers never read past it.
+    size_bytes: AtomicU64,
+    /// One past the last offset stored (the base offset when empty).
+    next_offset: AtomicU64,
+    /// Largest record timestamp stored, `NO_TIMESTAMP` when none.
+    max_timestamp: AtomicI64,
+    indexes: RwLock<Indexes>,
+    state: Mutex<WriteState>,
+}
+
+#[derive(Debug)]
+struct Indexes {
+    offsets: SparseIndex,
+    times: TimeIndex,
+}
+
+/// Writer-only bookkeeping (touched under the log's writer lock).
+#[derive(Debug)]
+struct WriteState {
+    bytes_since_last_index_entry: usize,
+    /// Last offset of the batch holding `max_timestamp`.
+    offset_of_max_timestamp: u64,
+    /// Max timestamp of the first batch; time-based rolls count from it.
+    first_batch_timestamp: Option<i64>,
+    /// Wall-clock time the segment was created or emptied, for batches without timestamps.
+    created_ms: i64,
+}
+
+impl WriteState {
+    fn new(base_offset: u64, now_ms: i64) -> Self {
+        Self {
+            bytes_since_last_index_entry: 0,
+            offset_of_max_timestamp: base_offset,
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+        }
+    }
+}
+
+/// What the roll check needs to know about the incoming batch.
+#[derive(Debug, Clone, Copy)]
+pub struct IncomingBatch {
+    /// Encoded size in bytes.
+    pub size_bytes: usize,
+    /// Largest record timestamp in it.
+    pub max_timestamp: i64,
+    /// Its last offset.
+    pub last_offset: u64,
+}
+
+impl Segment {
+    /// Creates a new, empty segment based at `base_offset` in `dir`, replacing any files of
+    /// that name.
+    pub fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: u64,
+        limits: SegmentLimits,
+        now_ms: i64,
+    ) -> Result<Self> {
+        for kind in [SegmentFile::Index, SegmentFile::TimeIndex] {
+            storage.remove_file(&kind.path(dir, base_offset))?;
+        }
+        let log = storage.open(&SegmentFile::Log.path(dir, base_offset), OpenMode::Create)?;
+        log.set_len(0)?;
+        Self::with_files(storage, dir, base_offset, log, limits, now_ms)
+    }
+
+    /// Opens the existing segment based at `base_offset`, creating missing index files.
+    /// Reads only the tail after the last index entry to learn the next offset and the
+    /// largest timestamp; it does not validate batches (see [`Segment::recover`]).
+    pub fn open(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: u64,
+        limits: SegmentLimits,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log = storage.open(&SegmentFile::Log.path(dir, base_offset), OpenMode::Existing)?;
+        let segment = Self::with_files(storage, dir, base_offset, log, limits, now_ms)?;
+        segment
+            .size_bytes
+            .store(segment.log.len()?, Ordering::Release);
+        Ok(segment)
+    }
+
+    fn with_files(
+        storage: &dyn Storage,
+        dir: &Path,
+        base_offset: u64,
+        log: Arc<dyn StorageFile>,
+        limits: SegmentLimits,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let offsets = SparseIndex::open(
+            storage,
+            &SegmentFile::Index.path(dir, base_offset),
+            base_offset,
+            limits.index_bytes,
+        )?;
+        let times = TimeIndex::open(
+            storage,
+            &SegmentFile::TimeIndex.path(dir, base_offset),
+            base_offset,
+            limits.index_bytes,
+        )?;
+        Ok(Self {
+            base_offset,
+            log,
+            limits,
+            size_bytes: AtomicU64::new(0),
+            next_offset: AtomicU64::new(base_offset),
+            max_timestamp: AtomicI64::new(NO_TIMESTAMP),
+            indexes: RwLock::new(Indexes { offsets, times }),
+            state: Mutex::new(WriteState::new(base_offset, now_ms)),
+        })
+    }
+
+    /// The first offset this segment can hold; also its file name.
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// Valid bytes in the `.log`.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    /// One past the last offset stored; the base offset when empty.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Largest record timestamp stored, or `-1` when none.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Whether the `.log` holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes() == 0
+    }
+
+    /// Path of the `.log` file.
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Entries in the offset index.
+    pub fn offset_index_entries(&self) -> usize {
+        self.indexes.read().offsets.entries()
+    }
+
+    /// Entries in the time index.
+    pub fn time_index_entries(&self) -> usize {
+        self.indexes.read().times.entries()
+    }
+
+    /// Paths of the three files.
+    pub fn paths(&self) -> [PathBuf; 3] {
+        let indexes = self.indexes.read();
+        [
+            self.log.path().to_path_buf(),
+            indexes.offsets.path().to_path_buf(),
+            indexes.times.path().to_path_buf(),
+        ]
+    }
+
+    /// Whether the log must roll to a new segment before `incoming` is appended here:
+    /// it would pass `segment_bytes`; its records span more than `segment_ms` from this
+    /// segment's first batch (wall clock since creation when that had no timestamp); an
+    /// index is full; or its last offset would not fit as a 32-bit relative offset.
+    /// An empty segment rolls only for the last reason.
+    pub fn should_roll(
+        &self,
+        incoming: &IncomingBatch,
+        segment_bytes: u64,
+        segment_ms: i64,
+        now_ms: i64,
+    ) -> bool {
+        let relative_overflow = incoming.last_offset.saturating_sub(self.base_offset)
+            > i32::MAX as u64
+            || incoming.last_offset < self.base_offset;
+        if self.is_empty() {
+            return relative_overflow;
+        }
+        let too_big = self.size_bytes() + incoming.size_bytes as u64 > segment_bytes;
+        let waited_ms = {
+            let state = self.state.lock();
+            match state.first_batch_timestamp {
+                Some(first) if first != NO_TIMESTAMP => {
+                    incoming.max_timestamp.saturating_sub(first)
+                }
+                _ => now_ms.saturating_sub(state.created_ms),
+            }
+        };
+        let indexes = self.indexes.read();
+        too_big
+            || waited_ms > segment_ms
+            || indexes.offsets.is_full()
+            || indexes.times.is_full()
+            || relative_overflow
+    }
+
+    /// Appends one encoded batch (offsets already assigned) at the end of the `.log`.
+    pub fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        let last_offset = header.last_offset() as u64;
+        if last_offset < self.base_offset || last_offset - self.base_offset > i32::MAX as u64 {
+            return Err(Error::SegmentOffsetOverflow {
+                base_offset: self.base_offset,
+                offset: last_offset,
+            });
+        }
+        let position = self.size_bytes();
+        self.log.write_all_at(batch, position)?;
+        let mut state = self.state.lock();
+        self.track_batch(&mut state, position, header)?;
+        self.size_bytes
+            .store(position + batch.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Updates timestamps, the roll clock and the indexes for a batch written at
+    /// `position` (Kafka's cadence: index before the batch once the interval is passed).
+    fn track_batch(
+        &self,
+        state: &mut WriteState,
+        position: u64,
+        header: &BatchHeader,
+    ) -> Result<()> {
+        let last_offset = header.last_offset() as u64;
+        if position == 0 {
+            state.first_batch_timestamp = Some(header.max_timestamp);
+        }
+        if header.max_timestamp > self.max_timestamp() {
+            self.max_timestamp
+                .store(header.max_timestamp, Ordering::Release);
+            state.offset_of_max_timestamp = last_offset;
+        }
+        if state.bytes_since_last_index_entry > self.limits.index_interval_bytes {
+            let mut indexes = self.indexes.write();
+            // Positions fit: segments are at most i32::MAX bytes (LogConfig::validate).
+            indexes.offsets.append(last_offset, position as u32)?;
+            indexes.times.maybe_append(
+                self.max_timestamp(),
+                state.offset_of_max_timestamp,
+                false,
+            )?;
+            state.bytes_since_last_index_entry = 0;
+        }
+        state.bytes_since_last_index_entry += header.size_bytes();
+        self.next_offset.store(last_offset + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// The batch holding `offset`, or the first batch after it when it falls in a gap;
+    /// `None` when the segment has nothing at or after `offset` (S17 steps 2–3).
+    pub fn find_batch(&self, offset: u64) -> Result<Option<BatchPosition>> {
+        let start = u64::from(self.indexes.read().offsets.lookup(offset).position);
+        let mut scanner = BatchScanner::new(
+            &*self.log,
+            start,
+            self.size_bytes(),
+            self.limits.max_batch_bytes,
+        )
+        .window_bytes(LOOKUP_WINDOW_BYTES);
+        while let Some((position, batch)) = scanner.next_batch()? {
+            let header = *batch.header();
+            if header.last_offset() as u64 >= offset {
+                return Ok(Some(BatchPosition { position, header }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first record at or after `min_offset` whose timestamp is ≥ `timestamp`, as
+    /// `(offset, timestamp)`; `None` when there is none in this segment.
+    pub fn find_offset_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: u64,
+    ) -> Result<Option<(u64, i64)>> {
+        if self.max_timestamp() < timestamp {
+            return Ok(None);
+        }
+        let start = {
+            let indexes = self.indexes.read();
+            let floor = indexes.times.lookup(timestamp);
+            let from = floor.offset.max(min_offset);
+            u64::from(indexes.offsets.lookup(from).position)
+        };
+        let path = self.log.path();
+        let mut scanner = BatchScanner::new(
+            &*self.log,
+            start,
+            self.size_bytes(),
+            self.limits.max_batch_bytes,
+        );
+        while let Some((position, batch)) = scanner.next_batch()? {
+            let header = *batch.header();
+            if header.max_timestamp < timestamp || (header.last_offset() as u64) < min_offset {
+                continue;
+            }
+            batch
+                .ensure_valid()
+                .map_err(|e| e.in_file(path, position))?;
+            let records = batch
+                .records_bytes()
+                .map_err(|e| e.in_file(path, position))?;
+            for record in RecordIter::new(&header, &records) {
+                let record = record.map_err(|e| e.in_file(path, position))?;
+                if record.offset() >= min_offset && record.timestamp() >= timestamp {
+                    return Ok(Some((record.offset(), record.timestamp())));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch whose last offset is ≥ `offset` (a batch holding `offset` goes
+    /// whole). Returns the bytes removed.
+    pub fn truncate_to(&self, offset: u64, now_ms: i64) -> Result<u64> {
+        let Some(cut) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
+        let old_size = self.size_bytes();
+        {
+            let mut indexes = self.indexes.write();
+            indexes.offsets.truncate_to(cut.header.base_offset as u64);
+            indexes.times.truncate_to(cut.header.base_offset as u64);
+            indexes.offsets.resize(self.limits.index_bytes)?;
+            indexes.times.resize(self.limits.index_bytes)?;
+        }
+        self.size_bytes.store(cut.position, Ordering::Release);
+        self.log.set_len(cut.position)?;
+        self.reload_tail(now_ms)?;
+        Ok(old_size - cut.position)
+    }
+
+    /// Recomputes the next offset, the largest timestamp and the roll clock from the time
+    /// index's last entry and the batches after the last index entry.
+    pub(crate) fn reload_tail(&self, now_ms: i64) -> Result<()> {
+        let (start, last_time) = {
+            let indexes = self.indexes.read();
+            let last_time = indexes.times.last_entry();
+            let from = last_time.offset.min(indexes.offsets.last_offset());
+            (u64::from(indexes.offsets.lookup(from).position), last_time)
+        };
+        let mut state = self.state.lock();
+        *state = WriteState::new(self.base_offset, now_ms);
+        self.max_timestamp
+            .store(last_time.timestamp, Ordering::Release);
+        state.offset_of_max_timestamp = last_time.offset;
+        self.next_offset.store(self.base_offset, Ordering::Release);
+        let size = self.size_bytes();
+        let mut scanner = BatchScanner::new(&*self.log, start, size, self.limits.max_batch_bytes);
+        let mut next = None;
+        while let Some((_, batch)) = scanner.next_batch()? {
+            let header = batch.header();
+            if header.max_timestamp > self.max_timestamp() {
+                self.max_timestamp
+                    .store(header.max_timestamp, Ordering::Release);
+                state.offset_of_max_timestamp = header.last_offset() as u64;
+            }
+            next = Some(header.last_offset() as u64 + 1);
+        }
+        if scanner.position() != size {
+            return Err(Error::Corrupt {
+                path: self.log.path().to_path_buf(),
+                position: scanner.position(),
+                reason: "incomplete batch at the end of the segment".into(),
+            });
+        }
+        if let Some(next) = next {
+            self.next_offset.store(next, Ordering::Release);
+        } else {
+            let last_indexed = self.indexes.read().offsets.last_offset();
+            if last_indexed > self.base_offset {
+                self.next_offset.store(last_indexed + 1, Ordering::Release);
+            }
+        }
+        if size > 0 {
+            let mut first = BatchScanner::new(&*self.log, 0, size, self.limits.max_batch_bytes)
+                .window_bytes(crate::record::BATCH_OVERHEAD);
+            if let Some((_, batch)) = first.next_batch()? {
+                state.first_batch_timestamp = Some(batch.header().max_timestamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks both indexes and that they point inside the `.log`.
+    pub fn sanity_check(&self) -> Result<()> {
+        let indexes = self.indexes.read();
+        indexes.offsets.sanity_check()?;
+        indexes.times.sanity_check()?;
+        let entries = indexes.offsets.entries();
+        if entries > 0 {
+            let last = indexes.offsets.entry(entries - 1)?;
+            if u64::from(last.position) >= self.size_bytes() {
+                return Err(Error::Corrupt {
+                    path: indexes.offsets.path().to_path_buf(),
+                    position: (entries as u64 - 1) * 8,
+                    reason: format!(
+                        "entry points at byte {} of a log of {} bytes",
+                        last.position,
+                        self.size_bytes()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Grows both indexes back to their preallocated size (for the active segment).
+    pub fn resize_indexes(&self, bytes: usize) -> Result<()> {
+        let mut indexes = self.indexes.write();
+        indexes.offsets.resize(bytes)?;
+        indexes.times.resize(bytes)?;
+        Ok(())
+    }
+
+    /// Called when the segment stops being the active one (roll or close): writes the
+    /// closing time-index entry (largest timestamp → its offset) and trims both indexes.
+    pub fn on_become_inactive(&self) -> Result<()> {
+        let offset_of_max = self.state.lock().offset_of_max_timestamp;
+        let mut indexes = self.indexes.write();
+        if self.max_timestamp() != NO_TIMESTAMP {
+            indexes
+                .times
+                .maybe_append(self.max_timestamp(), offset_of_max, true)?;
+        }
+        indexes.offsets.trim_to_valid_size()?;
+        indexes.times.trim_to_valid_size()?;
+        Ok(())
+    }
+
+    /// Makes the `.log` durable.
+    pub fn sync_log(&self) -> Result<()> {
+        self.log.sync_data()
+    }
+
+    /// Makes the `.log` and both indexes durable.
+    pub fn flush(&self) -> Result<()> {
+        self.log.sync_data()?;
+        let indexes = self.indexes.read();
+        indexes.offsets.flush()?;
+        indexes.times.flush()
+    }
+
+    /// Removes the segment's files.
+    pub fn delete(&self, storage: &dyn Storage) -> Result<()> {
+        for path in self.paths() {
+            storage.remove_file(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes of the `.log` at `position` (fewer at its end).
+    pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<usize> {
+        crate::storage::read_fully_at(&*self.log, buf, position)
+    }
+}

@@ -1,0 +1,121 @@
+//! [`BatchScanner`]: walks the batches of a `.log` file between two byte positions, reading
+//! windows of the file at a time so that scanning many small batches costs few syscalls.
+//!
+//! It stops (returns `None`) at the end or at a torn tail — fewer bytes than a batch header
+//! through its magic byte, or a declared size running past the end — and reports
+//! [`Error::Corrupt`] with the file and position for a header that can never be valid.
+//! The caller compares [`BatchScanner::position`] with the end to tell the two apart.
+
+use crate::error::{Error, Result};
+use crate::record::{RecordBatch, next_batch_size};
+use crate::storage::{StorageFile, read_fully_at};
+
+/// Default bytes read per window.
+pub(crate) const SCAN_WINDOW_BYTES: usize = 64 << 10;
+
+/// Walks batches of a `.log` from `position` up to `end`.
+pub(crate) struct BatchScanner<'f> {
+    file: &'f dyn StorageFile,
+    position: u64,
+    end: u64,
+    max_batch_bytes: usize,
+    window_bytes: usize,
+    buf: Vec<u8>,
+    /// File position of `buf[0]`.
+    buf_start: u64,
+}
+
+impl<'f> BatchScanner<'f> {
+    /// A scanner over `[position, end)` of `file`, refusing batches over `max_batch_bytes`.
+    pub(crate) fn new(
+        file: &'f dyn StorageFile,
+        position: u64,
+        end: u64,
+        max_batch_bytes: usize,
+    ) -> Self {
+        Self {
+            file,
+            position,
+            end,
+            max_batch_bytes,
+            window_bytes: SCAN_WINDOW_BYTES,
+            buf: Vec::new(),
+            buf_start: position,
+        }
+    }
+
+    /// Reads windows of `bytes` instead of the default (small for point lookups).
+    pub(crate) fn window_bytes(mut self, bytes: usize) -> Self {
+        self.window_bytes = bytes.max(crate::record::BATCH_OVERHEAD);
+        self
+    }
+
+    /// Position of the next batch: after the last one returned.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The next batch and its file position, or `None` at the end or at a torn tail.
+    pub(crate) fn next_batch(&mut self) -> Result<Option<(u64, RecordBatch<'_>)>> {
+        let remaining = self.end.saturating_sub(self.position);
+        if remaining < crate::record::HEADER_SIZE_UP_TO_MAGIC as u64 {
+            return Ok(None);
+        }
+        self.fill(crate::record::HEADER_SIZE_UP_TO_MAGIC)?;
+        let path = self.file.path();
+        let size = match next_batch_size(self.window()) {
+            Ok(Some(size)) => size,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e.in_file(path, self.position)),
+        };
+        if size > self.max_batch_bytes {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                position: self.position,
+                reason: format!(
+                    "batch size {size} exceeds the limit of {}",
+                    self.max_batch_bytes
+                ),
+            });
+        }
+        if size as u64 > remaining {
+            return Ok(None);
+        }
+        self.fill(size)?;
+        let position = self.position;
+        self.position += size as u64;
+        let start = (position - self.buf_start) as usize;
+        let bytes = self
+            .buf
+            .get(start..start + size)
+            .ok_or_else(|| Error::Corrupt {
+                path: path.to_path_buf(),
+                position,
+                reason: "the file shrank while it was read".into(),
+            })?;
+        let batch = RecordBatch::parse(bytes).map_err(|e| e.in_file(path, position))?;
+        Ok(Some((position, batch)))
+    }
+
+    /// The buffered bytes from the current position.
+    fn window(&self) -> &[u8] {
+        let start = (self.position - self.buf_start) as usize;
+        self.buf.get(start..).unwrap_or(&[])
+    }
+
+    /// Makes sure at least `needed` bytes from the current position are buffered (the file
+    /// may hold fewer; the caller has checked against `end`).
+    fn fill(&mut self, needed: usize) -> Result<()> {
+        if self.window().len() >= needed {
+            return Ok(());
+        }
+        let want = needed
+            .max(self.window_bytes)
+            .min(usize::try_from(self.end - self.position).unwrap_or(usize::MAX));
+        self.buf.resize(want, 0);
+        let n = read_fully_at(self.file, &mut self.buf, self.position)?;
+        self.buf.truncate(n);
+        self.buf_start = self.position;
+        Ok(())
+    }
+}
