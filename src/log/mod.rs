@@ -596,3 +596,6 @@ impl Inner {
         storage.sync_dir(&self.dir)
     }
 }
+
+#[cfg(test)]
+mod tests;

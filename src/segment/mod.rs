@@ -32,6 +32,9 @@ pub use files::{
 };
 pub(crate) use scan::BatchScanner;
 
+/// Offset-index entries checked against the `.log` by [`Segment::sanity_check`].
+const INDEX_SAMPLES: usize = 8;
+
 /// Bytes read per window when looking up one offset: an index interval plus a batch or two.
 const LOOKUP_WINDOW_BYTES: usize = 16 << 10;
 
@@ -442,6 +445,23 @@ impl Segment {
                 self.next_offset.store(last_indexed + 1, Ordering::Release);
             }
         }
+        let last_time = self.indexes.read().times.last_entry();
+        if last_time.timestamp != NO_TIMESTAMP
+            && (last_time.offset >= self.next_offset()
+                || last_time.timestamp > self.max_timestamp())
+        {
+            return Err(Error::Corrupt {
+                path: self.indexes.read().times.path().to_path_buf(),
+                position: 0,
+                reason: format!(
+                    "last entry ({}, {}) lies beyond the log (next offset {}, largest timestamp {})",
+                    last_time.timestamp,
+                    last_time.offset,
+                    self.next_offset(),
+                    self.max_timestamp()
+                ),
+            });
+        }
         if size > 0 {
             let mut first = BatchScanner::new(&*self.log, 0, size, self.limits.max_batch_bytes)
                 .window_bytes(crate::record::BATCH_OVERHEAD);
@@ -452,22 +472,32 @@ impl Segment {
         Ok(())
     }
 
-    /// Checks both indexes and that they point inside the `.log`.
+    /// Checks both indexes: their own sanity rules, and that sampled offset-index entries
+    /// (the last one and a few spread over the file) point at the start of a batch whose
+    /// last offset is the entry's offset. Random garbage in an index file fails this.
     pub fn sanity_check(&self) -> Result<()> {
         let indexes = self.indexes.read();
         indexes.offsets.sanity_check()?;
         indexes.times.sanity_check()?;
         let entries = indexes.offsets.entries();
-        if entries > 0 {
-            let last = indexes.offsets.entry(entries - 1)?;
-            if u64::from(last.position) >= self.size_bytes() {
+        let samples = entries.min(INDEX_SAMPLES);
+        for k in 0..samples {
+            // Spread over the index, always including the last entry.
+            let n = entries - 1 - k * (entries / samples.max(1));
+            let entry = indexes.offsets.entry(n)?;
+            let mut header = [0u8; crate::record::BATCH_OVERHEAD];
+            let read = self.read_at(&mut header, u64::from(entry.position))?;
+            let found = header
+                .get(..read)
+                .and_then(|bytes| BatchHeader::parse(bytes).ok())
+                .map(|h| h.last_offset());
+            if found != Some(entry.offset as i64) {
                 return Err(Error::Corrupt {
                     path: indexes.offsets.path().to_path_buf(),
-                    position: (entries as u64 - 1) * 8,
+                    position: n as u64 * 8,
                     reason: format!(
-                        "entry points at byte {} of a log of {} bytes",
-                        last.position,
-                        self.size_bytes()
+                        "entry {n} maps offset {} to byte {}, where the log holds no batch ending there",
+                        entry.offset, entry.position
                     ),
                 });
             }

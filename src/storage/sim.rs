@@ -184,7 +184,8 @@ impl FileState {
         };
         before.iter().for_each(|op| op.apply(&mut bytes));
         match last {
-            Op::Write(position, data) => {
+            // Half the time the last write is cut short; otherwise it landed whole.
+            Op::Write(position, data) if rng.below(2) == 0 => {
                 let landed = rng.below(data.len() + 1);
                 let mut torn = data[..landed].to_vec();
                 if options.garbage && rng.below(4) == 0 {
@@ -267,6 +268,22 @@ impl SimStorage {
             let mut rng = Rng(seed ^ name.iter().fold(0xCBF2_9CE4_8422_2325, fnv));
             let is_index = name.ends_with(b".index") || name.ends_with(b".timeindex");
             let bytes = state.lock().crash(&mut rng, options, is_index);
+            after.files.insert(path.clone(), FileState::settled(bytes));
+        }
+        SimStorage {
+            disk: Arc::new(Mutex::new(after)),
+        }
+    }
+
+    /// A new, independent disk as a process crash (SIGKILL) leaves it: every write the
+    /// process made is kept, synced or not, because the page cache outlives the process.
+    /// Open handles on the old disk are left alone and no longer matter.
+    pub fn process_crash(&self) -> SimStorage {
+        let disk = self.disk.lock();
+        let mut after = Disk::default();
+        after.dirs.clone_from(&disk.dirs);
+        for (path, state) in &disk.files {
+            let bytes = state.lock().current.clone();
             after.files.insert(path.clone(), FileState::settled(bytes));
         }
         SimStorage {

@@ -1,0 +1,290 @@
+//! Unit tests of the partition log's internals: rolls, recovery bookkeeping and group
+//! commit. Behaviour seen through the public API is tested in `tests/`.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::storage::SimStorage;
+
+fn env(sim: &SimStorage) -> Env {
+    Env {
+        storage: Arc::new(sim.clone()),
+        clock: Arc::new(ManualClock::new(1_000)),
+    }
+}
+
+fn small() -> LogConfig {
+    LogConfig::default()
+        .segment_bytes(1024)
+        .segment_index_bytes(64)
+        .index_interval_bytes(100)
+}
+
+fn values(log: &Partition, from: u64) -> Vec<(u64, Vec<u8>)> {
+    log.read_to_log_end(from)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.offset(), r.value().unwrap_or_default().to_vec())
+        })
+        .collect()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    format!("value-{i:05}").into_bytes()
+}
+
+#[test]
+fn reads_cross_many_rolled_segments_in_order() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..500 {
+        assert_eq!(log.append(Record::new(value(i))).unwrap(), i);
+    }
+    assert!(log.segment_count() > 10, "{} segments", log.segment_count());
+    let all = values(&log, 0);
+    assert_eq!(all.len(), 500);
+    for (i, (offset, v)) in all.iter().enumerate() {
+        assert_eq!((*offset, v), (i as u64, &value(i as u64)));
+    }
+    for start in [0, 1, 37, 250, 499, 500] {
+        assert_eq!(
+            values(&log, start).first().map(|(o, _)| *o),
+            (start < 500).then_some(start)
+        );
+    }
+}
+
+#[test]
+fn a_roll_flushes_the_old_segment_and_moves_the_recovery_point() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    while log.segment_count() < 3 {
+        log.append(Record::new(vec![7; 50])).unwrap();
+    }
+    let active_base = log.segments().last().unwrap().base_offset();
+    assert_eq!(log.recovery_point(), active_base);
+}
+
+#[test]
+fn clean_reopen_restores_offsets_without_recovery() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for chunk in 0..10 {
+        log.append_batch(
+            (chunk * 30..chunk * 30 + 30)
+                .map(|i| Record::new(value(i)))
+                .collect(),
+        )
+        .unwrap();
+    }
+    for i in 300..400 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    let before = (log.log_end_offset(), log.segment_count(), values(&log, 0));
+    log.close().unwrap();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!(
+        (log.log_end_offset(), log.segment_count(), values(&log, 0)),
+        before
+    );
+    assert_eq!(log.recovery_point(), 400);
+}
+
+#[test]
+fn crash_reopen_keeps_everything_the_page_cache_had() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..300 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    let after = sim.process_crash();
+    let reopened = Partition::open_with_env("/p", small(), env(&after)).unwrap();
+    assert_eq!(reopened.log_end_offset(), 300);
+    assert_eq!(values(&reopened, 0), values(&log, 0));
+    assert_eq!(reopened.append(Record::new(value(300))).unwrap(), 300);
+}
+
+#[test]
+fn flushed_records_survive_any_power_loss() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..150 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    log.flush().unwrap();
+    for i in 150..200 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    for seed in 0..100 {
+        let after = sim.power_loss(seed);
+        let reopened = Partition::open_with_env("/p", small(), env(&after)).unwrap();
+        let got = values(&reopened, 0);
+        assert!(got.len() >= 150, "seed {seed}: {} records", got.len());
+        for (i, (offset, v)) in got.iter().enumerate() {
+            assert_eq!((*offset, v), (i as u64, &value(i as u64)), "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn group_commit_shares_fsyncs_between_threads() {
+    let sim = SimStorage::default();
+    let config = LogConfig::default().flush_policy(FlushPolicy::Always);
+    let log = Arc::new(Partition::open_with_env("/p", config, env(&sim)).unwrap());
+    let syncs_before = sim.sync_count();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    log.append(Record::new(value(t * 1000 + i))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.log_end_offset(), 1600);
+    let syncs = sim.sync_count() - syncs_before;
+    assert!(syncs <= 1600, "{syncs} fsyncs for 1600 appends");
+    // Every append returned only after its bytes were synced.
+    let after = sim.power_loss(7);
+    let reopened = Partition::open_with_env("/p", LogConfig::default(), env(&after)).unwrap();
+    assert_eq!(reopened.log_end_offset(), 1600);
+}
+
+#[test]
+fn delete_records_before_the_log_end_keeps_one_empty_segment() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..100 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    assert_eq!(log.delete_records_before(100).unwrap(), 100);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 100));
+    assert!(matches!(
+        log.read_from(99),
+        Err(Error::OffsetOutOfRange {
+            requested: 99,
+            log_start: 100,
+            log_end: 100
+        })
+    ));
+    assert_eq!(log.append(Record::new(value(100))).unwrap(), 100);
+    drop(log);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 101));
+}
+
+#[test]
+fn truncate_below_log_start_restarts_the_log_there() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..100 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    log.delete_records_before(40).unwrap();
+    assert_eq!(log.truncate_to(20).unwrap(), 20);
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (20, 20, 1)
+    );
+    assert_eq!(log.append(Record::new(value(20))).unwrap(), 20);
+}
+
+#[test]
+fn partition_and_records_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Partition>();
+    send::<Records>();
+}
+
+#[test]
+fn every_messages_policy_flushes_after_n_records() {
+    let sim = SimStorage::default();
+    let config = small()
+        .segment_bytes(1 << 20)
+        .flush_policy(FlushPolicy::EveryMessages(10));
+    let log = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    for i in 0..9 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    assert_eq!(log.recovery_point(), 0);
+    log.append(Record::new(value(9))).unwrap();
+    assert_eq!(log.recovery_point(), 10);
+    log.append_batch((10..25).map(|i| Record::new(value(i))).collect())
+        .unwrap();
+    assert_eq!(log.recovery_point(), 25);
+}
+
+#[test]
+fn interval_policy_flushes_on_append_once_the_interval_passed() {
+    let sim = SimStorage::default();
+    let clock = ManualClock::new(0);
+    let env = Env {
+        storage: Arc::new(sim.clone()),
+        clock: Arc::new(clock.clone()),
+    };
+    let config = small()
+        .segment_bytes(1 << 20)
+        .flush_policy(FlushPolicy::Interval(std::time::Duration::from_secs(3600)));
+    let log = Partition::open_with_env("/p", config, env).unwrap();
+    log.append(Record::new(value(0))).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    clock.advance_ms(3_600_000);
+    log.append(Record::new(value(1))).unwrap();
+    assert_eq!(log.recovery_point(), 2);
+}
+
+#[test]
+fn interval_policy_flushes_in_the_background_without_appends() {
+    let sim = SimStorage::default();
+    let config = small()
+        .segment_bytes(1 << 20)
+        .flush_policy(FlushPolicy::Interval(std::time::Duration::from_millis(5)));
+    let env = Env {
+        storage: Arc::new(sim.clone()),
+        clock: Arc::new(crate::clock::SystemClock),
+    };
+    let log = Partition::open_with_env("/p", config, env).unwrap();
+    log.append(Record::new(value(0))).unwrap();
+    // The flusher thread runs on its own; wait for it (bounded), not for a fixed time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.recovery_point() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(log.recovery_point(), 1);
+}
+
+#[test]
+fn garbage_that_looks_like_a_sane_index_is_detected_and_rebuilt() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    for i in 0..200 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    let expected = values(&log, 0);
+    log.close().unwrap();
+    // Increasing entries inside the log, but not at batch boundaries.
+    let mut garbage = Vec::new();
+    for k in 1..5u32 {
+        garbage.extend_from_slice(&(k * 10).to_be_bytes());
+        garbage.extend_from_slice(&(k * 333).to_be_bytes());
+    }
+    sim.write_file("/p/00000000000000000000.index", &garbage);
+    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    assert_eq!(values(&log, 0), expected);
+    for start in [0, 17, 99, 150, 199] {
+        assert_eq!(values(&log, start)[0].0, start);
+    }
+}
