@@ -12,6 +12,7 @@
 
 mod checkpoint;
 mod durability;
+mod follower;
 mod load;
 mod reader;
 

@@ -288,3 +288,87 @@ fn garbage_that_looks_like_a_sane_index_is_detected_and_rebuilt() {
         assert_eq!(values(&log, start)[0].0, start);
     }
 }
+
+/// Encodes `count` records as one batch based at `base`.
+fn batch_at(base: u64, count: u64) -> Vec<u8> {
+    let records: Vec<Record> = (base..base + count)
+        .map(|i| Record::new(value(i)).with_timestamp(i as i64))
+        .collect();
+    let mut out = Vec::new();
+    crate::record::encode_batch(&records, crate::record::Compression::None, 0, &mut out).unwrap();
+    crate::record::set_base_offset(&mut out, base as i64);
+    out
+}
+
+#[test]
+fn follower_appends_keep_their_offsets_and_gaps() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let mut input = batch_at(0, 3);
+    input.extend(batch_at(10, 2));
+    assert_eq!(log.append_as_follower(&input).unwrap(), 0..12);
+    assert_eq!(log.log_end_offset(), 12);
+    let offsets: Vec<u64> = values(&log, 0).into_iter().map(|(o, _)| o).collect();
+    assert_eq!(offsets, [0, 1, 2, 10, 11]);
+    // Reading inside the gap gives the next record.
+    assert_eq!(values(&log, 5)[0].0, 10);
+}
+
+#[test]
+fn follower_append_below_the_log_end_is_refused_with_the_offsets() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    log.append_batch((0..7).map(|i| Record::new(value(i))).collect())
+        .unwrap();
+    let err = log.append_as_follower(&batch_at(4, 3)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnexpectedAppendOffset {
+                first: 4,
+                last: 6,
+                log_end: 7
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(log.log_end_offset(), 7);
+}
+
+#[test]
+fn follower_batches_out_of_order_are_refused_before_anything_is_written() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let mut input = batch_at(0, 2);
+    input.extend(batch_at(5, 1));
+    input.extend(batch_at(3, 1));
+    assert!(matches!(
+        log.append_as_follower(&input),
+        Err(Error::InvalidBatch { .. })
+    ));
+    let mut torn = batch_at(0, 2);
+    torn.extend(&batch_at(2, 2)[..30]);
+    assert!(matches!(
+        log.append_as_follower(&torn),
+        Err(Error::InvalidBatch { .. })
+    ));
+    assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+}
+
+#[test]
+fn follower_batch_past_the_relative_offset_range_rolls_a_segment_at_its_base() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    log.append_as_follower(&batch_at(0, 2)).unwrap();
+    let far = i32::MAX as u64 + 2;
+    log.append_as_follower(&batch_at(far, 2)).unwrap();
+    let bases: Vec<u64> = log.segments().iter().map(|s| s.base_offset()).collect();
+    assert_eq!(bases, [0, far]);
+    log.append_as_follower(&batch_at(far + 2, 1)).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(log.log_end_offset(), far + 3);
+    drop(log);
+    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    let offsets: Vec<u64> = values(&log, 0).into_iter().map(|(o, _)| o).collect();
+    assert_eq!(offsets, [0, 1, far, far + 1, far + 2]);
+}

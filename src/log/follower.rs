@@ -1,0 +1,125 @@
+//! Appending batches whose offsets are already assigned — a follower copying its leader's
+//! log, or a tool restoring one. Offsets are kept as they are (gaps allowed, as compaction
+//! leaves them); they must lie at or after the log end and increase. A batch whose offsets
+//! would not fit the active segment's 32-bit relative range rolls a new segment based at
+//! `max(log end, the batch's first offset)`.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use super::{Inner, Partition};
+use crate::error::{Error, Result};
+use crate::record::{BatchHeader, BatchIter};
+use crate::segment::IncomingBatch;
+
+impl Partition {
+    /// Appends batches with their offsets as given (one or more v2 batches end to end).
+    /// Every batch is validated (CRC-32C, offsets increasing) before anything is written;
+    /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]).
+    /// `max.message.bytes` is not applied: the leader already accepted these batches.
+    /// Returns the offsets from the first batch's base to one past the last batch's end.
+    pub fn append_as_follower(&self, batches: &[u8]) -> Result<Range<u64>> {
+        let headers = validate(batches)?;
+        let inner = &*self.inner;
+        let writer = inner.writer.lock();
+        inner.ensure_open()?;
+        let log_end = inner.log_end_offset.load(Ordering::Acquire);
+        let (Some((_, first)), Some((_, last))) = (headers.first(), headers.last()) else {
+            return Ok(log_end..log_end);
+        };
+        let (first_offset, last_offset) = (first.base_offset as u64, last.last_offset() as u64);
+        if first_offset < log_end {
+            return Err(Error::UnexpectedAppendOffset {
+                first: first_offset,
+                last: last_offset,
+                log_end,
+            });
+        }
+        let result = headers
+            .iter()
+            .try_for_each(|(position, header)| {
+                inner.append_with_offsets(&batches[*position..][..header.size_bytes()], header)
+            })
+            .map(|()| first_offset..last_offset + 1);
+        inner.after_append(writer, result)
+    }
+}
+
+/// Parses and checks every batch; returns each one's position and header.
+fn validate(batches: &[u8]) -> Result<Vec<(usize, BatchHeader)>> {
+    let mut iter = BatchIter::new(batches, usize::MAX);
+    let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
+    for item in iter.by_ref() {
+        let (position, batch) = item?;
+        batch.ensure_valid().map_err(|e| shift(e, position))?;
+        let header = *batch.header();
+        let previous_last = headers.last().map(|(_, h)| h.last_offset());
+        if header.base_offset < 0
+            || header.last_offset() < header.base_offset
+            || previous_last.is_some_and(|last| header.base_offset <= last)
+        {
+            return Err(Error::invalid_batch(
+                position,
+                format!(
+                    "batch offsets [{}, {}] are not after the previous batch's last offset {previous_last:?}",
+                    header.base_offset,
+                    header.last_offset()
+                ),
+            ));
+        }
+        headers.push((position, header));
+    }
+    if iter.position() != batches.len() {
+        return Err(Error::invalid_batch(
+            iter.position(),
+            "incomplete batch at the end of the input",
+        ));
+    }
+    Ok(headers)
+}
+
+/// Moves an `InvalidBatch` position from batch-relative to input-relative.
+fn shift(error: Error, by: usize) -> Error {
+    match error {
+        Error::InvalidBatch { position, reason } => Error::InvalidBatch {
+            position: position + by as u64,
+            reason,
+        },
+        other => other,
+    }
+}
+
+impl Inner {
+    /// Appends one batch that carries its own offsets. Caller holds `writer`.
+    fn append_with_offsets(&self, bytes: &[u8], header: &BatchHeader) -> Result<()> {
+        if bytes.len() as u64 > self.config.segment_bytes {
+            return Err(Error::BatchLargerThanSegment {
+                size: bytes.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let now_ms = self.env.clock.now_ms();
+        let last = header.last_offset() as u64;
+        let incoming = IncomingBatch {
+            size_bytes: bytes.len(),
+            max_timestamp: header.max_timestamp,
+            last_offset: last,
+        };
+        let mut active = self.active();
+        if active.should_roll(
+            &incoming,
+            self.config.segment_bytes,
+            self.config.segment_ms,
+            now_ms,
+        ) {
+            let log_end = self.log_end_offset.load(Ordering::Acquire);
+            active = self.roll_locked(log_end.max(header.base_offset as u64), now_ms)?;
+        }
+        active.append(bytes, header)?;
+        self.log_end_offset.store(last + 1, Ordering::Release);
+        if self.config.auto_high_watermark {
+            self.high_watermark.store(last + 1, Ordering::Release);
+        }
+        Ok(())
+    }
+}
