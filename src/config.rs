@@ -25,6 +25,27 @@ pub enum FlushPolicy {
     Always,
 }
 
+/// `cleanup.policy`: what happens to old segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Old segments are deleted by retention (Kafka's default).
+    #[default]
+    Delete,
+    /// Old segments are compacted: the last record per key is kept, offsets keep their gaps.
+    Compact,
+    /// Both: compacted, and deleted by retention.
+    CompactAndDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether a log under this policy can hold offset gaps (only compaction makes them).
+    /// A log that cannot checks that every batch starts where the previous one ended, which
+    /// catches damage to the base-offset field that the batch CRC does not cover.
+    pub fn allows_offset_gaps(self) -> bool {
+        self != CleanupPolicy::Delete
+    }
+}
+
 /// Storage settings of one partition log. Field names follow Kafka's topic configs
 /// (`segment.bytes` → `segment_bytes`); every field has a builder setter of the same name.
 ///
@@ -51,6 +72,8 @@ pub struct LogConfig {
     pub compression: Compression,
     /// `flush.messages` / `flush.ms`, as one policy.
     pub flush_policy: FlushPolicy,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
     /// When true (no replication), the high watermark follows the log end offset on every
     /// append. When false, the owner (a replication layer) moves it with
     /// [`crate::Partition::set_high_watermark`].
@@ -67,6 +90,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             compression: Compression::None,
             flush_policy: FlushPolicy::Never,
+            cleanup_policy: CleanupPolicy::Delete,
             auto_high_watermark: true,
         }
     }
@@ -102,6 +126,8 @@ setters! {
     compression: Compression,
     /// Sets [`LogConfig::flush_policy`].
     flush_policy: FlushPolicy,
+    /// Sets [`LogConfig::cleanup_policy`].
+    cleanup_policy: CleanupPolicy,
     /// Sets [`LogConfig::auto_high_watermark`].
     auto_high_watermark: bool,
 }

@@ -14,7 +14,7 @@ pub mod segment;
 pub mod storage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{FlushPolicy, LogConfig};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
 pub use log::{OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records};

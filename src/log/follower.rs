@@ -15,7 +15,10 @@ use crate::segment::IncomingBatch;
 impl Partition {
     /// Appends batches with their offsets as given (one or more v2 batches end to end).
     /// Every batch is validated (CRC-32C, offsets increasing) before anything is written;
-    /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]).
+    /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]). Gaps
+    /// between batches are accepted only by compacted logs
+    /// ([`crate::CleanupPolicy::allows_offset_gaps`]); others need each batch to start
+    /// where the previous one (or the log) ends.
     /// `max.message.bytes` is not applied: the leader already accepted these batches.
     /// Returns the offsets from the first batch's base to one past the last batch's end.
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<Range<u64>> {
@@ -28,12 +31,26 @@ impl Partition {
             return Ok(log_end..log_end);
         };
         let (first_offset, last_offset) = (first.base_offset as u64, last.last_offset() as u64);
-        if first_offset < log_end {
+        let gaps = inner.config.cleanup_policy.allows_offset_gaps();
+        if first_offset < log_end || (!gaps && first_offset != log_end) {
             return Err(Error::UnexpectedAppendOffset {
                 first: first_offset,
                 last: last_offset,
                 log_end,
             });
+        }
+        let gap = headers
+            .windows(2)
+            .find(|p| p[1].1.base_offset != p[0].1.last_offset() + 1);
+        if let (false, Some(pair)) = (gaps, gap) {
+            return Err(Error::invalid_batch(
+                pair[1].0,
+                format!(
+                    "batch starts at offset {} after one ending at {}: gaps need a compacted log",
+                    pair[1].1.base_offset,
+                    pair[0].1.last_offset()
+                ),
+            ));
         }
         let result = headers
             .iter()

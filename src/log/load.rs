@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::checkpoint::{CHECKPOINT_FILE, Checkpoint};
+use super::checkpoint::CheckpointFile;
 use super::durability::{Flusher, SyncState};
 use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::segment::{
     CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
     parse_segment_file_name,
@@ -43,9 +43,11 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         max_batch_bytes: usize::try_from(config.segment_bytes)
             .unwrap_or(usize::MAX)
             .max(config.max_message_bytes),
+        offset_gaps: config.cleanup_policy.allows_offset_gaps(),
     };
     let clean = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
-    let checkpoint = Checkpoint::read(storage, dir)?.unwrap_or_default();
+    let (checkpoint_file, checkpoint) = CheckpointFile::open(storage, dir)?;
+    let checkpoint = checkpoint.unwrap_or_default();
 
     let (bases, missing_index) = scan_directory(storage, dir)?;
     let mut segments = BTreeMap::new();
@@ -124,6 +126,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         high_watermark: AtomicU64::new(high_watermark),
         recovery_point: AtomicU64::new(recovery_point),
         sync: SyncState::new(recovery_point),
+        checkpoint_file: Mutex::new(checkpoint_file),
         closed: AtomicBool::new(false),
         flusher: Mutex::new(None),
         lock: Mutex::new(Some(lock)),
@@ -146,10 +149,7 @@ fn scan_directory(storage: &dyn Storage, dir: &Path) -> Result<(BTreeSet<u64>, B
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(DELETED_SUFFIX)
-            || name.ends_with(CLEANED_SUFFIX)
-            || name == format!("{CHECKPOINT_FILE}.tmp")
-        {
+        if name.ends_with(DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
             storage.remove_file(&path)?;
             continue;
         }
@@ -219,19 +219,9 @@ fn load_segments(
         if !must_recover {
             continue;
         }
-        let outcome = segment.recover(now_ms)?;
+        let outcome = segment.recover(recovery_point, now_ms)?;
         if outcome.truncated_bytes == 0 {
             continue;
-        }
-        if segment.next_offset() < recovery_point {
-            return Err(Error::Corrupt {
-                path: segment.log_path().to_path_buf(),
-                position: segment.size_bytes(),
-                reason: format!(
-                    "{}; the data is below the recovery point {recovery_point}, so it was flushed and will not be dropped silently",
-                    outcome.reason.unwrap_or_else(|| "invalid batch".into())
-                ),
-            });
         }
         for later in &bases[i + 1..] {
             if let Some(doomed) = segments.remove(later) {

@@ -30,7 +30,7 @@ use crate::record::{BatchHeader, BatchSummary, Record, RecordBatch, encode_batch
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
 use crate::storage::{DirLock, Env};
 
-use checkpoint::Checkpoint;
+use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
 
 pub use reader::{ReadBound, ReadOptions, Records};
@@ -87,6 +87,8 @@ struct Inner {
     /// Every offset below it is flushed, log and indexes; recovery starts here.
     recovery_point: AtomicU64,
     sync: SyncState,
+    /// Where `checkpoint()` is persisted (on flush, roll, truncation, deletion, close).
+    checkpoint_file: Mutex<CheckpointFile>,
     closed: AtomicBool,
     flusher: Mutex<Option<Flusher>>,
     lock: Mutex<Option<Box<dyn DirLock>>>,
@@ -350,7 +352,7 @@ impl Inner {
     }
 
     fn write_checkpoint(&self) -> Result<()> {
-        self.checkpoint().write(&*self.env.storage, &self.dir)
+        self.checkpoint_file.lock().write(&self.checkpoint())
     }
 
     /// Assigns offsets to the encoded batch in `buf` and appends it. Caller holds `writer`.
@@ -464,6 +466,8 @@ impl Inner {
         }
         self.sync.mark_durable(end);
         self.recovery_point.fetch_max(end, Ordering::AcqRel);
+        // Persisted now, so recovery never mistakes flushed data for a torn tail.
+        self.write_checkpoint()?;
         writer.unflushed_messages = 0;
         writer.last_flush_ms = self.env.clock.now_ms();
         Ok(())
@@ -487,29 +491,13 @@ impl Inner {
         let now_ms = self.env.clock.now_ms();
         let storage = &*self.env.storage;
         let log_start = self.log_start_offset.load(Ordering::Acquire);
-        if offset < log_start {
+        let mut new_end = if offset < log_start {
             // Nothing at or after `offset` may stay and nothing before it exists: start over.
-            let old: Vec<Arc<Segment>> = std::mem::take(&mut *self.segments.write())
-                .into_values()
-                .collect();
-            for segment in &old {
-                segment.delete(storage)?;
-            }
-            let fresh = Arc::new(Segment::create(
-                storage,
-                &self.dir,
-                offset,
-                self.limits,
-                now_ms,
-            )?);
-            self.segments.write().insert(offset, fresh);
-            self.log_start_offset.store(offset, Ordering::Release);
+            self.restart_at(offset, now_ms)?
         } else {
             let doomed: Vec<Arc<Segment>> = {
                 let mut segments = self.segments.write();
-                let keep_first = segments.keys().next().copied().unwrap_or(offset);
-                let cut = segments.split_off(&(offset + 1).max(keep_first + 1));
-                cut.into_values().collect()
+                segments.split_off(&(offset + 1)).into_values().collect()
             };
             for segment in &doomed {
                 segment.delete(storage)?;
@@ -517,15 +505,36 @@ impl Inner {
             let active = self.active();
             active.truncate_to(offset, now_ms)?;
             active.resize_indexes(self.config.segment_index_bytes)?;
+            active.next_offset()
+        };
+        if new_end < self.log_start_offset.load(Ordering::Acquire) {
+            // The cut batch straddled the log start: nothing visible is left, and the log
+            // start never moves back, so the log restarts empty there.
+            new_end = self.restart_at(log_start, now_ms)?;
         }
         storage.sync_dir(&self.dir)?;
-        let new_end = self.active().next_offset();
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.sync.truncate_to(new_end);
         self.write_checkpoint()?;
         Ok(new_end)
+    }
+
+    /// Replaces every segment with one empty segment at `offset`, which becomes the log
+    /// start. Returns `offset`. Caller holds `writer`.
+    fn restart_at(&self, offset: u64, now_ms: i64) -> Result<u64> {
+        let storage = &*self.env.storage;
+        let old: Vec<Arc<Segment>> = std::mem::take(&mut *self.segments.write())
+            .into_values()
+            .collect();
+        for segment in &old {
+            segment.delete(storage)?;
+        }
+        let fresh = Segment::create(storage, &self.dir, offset, self.limits, now_ms)?;
+        self.segments.write().insert(offset, Arc::new(fresh));
+        self.log_start_offset.store(offset, Ordering::Release);
+        Ok(offset)
     }
 
     fn delete_records_before_locked(&self, offset: u64) -> Result<u64> {
@@ -587,7 +596,6 @@ impl Inner {
     fn close_locked(&self, writer: &mut Writer) -> Result<()> {
         self.active().on_become_inactive()?;
         self.flush_locked(writer)?;
-        self.write_checkpoint()?;
         let storage = &*self.env.storage;
         let marker = storage.open(
             &self.dir.join(CLEAN_SHUTDOWN_FILE),

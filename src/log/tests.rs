@@ -300,10 +300,14 @@ fn batch_at(base: u64, count: u64) -> Vec<u8> {
     out
 }
 
+fn compacted() -> LogConfig {
+    small().cleanup_policy(crate::config::CleanupPolicy::Compact)
+}
+
 #[test]
 fn follower_appends_keep_their_offsets_and_gaps() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = Partition::open_with_env("/p", compacted(), env(&sim)).unwrap();
     let mut input = batch_at(0, 3);
     input.extend(batch_at(10, 2));
     assert_eq!(log.append_as_follower(&input).unwrap(), 0..12);
@@ -312,6 +316,65 @@ fn follower_appends_keep_their_offsets_and_gaps() {
     assert_eq!(offsets, [0, 1, 2, 10, 11]);
     // Reading inside the gap gives the next record.
     assert_eq!(values(&log, 5)[0].0, 10);
+}
+
+#[test]
+fn a_log_without_compaction_refuses_offset_gaps_from_a_follower() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let err = log.append_as_follower(&batch_at(3, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnexpectedAppendOffset {
+                first: 3,
+                last: 3,
+                log_end: 0
+            }
+        ),
+        "{err}"
+    );
+    let mut input = batch_at(0, 3);
+    input.extend(batch_at(10, 2));
+    assert!(matches!(
+        log.append_as_follower(&input),
+        Err(Error::InvalidBatch { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
+fn a_damaged_base_offset_is_caught_in_a_log_without_gaps() {
+    let sim = SimStorage::default();
+    let config = small().segment_bytes(1 << 20);
+    let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
+    for i in 0..20 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    log.close().unwrap();
+    // Bump the 6th batch's base offset: outside the CRC, so only contiguity can tell.
+    let path = "/p/00000000000000000000.log";
+    let mut bytes = sim.read_file(path).unwrap();
+    let sixth = crate::record::BatchIter::new(&bytes, usize::MAX)
+        .nth(5)
+        .unwrap()
+        .unwrap()
+        .0;
+    bytes[sixth + 7] ^= 0x08;
+    sim.write_file(path, &bytes);
+    // Caught at open (an index entry no longer matches) or at the latest when read.
+    let err = match Partition::open_with_env("/p", config, env(&sim)) {
+        Err(e) => e,
+        Ok(log) => log
+            .read_from(0)
+            .unwrap()
+            .find_map(Result::err)
+            .expect("an error"),
+    };
+    assert!(
+        matches!(err, Error::Corrupt { position, .. } if position == sixth as u64),
+        "{err}"
+    );
 }
 
 #[test]
@@ -358,7 +421,8 @@ fn follower_batches_out_of_order_are_refused_before_anything_is_written() {
 #[test]
 fn follower_batch_past_the_relative_offset_range_rolls_a_segment_at_its_base() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    let config = compacted().segment_bytes(1 << 20);
+    let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
     log.append_as_follower(&batch_at(0, 2)).unwrap();
     let far = i32::MAX as u64 + 2;
     log.append_as_follower(&batch_at(far, 2)).unwrap();
@@ -368,7 +432,7 @@ fn follower_batch_past_the_relative_offset_range_rolls_a_segment_at_its_base() {
     assert_eq!(log.segment_count(), 2);
     assert_eq!(log.log_end_offset(), far + 3);
     drop(log);
-    let log = Partition::open_with_env("/p", small().segment_bytes(1 << 20), env(&sim)).unwrap();
+    let log = Partition::open_with_env("/p", config, env(&sim)).unwrap();
     let offsets: Vec<u64> = values(&log, 0).into_iter().map(|(o, _)| o).collect();
     assert_eq!(offsets, [0, 1, far, far + 1, far + 2]);
 }

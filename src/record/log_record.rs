@@ -41,39 +41,40 @@ pub struct LogRecord {
 }
 
 /// The range of `part` inside `buf`, if it lies there and fits `u32`.
+#[inline]
 fn span_in(buf: &[u8], part: &[u8]) -> Option<Span> {
-    let base = buf.as_ptr() as usize;
-    let at = (part.as_ptr() as usize).checked_sub(base)?;
-    let end = at.checked_add(part.len())?;
-    if end > buf.len() {
+    let at = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    // One comparison covers "starts inside" and "ends inside" (no overflow: at ≤ len).
+    if at > buf.len() || part.len() > buf.len() - at || buf.len() > u32::MAX as usize {
         return None;
     }
     Some(Span {
-        start: u32::try_from(at).ok()?,
-        len: u32::try_from(part.len()).ok()?,
+        start: at as u32,
+        len: part.len() as u32,
     })
 }
 
 impl LogRecord {
     /// A record sharing `buffer`, which must contain the view's key, value and headers; if
     /// it does not, they are copied into a new buffer instead.
+    #[inline]
     pub fn from_view(buffer: &Bytes, view: &RecordView<'_>) -> Self {
         let header_count = u32::try_from(view.header_count()).unwrap_or(0);
-        let shared = (|| {
-            let key = match view.key() {
-                Some(k) => Some(span_in(buffer, k)?),
-                None => None,
-            };
-            let value = match view.value() {
-                Some(v) => Some(span_in(buffer, v)?),
-                None => None,
-            };
-            let headers = span_in(buffer, view.header_bytes())?;
-            Some((key, value, headers))
-        })();
-        let (buffer, key, value, headers) = match shared {
-            Some((key, value, headers)) => (buffer.clone(), key, value, headers),
-            None => Self::copied(view),
+        let key = view.key().map(|k| span_in(buffer, k));
+        let value = view.value().map(|v| span_in(buffer, v));
+        let headers = span_in(buffer, view.header_bytes());
+        let shared = key.is_none_or(|k| k.is_some())
+            && value.is_none_or(|v| v.is_some())
+            && headers.is_some();
+        let (buffer, key, value, headers) = if shared {
+            (
+                buffer.clone(),
+                key.flatten(),
+                value.flatten(),
+                headers.unwrap_or(Span { start: 0, len: 0 }),
+            )
+        } else {
+            Self::copied(view)
         };
         LogRecord {
             buffer,

@@ -30,6 +30,7 @@ pub use builder::{BatchBuilder, BatchSummary, encode_batch};
 pub use compression::Compression;
 pub use log_record::LogRecord;
 pub use record::{Header, Record};
+pub(crate) use view::RecordIterState;
 pub use view::{HeaderView, RecordIter, RecordView};
 
 /// Bytes of a batch header before the records: 61.

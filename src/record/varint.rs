@@ -26,11 +26,20 @@ pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
 
 #[inline]
 fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
     }
-    out.push(v as u8);
+    // Build the bytes on the stack, then one copy: cheaper than a push per byte.
+    let mut bytes = [0u8; MAX_VARLONG_BYTES];
+    let mut n = 0;
+    while v >= 0x80 {
+        bytes[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    bytes[n] = v as u8;
+    out.extend_from_slice(&bytes[..=n]);
 }
 
 /// Bytes [`write_varint`] uses for `value`.
@@ -66,6 +75,11 @@ impl<'a> Cursor<'a> {
         Cursor { buf, pos: 0, base }
     }
 
+    /// A cursor at byte `pos` of `buf` (positions in errors count from `buf`'s start).
+    pub(crate) fn at(buf: &'a [u8], pos: usize) -> Self {
+        Cursor { buf, pos, base: 0 }
+    }
+
     /// Absolute position (for error messages) of the next byte.
     pub(crate) fn position(&self) -> usize {
         self.base.saturating_add(self.pos)
@@ -87,6 +101,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads one byte.
+    #[inline]
     pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
         match self.buf.get(self.pos) {
             Some(&b) => {
@@ -98,6 +113,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the next `len` bytes.
+    #[inline]
     pub(crate) fn bytes(&mut self, len: usize, what: &str) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(len);
         match end.and_then(|end| self.buf.get(self.pos..end)) {
@@ -112,7 +128,26 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn unsigned(&mut self, max_bytes: usize, last_max: u8, what: &str) -> Result<u64> {
+        // Fast paths: lengths and deltas almost always fit in one or two bytes.
+        if let Some(&b0) = self.buf.get(self.pos) {
+            if b0 & 0x80 == 0 {
+                self.pos += 1;
+                return Ok(u64::from(b0));
+            }
+            if let Some(&b1) = self.buf.get(self.pos + 1)
+                && b1 & 0x80 == 0
+            {
+                self.pos += 2;
+                return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
+            }
+        }
+        self.unsigned_slow(max_bytes, last_max, what)
+    }
+
+    #[cold]
+    fn unsigned_slow(&mut self, max_bytes: usize, last_max: u8, what: &str) -> Result<u64> {
         let start = self.position();
         let mut value = 0u64;
         for i in 0..max_bytes {
@@ -136,6 +171,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a zig-zag varint.
+    #[inline]
     pub(crate) fn varint(&mut self, what: &str) -> Result<i32> {
         // 5th byte may carry only the top 4 bits of 32.
         let raw = self.unsigned(MAX_VARINT_BYTES, 0x0f, what)? as u32;
@@ -143,6 +179,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a zig-zag varlong.
+    #[inline]
     pub(crate) fn varlong(&mut self, what: &str) -> Result<i64> {
         // 10th byte may carry only the top bit of 64.
         let raw = self.unsigned(MAX_VARLONG_BYTES, 0x01, what)?;
@@ -151,6 +188,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads a varint length: `-1` is `None`; other negatives and lengths past the end
     /// are errors.
+    #[inline]
     pub(crate) fn nullable_bytes(&mut self, what: &str) -> Result<Option<&'a [u8]>> {
         let at = self.position();
         let len = self.varint(what)?;

@@ -222,6 +222,61 @@ impl<'a> RecordIter<'a> {
     }
 }
 
+/// Where a [`RecordIter`] stands, without the borrow: lets the owner of a records buffer
+/// decode one record at a time across calls (the log's reader does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordIterState {
+    position: usize,
+    left: i64,
+    done: bool,
+}
+
+impl RecordIterState {
+    /// Records the batch declares and the iterator has not yet reached (0 once done).
+    pub(crate) fn records_left(&self) -> i64 {
+        if self.done { 0 } else { self.left }
+    }
+}
+
+impl<'a> RecordIter<'a> {
+    /// The iterator's position, to [`RecordIter::resume`] from later.
+    pub(crate) fn state(&self) -> RecordIterState {
+        RecordIterState {
+            position: self.cursor.position(),
+            left: self.left,
+            done: self.done,
+        }
+    }
+
+    /// An iterator over `records` (the same bytes given to [`RecordIter::new`]) continuing
+    /// from `state`.
+    pub(crate) fn resume(header: &BatchHeader, records: &'a [u8], state: RecordIterState) -> Self {
+        let mut iter = RecordIter::new(header, records);
+        iter.cursor = Cursor::at(records, state.position);
+        iter.left = state.left;
+        iter.done = state.done;
+        iter
+    }
+
+    /// Passes over the next `n` records reading only their length prefixes: no validation
+    /// and no views. For batches without offset gaps, record `i` has offset delta `i`, so
+    /// this seeks by offset cheaply (the batch CRC has already vouched for the bytes).
+    pub(crate) fn skip_records(&mut self, n: usize) -> Result<()> {
+        for _ in 0..n {
+            if self.done || self.left <= 0 {
+                return Ok(());
+            }
+            let at = self.cursor.position();
+            let len = self.cursor.varint("record length")?;
+            let len = usize::try_from(len)
+                .map_err(|_| Error::invalid_batch(at, format!("negative record length {len}")))?;
+            self.cursor.bytes(len, "record")?;
+            self.left -= 1;
+        }
+        Ok(())
+    }
+}
+
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordView<'a>>;
 

@@ -47,6 +47,9 @@ pub struct SegmentLimits {
     pub index_interval_bytes: usize,
     /// Largest batch a scan accepts before calling the file corrupt.
     pub max_batch_bytes: usize,
+    /// Whether batches may leave offset gaps (compacted logs). When not, every batch must
+    /// start where the previous one ended, and the first at the segment's base offset.
+    pub offset_gaps: bool,
 }
 
 /// Where an offset lives in a segment: the batch that holds it.
@@ -305,6 +308,14 @@ impl Segment {
         }
         if state.bytes_since_last_index_entry > self.limits.index_interval_bytes {
             let mut indexes = self.indexes.write();
+            if indexes.offsets.is_full() || indexes.times.is_full() {
+                // Only recovery gets here (appends roll first): a segment written across a
+                // reopen can need more entries than the cadence gave it. Sparser is still
+                // correct, so the entry is skipped.
+                state.bytes_since_last_index_entry += header.size_bytes();
+                self.next_offset.store(last_offset + 1, Ordering::Release);
+                return Ok(());
+            }
             // Positions fit: segments are at most i32::MAX bytes (LogConfig::validate).
             indexes.offsets.append(last_offset, position as u32)?;
             indexes.times.maybe_append(
@@ -421,8 +432,10 @@ impl Segment {
         let size = self.size_bytes();
         let mut scanner = BatchScanner::new(&*self.log, start, size, self.limits.max_batch_bytes);
         let mut next = None;
-        while let Some((_, batch)) = scanner.next_batch()? {
+        while let Some((position, batch)) = scanner.next_batch()? {
             let header = batch.header();
+            let expected = next.or((position == 0).then_some(self.base_offset));
+            self.check_follows(expected, header, position)?;
             if header.max_timestamp > self.max_timestamp() {
                 self.max_timestamp
                     .store(header.max_timestamp, Ordering::Release);
@@ -470,6 +483,35 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// In a log without offset gaps, a batch must start exactly at `expected` (where the
+    /// previous one ended, or the segment's base for the first). The batch CRC does not
+    /// cover the base offset, so this is what catches damage to it.
+    pub(crate) fn check_follows(
+        &self,
+        expected: Option<u64>,
+        header: &BatchHeader,
+        position: u64,
+    ) -> Result<()> {
+        match expected {
+            Some(expected) if !self.limits.offset_gaps && header.base_offset != expected as i64 => {
+                Err(Error::Corrupt {
+                    path: self.log.path().to_path_buf(),
+                    position,
+                    reason: format!(
+                        "batch starts at offset {} where {expected} was expected (this log has no offset gaps)",
+                        header.base_offset
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether batches in this segment may leave offset gaps.
+    pub(crate) fn allows_offset_gaps(&self) -> bool {
+        self.limits.offset_gaps
     }
 
     /// Checks both indexes: their own sanity rules, and that sampled offset-index entries

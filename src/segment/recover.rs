@@ -20,8 +20,10 @@ pub struct Recovered {
 impl Segment {
     /// Rebuilds this segment's indexes from its `.log`, validating every batch (CRC-32C,
     /// offsets increasing and inside the segment), and truncates the `.log` at the first
-    /// invalid or incomplete batch.
-    pub fn recover(&self, now_ms: i64) -> Result<Recovered> {
+    /// invalid or incomplete batch — unless that would drop an offset below
+    /// `keep_offsets_below` (data known to be flushed): then nothing is cut and the result
+    /// is [`crate::Error::Corrupt`] naming the file and byte.
+    pub fn recover(&self, keep_offsets_below: u64, now_ms: i64) -> Result<Recovered> {
         {
             let mut indexes = self.indexes.write();
             indexes.offsets.reset();
@@ -55,12 +57,18 @@ impl Segment {
             let next = self.next_offset();
             let base = header.base_offset;
             let last = header.last_offset();
-            let in_order = base >= 0 && base as u64 >= next && last >= base;
+            let follows = if self.limits.offset_gaps {
+                base >= 0 && base as u64 >= next
+            } else {
+                base >= 0 && base as u64 == next
+            };
+            let in_order = follows && last >= base;
             let fits =
                 last >= 0 && (last as u64).saturating_sub(self.base_offset) <= i32::MAX as u64;
             if !in_order || !fits {
                 reason = Some(format!(
-                    "batch at byte {position} holds offsets [{base}, {last}], which do not follow {next} in a segment based at {}",
+                    "batch at byte {position} holds offsets [{base}, {last}], which do not \
+                     follow {next} in a segment based at {}",
                     self.base_offset
                 ));
                 break;
@@ -70,6 +78,18 @@ impl Segment {
         }
         if reason.is_none() && valid_end != size {
             reason = Some(format!("incomplete batch at byte {valid_end}"));
+        }
+        if valid_end != size && self.next_offset() < keep_offsets_below {
+            return Err(crate::Error::Corrupt {
+                path: self.log.path().to_path_buf(),
+                position: valid_end,
+                reason: format!(
+                    "{}; offsets from {} are below the recovery point {keep_offsets_below}: \
+                     they were flushed, so they are not dropped",
+                    reason.unwrap_or_default(),
+                    self.next_offset()
+                ),
+            });
         }
         if valid_end != size {
             self.log.set_len(valid_end)?;
