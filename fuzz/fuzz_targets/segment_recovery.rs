@@ -128,16 +128,19 @@ fn read_all(log: &Partition) {
     }
 }
 
-/// A valid `log-state.checkpoint` (layout in src/log/checkpoint.rs): magic `SLCP`,
-/// version 1, log start, recovery point, high watermark, CRC-32 of what comes before.
+/// A valid `log-state.checkpoint` (layout in src/log/checkpoint.rs): one 64-byte slot of
+/// magic `SLCP`, version 2, sequence 1, log start, recovery point, high watermark, CRC-32
+/// of what comes before, zero padding.
 fn checkpoint(log_start: u64, recovery_point: u64, high_watermark: u64) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(38);
+    let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(b"SLCP");
-    buf.extend_from_slice(&1u16.to_be_bytes());
+    buf.extend_from_slice(&2u16.to_be_bytes());
+    buf.extend_from_slice(&1u64.to_be_bytes());
     buf.extend_from_slice(&log_start.to_be_bytes());
     buf.extend_from_slice(&recovery_point.to_be_bytes());
     buf.extend_from_slice(&high_watermark.to_be_bytes());
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_be_bytes());
+    buf.resize(64, 0);
     buf
 }
