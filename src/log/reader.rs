@@ -18,13 +18,13 @@ use bytes::Bytes;
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::record::{
-    BatchHeader, Compression, LogRecord, RecordBatch, RecordIter, RecordIterState, RecordView,
-    next_batch_size,
+    BatchHeader, Compression, Cursor, LogRecord, RecordBatch, RecordContext, RecordView,
+    next_batch_size, skip_records,
 };
 use crate::segment::Segment;
 
 const FIRST_CHUNK_BYTES: usize = 16 << 10;
-const MAX_CHUNK_BYTES: usize = 1 << 20;
+const MAX_CHUNK_BYTES: usize = 512 << 10;
 
 /// Up to where a read may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,14 +88,18 @@ pub struct Records {
     done: bool,
 }
 
-/// A validated batch whose records are decoded lazily.
+/// A validated batch whose records are decoded lazily, one per call.
 #[derive(Debug)]
 struct CurrentBatch {
     header: BatchHeader,
     /// The records section (decompressed if the batch was compressed).
     records: Bytes,
-    state: RecordIterState,
-    /// The next record in `state` (if any) is known to be at or after `next_offset`.
+    context: RecordContext,
+    /// Position in `records` of the next record.
+    pos: usize,
+    /// Records the header declares that are not yet decoded.
+    left: i64,
+    /// The next record (if any) is known to be at or after `next_offset`.
     positioned: bool,
     /// `.log` file and position of the batch, for errors.
     path: PathBuf,
@@ -282,11 +286,12 @@ fn open_batch(bytes: &Bytes, path: &Path, position: u64) -> Result<CurrentBatch>
             .map_err(|e| e.in_file(path, position))?;
         Bytes::from(decompressed.into_owned())
     };
-    let state = RecordIter::new(&header, &records).state();
     Ok(CurrentBatch {
+        context: RecordContext::new(&header),
+        left: i64::from(header.records_count),
         header,
         records,
-        state,
+        pos: 0,
         positioned: false,
         path: path.to_path_buf(),
         position,
@@ -297,6 +302,24 @@ impl CurrentBatch {
     /// One past the batch's last offset.
     fn end_offset(&self) -> u64 {
         self.header.last_offset().max(-1) as u64 + 1
+    }
+
+    fn error(&self, e: Error) -> Error {
+        e.in_file(&self.path, self.position)
+    }
+
+    /// Checks that nothing follows the declared records.
+    fn check_used_up(&self) -> Result<()> {
+        if self.pos == self.records.len() {
+            return Ok(());
+        }
+        Err(self.error(Error::invalid_batch(
+            self.pos,
+            format!(
+                "{} bytes after the last of the declared records",
+                self.records.len() - self.pos
+            ),
+        )))
     }
 }
 
@@ -310,11 +333,11 @@ impl Records {
         if !gap_free || self.next_offset <= base {
             return Ok(());
         }
-        let skip = usize::try_from(self.next_offset - base).unwrap_or(usize::MAX);
-        let mut iter = RecordIter::resume(header, &batch.records, batch.state);
-        iter.skip_records(skip)
-            .map_err(|e| e.in_file(&batch.path, batch.position))?;
-        batch.state = iter.state();
+        let skip = (self.next_offset - base).min(batch.left.max(0) as u64) as usize;
+        let mut cursor = Cursor::at(&batch.records, batch.pos);
+        skip_records(&mut cursor, skip).map_err(|e| batch.error(e))?;
+        batch.pos = cursor.position();
+        batch.left -= skip as i64;
         batch.positioned = true;
         Ok(())
     }
@@ -326,33 +349,32 @@ impl Records {
         let Some(batch) = self.current.as_mut() else {
             return Ok(false);
         };
-        let mut iter = RecordIter::resume(&batch.header, &batch.records, batch.state);
-        let outcome = if batch.positioned && batch.state.records_left() > 0 {
-            Ok(true)
-        } else {
-            loop {
-                let before = iter.state();
-                match iter.next() {
-                    Some(Ok(view)) if view.offset() < self.next_offset => {}
-                    Some(Ok(_)) => {
-                        batch.state = before;
-                        batch.positioned = true;
-                        break Ok(true);
-                    }
-                    Some(Err(e)) => break Err(e.in_file(&batch.path, batch.position)),
-                    None => break Ok(false),
-                }
-            }
-        };
-        if let Ok(false) = outcome {
-            // Compaction can leave a batch's last offsets without records.
-            self.next_offset = self.next_offset.max(batch.end_offset().min(self.bound));
-            self.current = None;
+        if batch.positioned && batch.left > 0 {
+            return Ok(true);
         }
-        outcome
+        while batch.left > 0 {
+            let mut cursor = Cursor::at(&batch.records, batch.pos);
+            let view = batch
+                .context
+                .decode(&mut cursor)
+                .map_err(|e| batch.error(e))?;
+            if view.offset() >= self.next_offset {
+                batch.positioned = true;
+                return Ok(true);
+            }
+            batch.pos = cursor.position();
+            batch.left -= 1;
+        }
+        batch.check_used_up()?;
+        // Compaction can leave a batch's last offsets without records.
+        self.next_offset = self.next_offset.max(batch.end_offset().min(self.bound));
+        self.current = None;
+        Ok(false)
     }
 
     /// Advances to the next wanted record; returns it with the buffer it lives in.
+    /// Inlined into its two callers so the (large) result is built in place.
+    #[inline(always)]
     fn next_with_buffer(&mut self) -> Option<Result<(RecordView<'_>, &Bytes)>> {
         loop {
             match self.position_in_batch() {
@@ -375,22 +397,22 @@ impl Records {
                 }
             }
         }
-        let bound = self.bound;
         let batch = self.current.as_mut()?;
-        let mut iter = RecordIter::resume(&batch.header, &batch.records, batch.state);
-        match iter.next() {
-            Some(Ok(view)) if view.offset() < bound => {
-                batch.state = iter.state();
+        let mut cursor = Cursor::at(&batch.records, batch.pos);
+        match batch.context.decode(&mut cursor) {
+            Ok(view) if view.offset() < self.bound => {
+                batch.pos = cursor.position();
+                batch.left -= 1;
                 self.next_offset = view.offset() + 1;
                 Some(Ok((view, &batch.records)))
             }
-            Some(Err(e)) => {
-                self.done = true;
-                Some(Err(e.in_file(&batch.path, batch.position)))
-            }
-            Some(Ok(_)) | None => {
+            Ok(_) => {
                 self.done = true;
                 None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e.in_file(&batch.path, batch.position)))
             }
         }
     }

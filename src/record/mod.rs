@@ -30,8 +30,9 @@ pub use builder::{BatchBuilder, BatchSummary, encode_batch};
 pub use compression::Compression;
 pub use log_record::LogRecord;
 pub use record::{Header, Record};
-pub(crate) use view::RecordIterState;
+pub(crate) use varint::Cursor;
 pub use view::{HeaderView, RecordIter, RecordView};
+pub(crate) use view::{RecordContext, skip_records};
 
 /// Bytes of a batch header before the records: 61.
 pub const BATCH_OVERHEAD: usize = 61;

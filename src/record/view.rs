@@ -140,41 +140,38 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
-/// Iterates the records of one batch's records section, checking that exactly
-/// `records_count` records are present. Ends after the first error.
-#[derive(Debug, Clone)]
-pub struct RecordIter<'a> {
-    cursor: Cursor<'a>,
-    left: i64,
+/// What decoding a record needs from its batch header: the base offset and timestamp
+/// the deltas apply to, the log-append time (which replaces every record's timestamp),
+/// and the base sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordContext {
     base_offset: i64,
     base_timestamp: i64,
     log_append_time: Option<i64>,
     base_sequence: i32,
-    done: bool,
 }
 
-impl<'a> RecordIter<'a> {
-    /// Iterates `records` (the uncompressed records section) of the batch with `header`.
-    pub fn new(header: &BatchHeader, records: &'a [u8]) -> Self {
-        RecordIter {
-            cursor: Cursor::new(records, 0),
-            left: i64::from(header.records_count),
+impl RecordContext {
+    /// The context of the batch with `header`.
+    pub(crate) fn new(header: &BatchHeader) -> Self {
+        RecordContext {
             base_offset: header.base_offset,
             base_timestamp: header.base_timestamp,
             log_append_time: (header.timestamp_type() == TimestampType::LogAppendTime)
                 .then_some(header.max_timestamp),
             base_sequence: header.base_sequence,
-            done: false,
         }
     }
 
-    fn read_record(&mut self) -> Result<RecordView<'a>> {
-        let at = self.cursor.position();
-        let len = self.cursor.varint("record length")?;
+    /// Decodes and fully validates the record at the cursor, moving the cursor past it.
+    #[inline]
+    pub(crate) fn decode<'a>(&self, cursor: &mut Cursor<'a>) -> Result<RecordView<'a>> {
+        let at = cursor.position();
+        let len = cursor.varint("record length")?;
         let len = usize::try_from(len)
             .map_err(|_| Error::invalid_batch(at, format!("negative record length {len}")))?;
-        let body_at = self.cursor.position();
-        let body = self.cursor.bytes(len, "record")?;
+        let body_at = cursor.position();
+        let body = cursor.bytes(len, "record")?;
         let mut c = Cursor::new(body, body_at);
         let _attributes = c.u8("record attributes")?;
         let timestamp_delta = c.varlong("timestamp delta")?;
@@ -190,16 +187,14 @@ impl<'a> RecordIter<'a> {
             .ok_or_else(|| {
                 Error::invalid_batch(count_at, format!("invalid header count {count}"))
             })?;
-        let header_start = c;
+        let header_start = c.position() - body_at;
         for _ in 0..header_count {
             read_header(&mut c)?;
         }
         if !c.is_empty() {
             return Err(c.error(format!("{} bytes left over in the record", c.remaining())));
         }
-        let header_bytes = body
-            .get(header_start.position().saturating_sub(body_at)..)
-            .unwrap_or_default();
+        let header_bytes = body.get(header_start..).unwrap_or_default();
         let offset = self
             .base_offset
             .checked_add(i64::from(offset_delta))
@@ -222,58 +217,43 @@ impl<'a> RecordIter<'a> {
     }
 }
 
-/// Where a [`RecordIter`] stands, without the borrow: lets the owner of a records buffer
-/// decode one record at a time across calls (the log's reader does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RecordIterState {
-    position: usize,
+/// Passes over `n` records at the cursor reading only their length prefixes: no
+/// validation and no views. For batches without offset gaps, record `i` has offset delta
+/// `i`, so this seeks by offset cheaply (the batch CRC has already vouched for the bytes).
+pub(crate) fn skip_records(cursor: &mut Cursor<'_>, n: usize) -> Result<()> {
+    for _ in 0..n {
+        let at = cursor.position();
+        let len = cursor.varint("record length")?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::invalid_batch(at, format!("negative record length {len}")))?;
+        cursor.bytes(len, "record")?;
+    }
+    Ok(())
+}
+
+/// Iterates the records of one batch's records section, checking that exactly
+/// `records_count` records are present. Ends after the first error.
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    cursor: Cursor<'a>,
     left: i64,
+    context: RecordContext,
     done: bool,
 }
 
-impl RecordIterState {
-    /// Records the batch declares and the iterator has not yet reached (0 once done).
-    pub(crate) fn records_left(&self) -> i64 {
-        if self.done { 0 } else { self.left }
-    }
-}
-
 impl<'a> RecordIter<'a> {
-    /// The iterator's position, to [`RecordIter::resume`] from later.
-    pub(crate) fn state(&self) -> RecordIterState {
-        RecordIterState {
-            position: self.cursor.position(),
-            left: self.left,
-            done: self.done,
+    /// Iterates `records` (the uncompressed records section) of the batch with `header`.
+    pub fn new(header: &BatchHeader, records: &'a [u8]) -> Self {
+        RecordIter {
+            cursor: Cursor::new(records, 0),
+            left: i64::from(header.records_count),
+            context: RecordContext::new(header),
+            done: false,
         }
     }
 
-    /// An iterator over `records` (the same bytes given to [`RecordIter::new`]) continuing
-    /// from `state`.
-    pub(crate) fn resume(header: &BatchHeader, records: &'a [u8], state: RecordIterState) -> Self {
-        let mut iter = RecordIter::new(header, records);
-        iter.cursor = Cursor::at(records, state.position);
-        iter.left = state.left;
-        iter.done = state.done;
-        iter
-    }
-
-    /// Passes over the next `n` records reading only their length prefixes: no validation
-    /// and no views. For batches without offset gaps, record `i` has offset delta `i`, so
-    /// this seeks by offset cheaply (the batch CRC has already vouched for the bytes).
-    pub(crate) fn skip_records(&mut self, n: usize) -> Result<()> {
-        for _ in 0..n {
-            if self.done || self.left <= 0 {
-                return Ok(());
-            }
-            let at = self.cursor.position();
-            let len = self.cursor.varint("record length")?;
-            let len = usize::try_from(len)
-                .map_err(|_| Error::invalid_batch(at, format!("negative record length {len}")))?;
-            self.cursor.bytes(len, "record")?;
-            self.left -= 1;
-        }
-        Ok(())
+    fn read_record(&mut self) -> Result<RecordView<'a>> {
+        self.context.decode(&mut self.cursor)
     }
 }
 
