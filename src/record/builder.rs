@@ -6,7 +6,7 @@
 //! record's timestamp (deltas may be negative), `maxTimestamp` the largest.
 
 use super::batch::at;
-use super::varint::{size_of_varint, size_of_varlong, write_varint, write_varlong};
+use super::varint::{size_of_varint, size_of_varlong};
 use super::{
     BATCH_OVERHEAD, Compression, LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH,
     NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record,
@@ -57,16 +57,96 @@ fn nullable_size(bytes: Option<&[u8]>) -> Result<usize> {
     })
 }
 
-#[inline]
-fn write_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-    match bytes {
-        // Lengths were checked by `nullable_size` before anything was written.
-        Some(b) => {
-            write_varint(out, b.len() as i32);
-            out.extend_from_slice(b);
-        }
-        None => write_varint(out, -1),
+/// Writes into a buffer sized in advance from [`max_record_size`], so each write is one
+/// bounds check rather than a `Vec` growth check. A write past the end is dropped and
+/// reported by [`SliceWriter::finish`] (it cannot happen: the size is an upper bound).
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> SliceWriter<'a> {
+    fn new(buf: &'a mut [u8]) -> Self {
+        SliceWriter { buf, pos: 0 }
     }
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.pos) {
+            *slot = b;
+        }
+        self.pos += 1;
+    }
+
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        let end = self.pos + b.len();
+        if let Some(slot) = self.buf.get_mut(self.pos..end) {
+            slot.copy_from_slice(b);
+        }
+        self.pos = end;
+    }
+
+    #[inline]
+    fn unsigned(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline]
+    fn varint(&mut self, v: i32) {
+        self.unsigned(u64::from(((v << 1) ^ (v >> 31)) as u32));
+    }
+
+    #[inline]
+    fn varlong(&mut self, v: i64) {
+        self.unsigned(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    /// A length-prefixed byte string, `-1` for null. Lengths were checked by
+    /// [`nullable_size`] before anything was written.
+    #[inline]
+    fn nullable(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(b) => {
+                self.varint(b.len() as i32);
+                self.bytes(b);
+            }
+            None => self.varint(-1),
+        }
+    }
+
+    /// Bytes written; an error if any write fell past the end.
+    fn finish(self) -> Result<usize> {
+        if self.pos > self.buf.len() {
+            return Err(Error::invalid_batch(
+                self.buf.len(),
+                "encoder size bound exceeded",
+            ));
+        }
+        Ok(self.pos)
+    }
+}
+
+/// Encodes `record` with `enc` at the end of `out`, growing `out` once by the record's
+/// size bound and trimming it after. On error `out` is unchanged.
+fn push_to_vec(
+    enc: &mut Encoder,
+    out: &mut Vec<u8>,
+    record: &Record,
+    default_timestamp: i64,
+) -> Result<()> {
+    let start = out.len();
+    out.resize(start.saturating_add(max_record_size(record)), 0);
+    let mut w = SliceWriter::new(out.get_mut(start..).unwrap_or_default());
+    let result = enc
+        .push(&mut w, record, default_timestamp)
+        .and_then(|()| w.finish());
+    out.truncate(start + *result.as_ref().unwrap_or(&0));
+    result.map(|_| ())
 }
 
 /// An upper bound on the encoded size of `record`, for reserving.
@@ -83,7 +163,12 @@ fn max_record_size(record: &Record) -> usize {
 impl Encoder {
     /// Appends `record` (length prefix and body) to `out`. On error `out` is unchanged.
     #[inline]
-    fn push(&mut self, out: &mut Vec<u8>, record: &Record, default_timestamp: i64) -> Result<()> {
+    fn push(
+        &mut self,
+        w: &mut SliceWriter<'_>,
+        record: &Record,
+        default_timestamp: i64,
+    ) -> Result<()> {
         let timestamp = record.timestamp().unwrap_or(default_timestamp);
         let offset_delta = i32::try_from(self.count).map_err(|_| too_large(usize::MAX))?;
         if self.count == 0 {
@@ -104,16 +189,16 @@ impl Encoder {
         }
         let body_len = len_i32(body)?;
 
-        write_varint(out, body_len);
-        out.push(0); // record attributes: unused
-        write_varlong(out, timestamp_delta);
-        write_varint(out, offset_delta);
-        write_nullable(out, record.key());
-        write_nullable(out, record.value());
-        write_varint(out, header_count);
+        w.varint(body_len);
+        w.byte(0); // record attributes: unused
+        w.varlong(timestamp_delta);
+        w.varint(offset_delta);
+        w.nullable(record.key());
+        w.nullable(record.value());
+        w.varint(header_count);
         for h in record.headers() {
-            write_nullable(out, Some(h.key.as_bytes()));
-            write_nullable(out, h.value.as_deref());
+            w.nullable(Some(h.key.as_bytes()));
+            w.nullable(h.value.as_deref());
         }
 
         if self.count == 0 || timestamp > self.max_timestamp {
@@ -194,16 +279,23 @@ pub fn encode_batch(
     let mut enc = Encoder::default();
     let result = (|| {
         if compression == Compression::None {
-            out.reserve(BATCH_OVERHEAD.saturating_add(bound));
-            out.extend_from_slice(&[0; BATCH_OVERHEAD]);
+            // One zero-filled region for header and records, trimmed to what was written.
+            let records_at = start + BATCH_OVERHEAD;
+            out.resize(records_at.saturating_add(bound), 0);
+            let mut w = SliceWriter::new(out.get_mut(records_at..).unwrap_or_default());
             for r in records {
-                enc.push(out, r, default_timestamp_ms)?;
+                enc.push(&mut w, r, default_timestamp_ms)?;
             }
+            let used = w.finish()?;
+            out.truncate(records_at + used);
         } else {
-            let mut scratch = Vec::with_capacity(bound);
+            let mut scratch = vec![0; bound];
+            let mut w = SliceWriter::new(&mut scratch);
             for r in records {
-                enc.push(&mut scratch, r, default_timestamp_ms)?;
+                enc.push(&mut w, r, default_timestamp_ms)?;
             }
+            let used = w.finish()?;
+            scratch.truncate(used);
             out.reserve(BATCH_OVERHEAD + scratch.len() / 2);
             out.extend_from_slice(&[0; BATCH_OVERHEAD]);
             compression.compress(&scratch, out)?;
@@ -247,8 +339,12 @@ impl BatchBuilder {
 
     /// Encodes `record` as the next record of the batch.
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        self.enc
-            .push(&mut self.records, record, self.default_timestamp_ms)
+        push_to_vec(
+            &mut self.enc,
+            &mut self.records,
+            record,
+            self.default_timestamp_ms,
+        )
     }
 
     /// Records appended so far.

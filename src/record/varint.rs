@@ -12,43 +12,37 @@ pub(crate) const MAX_VARINT_BYTES: usize = 5;
 /// Longest varint encoding of an `i64`.
 pub(crate) const MAX_VARLONG_BYTES: usize = 10;
 
+// The encoder writes through `builder::SliceWriter`; these simple `Vec` writers remain as
+// an independent reference for tests that build malformed records by hand.
+
 /// Appends `value` zig-zag encoded as a varint.
-#[inline]
+#[cfg(test)]
 pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
     write_unsigned(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
 }
 
 /// Appends `value` zig-zag encoded as a varlong.
-#[inline]
+#[cfg(test)]
 pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
     write_unsigned(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
-#[inline]
+#[cfg(test)]
 fn write_unsigned(out: &mut Vec<u8>, mut v: u64) {
-    if v < 0x80 {
-        out.push(v as u8);
-        return;
-    }
-    // Build the bytes on the stack, then one copy: cheaper than a push per byte.
-    let mut bytes = [0u8; MAX_VARLONG_BYTES];
-    let mut n = 0;
     while v >= 0x80 {
-        bytes[n] = (v as u8) | 0x80;
+        out.push((v as u8) | 0x80);
         v >>= 7;
-        n += 1;
     }
-    bytes[n] = v as u8;
-    out.extend_from_slice(&bytes[..=n]);
+    out.push(v as u8);
 }
 
-/// Bytes [`write_varint`] uses for `value`.
+/// Bytes a zig-zag varint of `value` takes.
 #[inline]
 pub(crate) fn size_of_varint(value: i32) -> usize {
     size_of_unsigned(u64::from(((value << 1) ^ (value >> 31)) as u32))
 }
 
-/// Bytes [`write_varlong`] uses for `value`.
+/// Bytes a zig-zag varlong of `value` takes.
 #[inline]
 pub(crate) fn size_of_varlong(value: i64) -> usize {
     size_of_unsigned(((value << 1) ^ (value >> 63)) as u64)
