@@ -7,10 +7,9 @@
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 
-use super::{Inner, Partition};
+use super::Partition;
 use crate::error::{Error, Result};
 use crate::record::{BatchHeader, BatchIter};
-use crate::segment::IncomingBatch;
 
 impl Partition {
     /// Appends batches with their offsets as given (one or more v2 batches end to end).
@@ -55,7 +54,8 @@ impl Partition {
         let result = headers
             .iter()
             .try_for_each(|(position, header)| {
-                inner.append_with_offsets(&batches[*position..][..header.size_bytes()], header)
+                let bytes = &batches[*position..][..header.size_bytes()];
+                inner.write_batch(bytes, header, inner.env.clock.now_ms())
             })
             .map(|()| first_offset..last_offset + 1);
         inner.after_append(writer, result)
@@ -103,40 +103,5 @@ fn shift(error: Error, by: usize) -> Error {
             reason,
         },
         other => other,
-    }
-}
-
-impl Inner {
-    /// Appends one batch that carries its own offsets. Caller holds `writer`.
-    fn append_with_offsets(&self, bytes: &[u8], header: &BatchHeader) -> Result<()> {
-        if bytes.len() as u64 > self.config.segment_bytes {
-            return Err(Error::BatchLargerThanSegment {
-                size: bytes.len(),
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
-        let now_ms = self.env.clock.now_ms();
-        let last = header.last_offset() as u64;
-        let incoming = IncomingBatch {
-            size_bytes: bytes.len(),
-            max_timestamp: header.max_timestamp,
-            last_offset: last,
-        };
-        let mut active = self.active();
-        if active.should_roll(
-            &incoming,
-            self.config.segment_bytes,
-            self.config.segment_ms,
-            now_ms,
-        ) {
-            let log_end = self.log_end_offset.load(Ordering::Acquire);
-            active = self.roll_locked(log_end.max(header.base_offset as u64), now_ms)?;
-        }
-        active.append(bytes, header)?;
-        self.log_end_offset.store(last + 1, Ordering::Release);
-        if self.config.auto_high_watermark {
-            self.high_watermark.store(last + 1, Ordering::Release);
-        }
-        Ok(())
     }
 }

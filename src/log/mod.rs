@@ -370,19 +370,30 @@ impl Inner {
                 max: self.config.max_message_bytes,
             });
         }
-        if buf.len() as u64 > self.config.segment_bytes {
-            return Err(Error::BatchLargerThanSegment {
-                size: buf.len(),
-                segment_bytes: self.config.segment_bytes,
-            });
-        }
         let base = self.log_end_offset.load(Ordering::Acquire);
         let last = base + u64::from(summary.last_offset_delta);
         crate::record::set_base_offset(buf, base as i64);
         let header = BatchHeader::parse(buf)?;
+        self.write_batch(buf, &header, now_ms)?;
+        Ok(base..last + 1)
+    }
+
+    /// Writes one batch whose offsets are set (in `header` and `bytes`) at the log end,
+    /// rolling first when the active segment cannot take it, then publishes the new log
+    /// end (and high watermark when it follows the log end). A roll for relative-offset
+    /// overflow starts the new segment at `max(log end, the batch's first offset)`.
+    /// Caller holds `writer`.
+    fn write_batch(&self, bytes: &[u8], header: &BatchHeader, now_ms: i64) -> Result<()> {
+        if bytes.len() as u64 > self.config.segment_bytes {
+            return Err(Error::BatchLargerThanSegment {
+                size: bytes.len(),
+                segment_bytes: self.config.segment_bytes,
+            });
+        }
+        let last = header.last_offset() as u64;
         let incoming = IncomingBatch {
-            size_bytes: buf.len(),
-            max_timestamp: summary.max_timestamp,
+            size_bytes: bytes.len(),
+            max_timestamp: header.max_timestamp,
             last_offset: last,
         };
         let mut active = self.active();
@@ -392,14 +403,15 @@ impl Inner {
             self.config.segment_ms,
             now_ms,
         ) {
-            active = self.roll_locked(base, now_ms)?;
+            let log_end = self.log_end_offset.load(Ordering::Acquire);
+            active = self.roll_locked(log_end.max(header.base_offset as u64), now_ms)?;
         }
-        active.append(buf, &header)?;
+        active.append(bytes, header)?;
         self.log_end_offset.store(last + 1, Ordering::Release);
         if self.config.auto_high_watermark {
             self.high_watermark.store(last + 1, Ordering::Release);
         }
-        Ok(base..last + 1)
+        Ok(())
     }
 
     /// Applies the flush policy after an append and returns its result.
