@@ -10,6 +10,9 @@
 //! KAFKA-TESTS-STORAGE.md): index rebuild, torn/garbage tail, stray and leftover files,
 //! clean shutdown skipping recovery.
 
+mod common;
+
+use common::Rng;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,40 +21,6 @@ use streamlog::{
     Clock, Compression, Env, Error, FlushPolicy, LogConfig, LogRecord, ManualClock, Partition,
     PowerLoss, Record, SimStorage, Storage,
 };
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed ^ 0xC0_22_0B_7E)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next().checked_rem(n).unwrap_or(0)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn blob(&mut self, lo: u64, hi: u64) -> Vec<u8> {
-        let len = self.range(lo, hi) as usize;
-        self.bytes(len)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
 
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const CHECKPOINT: &str = "log-state.checkpoint";
@@ -385,7 +354,12 @@ fn build_sim(seed: u64, clean: bool) -> (SimStorage, LogConfig, Vec<Record>, u64
 fn random_damage_gives_the_right_records_or_a_typed_error() {
     let (mut opened, mut refused, mut cases) = (0, 0, 0);
     let mut failures = Vec::new();
-    for seed in 0..1500u64 {
+    // `STREAMLOG_CORRUPTION_CASES=<n>` runs more (or fewer) cases than the default.
+    let total_cases = std::env::var("STREAMLOG_CORRUPTION_CASES")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1500);
+    for seed in 0..total_cases {
         let clean = seed % 2 == 0;
         let (sim, config, records, durable) = build_sim(seed, clean);
         let mut rng = Rng::new(seed ^ 0xDA_3A6E);

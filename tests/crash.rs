@@ -14,6 +14,9 @@
 //! append: `ACK <life> <thread> <first seq> <count> <first offset>\n`. A line without its
 //! newline (cut by the kill) is not an acknowledgement.
 
+mod common;
+
+use common::Rng;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -99,23 +102,6 @@ fn child_appender() {
             });
         }
     });
-}
-
-/// splitmix64 for trial parameters.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
 }
 
 /// An acknowledged record: which life, thread and sequence number it is.
@@ -301,7 +287,7 @@ fn sigkill_never_loses_an_acknowledged_record() {
     }
     let trials = env_u64(TRIALS_ENV).unwrap_or(60);
     let root = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(0xC4A5_4000);
+    let mut rng = Rng::new(0xC4A5_4000);
     let mut dirs = 0u64;
     let mut dir = root.path().join("p-0");
     let mut life = 0u64;

@@ -11,6 +11,9 @@
 //!
 //! Every failure message names the seed; rerun one seed with `STREAMLOG_SEED=<n>`.
 
+mod common;
+
+use common::Rng;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,54 +27,6 @@ use streamlog::{
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness and the workload model
 // ---------------------------------------------------------------------------------------------
-
-/// splitmix64.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_B00C)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next().checked_rem(n).unwrap_or(0)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    /// Random bytes of a random length in `lo..=hi`.
-    fn blob(&mut self, lo: u64, hi: u64) -> Vec<u8> {
-        let len = self.range(lo, hi) as usize;
-        self.bytes(len)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        if self.chance(50) {
-            // Compressible.
-            let b = self.next() as u8;
-            (0..len).map(|i| b.wrapping_add((i % 4) as u8)).collect()
-        } else {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
-}
 
 fn dir() -> PathBuf {
     PathBuf::from("data/orders-0")
@@ -131,13 +86,13 @@ fn random_records(rng: &mut Rng, model: &mut Model, clock: &ManualClock, n: usiz
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let mut r = match rng.below(10) {
-            0 => Record::tombstone(rng.blob(1, 8)),
-            1..=4 => Record::new(rng.blob(0, 47)).with_key(rng.blob(0, 8)),
-            _ => Record::new(rng.blob(0, 63)),
+            0 => Record::tombstone(rng.payload(1, 8)),
+            1..=4 => Record::new(rng.payload(0, 47)).with_key(rng.payload(0, 8)),
+            _ => Record::new(rng.payload(0, 63)),
         };
         for h in 0..rng.below(3) {
             let value = if rng.chance(70) {
-                Some(rng.blob(0, 5))
+                Some(rng.payload(0, 5))
             } else {
                 None
             };

@@ -24,7 +24,7 @@ use super::checkpoint::CheckpointFile;
 use super::durability::{Flusher, SyncState};
 use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::segment::{
     CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
     parse_segment_file_name,
@@ -73,6 +73,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         &missing_index,
         now_ms,
     )?;
+    check_continuity(&segments, checkpoint.recovery_point, limits.offset_gaps)?;
 
     let first_base = segments
         .keys()
@@ -194,6 +195,46 @@ fn record(
             logs.insert(base);
         }
         _ => indexes.entry(base).or_default().push((kind, path)),
+    }
+}
+
+/// Flushed data must all be there: the log may not end before the recovery point, and in
+/// a log without offset gaps every segment must end exactly where the next one begins.
+/// Whole batches cut at a batch boundary, or a whole segment emptied, pass every batch
+/// check; this is what catches them.
+fn check_continuity(
+    segments: &BTreeMap<u64, Arc<Segment>>,
+    recovery_point: u64,
+    offset_gaps: bool,
+) -> Result<()> {
+    let missing = |segment: &Segment, reason: String| Error::Corrupt {
+        path: segment.log_path().to_path_buf(),
+        position: segment.size_bytes(),
+        reason,
+    };
+    if !offset_gaps {
+        for (a, b) in segments.values().zip(segments.values().skip(1)) {
+            if a.next_offset() != b.base_offset() {
+                return Err(missing(
+                    a,
+                    format!(
+                        "the segment ends at offset {} but the next one starts at {}",
+                        a.next_offset(),
+                        b.base_offset()
+                    ),
+                ));
+            }
+        }
+    }
+    match segments.values().next_back() {
+        Some(last) if last.next_offset() < recovery_point => Err(missing(
+            last,
+            format!(
+                "the log ends at offset {}, below the recovery point {recovery_point}: flushed records are missing",
+                last.next_offset()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -503,6 +503,20 @@ impl Inner {
         let now_ms = self.env.clock.now_ms();
         let storage = &*self.env.storage;
         let log_start = self.log_start_offset.load(Ordering::Acquire);
+        // The new log end is at least the base of the segment holding `offset`; the
+        // recovery point goes there (durably) before any byte is cut, so a crash in
+        // between never leaves a log that ends below its persisted recovery point.
+        let floor_base = self
+            .segments
+            .read()
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(base, _)| *base)
+            .min(offset);
+        if self.recovery_point.load(Ordering::Acquire) > floor_base {
+            self.recovery_point.store(floor_base, Ordering::Release);
+            self.write_checkpoint()?;
+        }
         let mut new_end = if offset < log_start {
             // Nothing at or after `offset` may stay and nothing before it exists: start over.
             self.restart_at(offset, now_ms)?

@@ -155,7 +155,25 @@ impl Records {
                 .map(|(_, s)| s.clone())
         };
         while let Some(segment) = candidate {
-            if let Some(found) = segment.find_batch(self.next_offset)? {
+            let truncations = segment.truncations();
+            let promised = segment.next_offset();
+            let located = segment.locate(self.next_offset)?;
+            if let Err(stopped_at) = located {
+                // Nothing found although the segment holds the offset: bytes are missing.
+                let short = self.next_offset < promised.min(self.bound);
+                if short && segment.truncations() == truncations {
+                    return Err(Error::Corrupt {
+                        path: segment.log_path().to_path_buf(),
+                        position: stopped_at,
+                        reason: format!(
+                            "no batch holds offset {} although the segment holds offsets up to {}",
+                            self.next_offset,
+                            promised - 1
+                        ),
+                    });
+                }
+            }
+            if let Ok(found) = located {
                 // Without gaps the batch found holds the offset (or starts the segment).
                 let first = found.header.base_offset.max(0) as u64;
                 let holds = first <= self.next_offset.max(segment.base_offset());
@@ -223,7 +241,43 @@ impl Records {
     /// Makes sure the next whole batch is in `chunk`; returns its position and size, or
     /// `None` at the end of the segment's published bytes.
     fn buffer_next_batch(&mut self, segment: &Segment) -> Result<Option<(u64, usize)>> {
+        // Loaded in this order (the writer stores them in the other): every offset below
+        // `promised` lies within `end` bytes.
+        let truncations = segment.truncations();
+        let promised = segment.next_offset();
         let end = segment.size_bytes();
+        match self.buffer_batch_within(segment, end)? {
+            Some(found) => Ok(Some(found)),
+            None => self.end_of_segment(segment, promised, truncations),
+        }
+    }
+
+    /// At the end of a segment's readable bytes: fine when every offset the segment
+    /// promised was read (or the read is bounded before them, or the segment was
+    /// truncated meanwhile); otherwise bytes went missing — a batch declared longer than
+    /// the file, or whole batches cut — and that is [`Error::Corrupt`].
+    fn end_of_segment(
+        &self,
+        segment: &Segment,
+        promised: u64,
+        truncations: u64,
+    ) -> Result<Option<(u64, usize)>> {
+        let short = self.next_offset < promised.min(self.bound);
+        if !short || segment.truncations() != truncations {
+            return Ok(None);
+        }
+        Err(Error::Corrupt {
+            path: segment.log_path().to_path_buf(),
+            position: self.chunk_start + self.chunk_pos as u64,
+            reason: format!(
+                "the segment ends before offset {}, though it holds offsets up to {}",
+                self.next_offset,
+                promised - 1
+            ),
+        })
+    }
+
+    fn buffer_batch_within(&mut self, segment: &Segment, end: u64) -> Result<Option<(u64, usize)>> {
         let position = self.chunk_start + self.chunk_pos as u64;
         let path = segment.log_path();
         let header_len = crate::record::HEADER_SIZE_UP_TO_MAGIC;

@@ -73,6 +73,9 @@ pub struct Segment {
     next_offset: AtomicU64,
     /// Largest record timestamp stored, `NO_TIMESTAMP` when none.
     max_timestamp: AtomicI64,
+    /// Bumped before every truncation, so a reader that finds fewer bytes than promised
+    /// can tell a concurrent truncation from damage.
+    truncations: AtomicU64,
     indexes: RwLock<Indexes>,
     state: Mutex<WriteState>,
 }
@@ -180,6 +183,7 @@ impl Segment {
             size_bytes: AtomicU64::new(0),
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(NO_TIMESTAMP),
+            truncations: AtomicU64::new(0),
             indexes: RwLock::new(Indexes { offsets, times }),
             state: Mutex::new(WriteState::new(base_offset, now_ms)),
         })
@@ -203,6 +207,11 @@ impl Segment {
     /// Largest record timestamp stored, or `-1` when none.
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// How many truncations have started on this segment.
+    pub(crate) fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::Acquire)
     }
 
     /// Whether the `.log` holds no batch.
@@ -284,13 +293,17 @@ impl Segment {
         self.log.write_all_at(batch, position)?;
         let mut state = self.state.lock();
         self.track_batch(&mut state, position, header)?;
+        // Size before next offset: a reader that sees the new next offset also sees the
+        // bytes that hold it (readers load them in the opposite order).
         self.size_bytes
             .store(position + batch.len() as u64, Ordering::Release);
+        self.next_offset.store(last_offset + 1, Ordering::Release);
         Ok(())
     }
 
     /// Updates timestamps, the roll clock and the indexes for a batch written at
     /// `position` (Kafka's cadence: index before the batch once the interval is passed).
+    /// The caller publishes the new size and next offset.
     fn track_batch(
         &self,
         state: &mut WriteState,
@@ -313,7 +326,6 @@ impl Segment {
                 // reopen can need more entries than the cadence gave it. Sparser is still
                 // correct, so the entry is skipped.
                 state.bytes_since_last_index_entry += header.size_bytes();
-                self.next_offset.store(last_offset + 1, Ordering::Release);
                 return Ok(());
             }
             // Positions fit: segments are at most i32::MAX bytes (LogConfig::validate).
@@ -326,13 +338,18 @@ impl Segment {
             state.bytes_since_last_index_entry = 0;
         }
         state.bytes_since_last_index_entry += header.size_bytes();
-        self.next_offset.store(last_offset + 1, Ordering::Release);
         Ok(())
     }
 
     /// The batch holding `offset`, or the first batch after it when it falls in a gap;
     /// `None` when the segment has nothing at or after `offset` (S17 steps 2–3).
     pub fn find_batch(&self, offset: u64) -> Result<Option<BatchPosition>> {
+        self.locate(offset).map(Result::ok)
+    }
+
+    /// Like [`Segment::find_batch`], but when nothing is found it tells where the scan
+    /// stopped (the end of the readable bytes, or the start of a batch that runs past it).
+    pub(crate) fn locate(&self, offset: u64) -> Result<Result<BatchPosition, u64>> {
         let start = u64::from(self.indexes.read().offsets.lookup(offset).position);
         let mut scanner = BatchScanner::new(
             &*self.log,
@@ -344,10 +361,10 @@ impl Segment {
         while let Some((position, batch)) = scanner.next_batch()? {
             let header = *batch.header();
             if header.last_offset() as u64 >= offset {
-                return Ok(Some(BatchPosition { position, header }));
+                return Ok(Ok(BatchPosition { position, header }));
             }
         }
-        Ok(None)
+        Ok(Err(scanner.position()))
     }
 
     /// The first record at or after `min_offset` whose timestamp is ≥ `timestamp`, as
@@ -400,6 +417,7 @@ impl Segment {
         let Some(cut) = self.find_batch(offset)? else {
             return Ok(0);
         };
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         let old_size = self.size_bytes();
         {
             let mut indexes = self.indexes.write();
@@ -415,7 +433,8 @@ impl Segment {
     }
 
     /// Recomputes the next offset, the largest timestamp and the roll clock from the time
-    /// index's last entry and the batches after the last index entry.
+    /// index's last entry and the batches after the last index entry, checking the CRC
+    /// and offset order of each of those batches.
     pub(crate) fn reload_tail(&self, now_ms: i64) -> Result<()> {
         let (start, last_time) = {
             let indexes = self.indexes.read();
@@ -433,6 +452,10 @@ impl Segment {
         let mut scanner = BatchScanner::new(&*self.log, start, size, self.limits.max_batch_bytes);
         let mut next = None;
         while let Some((position, batch)) = scanner.next_batch()? {
+            // The tail decides the log end: its header fields must be the written ones.
+            batch
+                .ensure_valid()
+                .map_err(|e| e.in_file(self.log.path(), position))?;
             let header = batch.header();
             let expected = next.or((position == 0).then_some(self.base_offset));
             self.check_follows(expected, header, position)?;

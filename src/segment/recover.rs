@@ -74,6 +74,7 @@ impl Segment {
                 break;
             }
             self.track_batch(&mut state, position, &header)?;
+            self.next_offset.store(last as u64 + 1, Ordering::Release);
             valid_end = position + header.size_bytes() as u64;
         }
         if reason.is_none() && valid_end != size {
