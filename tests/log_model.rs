@@ -601,9 +601,17 @@ impl Harness {
     }
 }
 
+/// Cases per run: 64, or `STREAMLOG_MODEL_CASES` for a longer run.
+fn model_cases() -> u32 {
+    std::env::var("STREAMLOG_MODEL_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: model_cases(),
         max_shrink_iters: 2_000,
         failure_persistence: None,
         ..ProptestConfig::default()
