@@ -366,6 +366,21 @@ fn read_sequential(c: &mut Criterion) {
             black_box(bytes)
         });
     });
+    // The borrowed fast path: records are views into the reader's buffer.
+    group.bench_function(format!("{id}/streamlog_next_view"), |b| {
+        let logs = logs();
+        b.iter(|| {
+            let (mut count, mut bytes) = (0u64, 0usize);
+            let mut records = logs.streamlog.read_from(0).expect("streamlog read");
+            while let Some(record) = records.next_view() {
+                let record = record.expect("streamlog record");
+                bytes += record.value().map_or(0, <[u8]>::len);
+                count += 1;
+            }
+            assert_eq!(count, n, "streamlog read every record");
+            black_box(bytes)
+        });
+    });
     group.finish();
 }
 
