@@ -294,7 +294,7 @@ impl Partition {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
         inner.ensure_open()?;
-        if !inner.active().is_empty() {
+        if !inner.active()?.is_empty() {
             inner.roll_locked(
                 inner.log_end_offset.load(Ordering::Acquire),
                 inner.env.clock.now_ms(),
@@ -334,13 +334,17 @@ impl Inner {
         Ok(())
     }
 
-    fn active(&self) -> Arc<Segment> {
-        // The map is never empty: open creates a segment and deletion keeps one.
+    /// The segment appends go to. The map is empty only after a restart that failed
+    /// midway, which also closed the log (reopening recovers from the files).
+    fn active(&self) -> Result<Arc<Segment>> {
         let segments = self.segments.read();
-        match segments.values().next_back() {
-            Some(segment) => segment.clone(),
-            None => unreachable!("a partition always has an active segment"),
-        }
+        segments
+            .values()
+            .next_back()
+            .cloned()
+            .ok_or_else(|| Error::Closed {
+                path: self.dir.clone(),
+            })
     }
 
     fn checkpoint(&self) -> Checkpoint {
@@ -396,7 +400,7 @@ impl Inner {
             max_timestamp: header.max_timestamp,
             last_offset: last,
         };
-        let mut active = self.active();
+        let mut active = self.active()?;
         if active.should_roll(
             &incoming,
             self.config.segment_bytes,
@@ -446,7 +450,7 @@ impl Inner {
     /// Makes the outgoing active segment read-only and durable, then starts a new one at
     /// `new_base`. Caller holds `writer`.
     fn roll_locked(&self, new_base: u64, now_ms: i64) -> Result<Arc<Segment>> {
-        let old = self.active();
+        let old = self.active()?;
         if old.is_empty() && old.base_offset() == new_base {
             old.resize_indexes(self.config.segment_index_bytes)?;
             return Ok(old);
@@ -528,7 +532,7 @@ impl Inner {
             for segment in &doomed {
                 segment.delete(storage)?;
             }
-            let active = self.active();
+            let active = self.active()?;
             active.truncate_to(offset, now_ms)?;
             active.resize_indexes(self.config.segment_index_bytes)?;
             active.next_offset()
@@ -550,6 +554,15 @@ impl Inner {
     /// Replaces every segment with one empty segment at `offset`, which becomes the log
     /// start. Returns `offset`. Caller holds `writer`.
     fn restart_at(&self, offset: u64, now_ms: i64) -> Result<u64> {
+        let result = self.replace_segments_with_empty(offset, now_ms);
+        if result.is_err() {
+            // Files may be half deleted: refuse further use; reopening recovers.
+            self.closed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn replace_segments_with_empty(&self, offset: u64, now_ms: i64) -> Result<u64> {
         let storage = &*self.env.storage;
         let old: Vec<Arc<Segment>> = std::mem::take(&mut *self.segments.write())
             .into_values()
@@ -579,7 +592,7 @@ impl Inner {
         self.log_start_offset.store(offset, Ordering::Release);
         self.write_checkpoint()?;
         let end = self.log_end_offset.load(Ordering::Acquire);
-        if offset == end && !self.active().is_empty() {
+        if offset == end && !self.active()?.is_empty() {
             self.roll_locked(end, self.env.clock.now_ms())?;
         }
         let doomed: Vec<Arc<Segment>> = {
@@ -620,7 +633,7 @@ impl Inner {
     }
 
     fn close_locked(&self, writer: &mut Writer) -> Result<()> {
-        self.active().on_become_inactive()?;
+        self.active()?.on_become_inactive()?;
         self.flush_locked(writer)?;
         let storage = &*self.env.storage;
         let marker = storage.open(

@@ -436,3 +436,29 @@ fn follower_batch_past_the_relative_offset_range_rolls_a_segment_at_its_base() {
     let offsets: Vec<u64> = values(&log, 0).into_iter().map(|(o, _)| o).collect();
     assert_eq!(offsets, [0, 1, far, far + 1, far + 2]);
 }
+
+#[test]
+fn a_restart_that_fails_midway_closes_the_log_and_reopening_recovers() {
+    let sim = SimStorage::default();
+    // One segment, never flushed: the truncation below goes straight to the restart.
+    let config = small().segment_bytes(1 << 20).segment_index_bytes(4096);
+    let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
+    for i in 0..50 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    log.delete_records_before(30).unwrap();
+    // Truncating below the log start restarts the log; the disk refuses the new files.
+    sim.fail_writes(true);
+    assert_eq!(log.recovery_point(), 0);
+    assert!(log.truncate_to(10).is_err());
+    sim.fail_writes(false);
+    assert!(matches!(
+        log.append(Record::new(value(0))),
+        Err(Error::Closed { .. })
+    ));
+    drop(log);
+    let log = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    assert!(log.log_start_offset() <= log.log_end_offset());
+    let next = log.log_end_offset();
+    assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
+}
