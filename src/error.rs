@@ -19,7 +19,9 @@ pub enum Error {
         requested: u64,
         /// The first offset still in the log.
         log_start: u64,
-        /// The log end offset: the offset the next appended record will get.
+        /// The log end offset: the offset the next appended record will get. For
+        /// `delete_records_before`, which may not pass the high watermark, it is the
+        /// high watermark.
         log_end: u64,
     },
 

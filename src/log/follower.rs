@@ -19,10 +19,22 @@ impl Partition {
     /// ([`crate::CleanupPolicy::allows_offset_gaps`]); others need each batch to start
     /// where the previous one (or the log) ends.
     /// `max.message.bytes` is not applied: the leader already accepted these batches.
+    /// If the disk fails part way, the batches before the failure stay appended (the log
+    /// end shows how far it got) and the error is returned.
     /// Returns the offsets from the first batch's base to one past the last batch's end.
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<Range<u64>> {
         let headers = validate(batches)?;
         let inner = &*self.inner;
+        let segment_bytes = inner.config.segment_bytes;
+        if let Some((_, too_big)) = headers
+            .iter()
+            .find(|(_, h)| h.size_bytes() as u64 > segment_bytes)
+        {
+            return Err(Error::BatchLargerThanSegment {
+                size: too_big.size_bytes(),
+                segment_bytes,
+            });
+        }
         let writer = inner.writer.lock();
         inner.ensure_open()?;
         let log_end = inner.log_end_offset.load(Ordering::Acquire);

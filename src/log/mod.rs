@@ -272,12 +272,20 @@ impl Partition {
     }
 
     /// Removes every record at or after `offset` (a batch holding `offset` is removed
-    /// whole); returns the new log end offset. `offset >= log_end` changes nothing.
+    /// whole); returns the new log end offset. `offset >= log_end` changes nothing. If the
+    /// disk fails part way, the log closes ([`Error::Closed`] from then on); reopening it
+    /// recovers a consistent log from the files.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
         inner.ensure_open()?;
-        inner.truncate_locked(offset)
+        let result = inner.truncate_locked(offset);
+        if result.is_err() {
+            // Files and bookkeeping may disagree half way through: refuse further use;
+            // reopening recovers from the files.
+            inner.closed.store(true, Ordering::Release);
+        }
+        result
     }
 
     /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the

@@ -24,7 +24,7 @@ use crate::record::{
 use crate::segment::Segment;
 
 const FIRST_CHUNK_BYTES: usize = 16 << 10;
-const MAX_CHUNK_BYTES: usize = 512 << 10;
+const MAX_CHUNK_BYTES: usize = 1 << 20;
 
 /// Up to where a read may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

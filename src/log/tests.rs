@@ -462,3 +462,47 @@ fn a_restart_that_fails_midway_closes_the_log_and_reopening_recovers() {
     let next = log.log_end_offset();
     assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
 }
+
+#[test]
+fn a_follower_batch_too_big_for_a_segment_is_refused_before_any_is_written() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small().segment_bytes(2048), env(&sim)).unwrap();
+    let mut input = batch_at(0, 2);
+    input.extend(batch_at(2, 200)); // far larger than 2 KiB
+    assert!(matches!(
+        log.append_as_follower(&input),
+        Err(Error::BatchLargerThanSegment {
+            segment_bytes: 2048,
+            ..
+        })
+    ));
+    assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+}
+
+#[test]
+fn a_truncation_that_fails_closes_the_log_and_reopening_gives_a_consistent_log() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..100 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    sim.fail_writes(true);
+    assert!(log.truncate_to(40).is_err());
+    sim.fail_writes(false);
+    assert!(matches!(
+        log.append(Record::new(value(0))),
+        Err(Error::Closed { .. })
+    ));
+    drop(log);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let got = values(&log, log.log_start_offset());
+    for (offset, v) in &got {
+        assert_eq!(v, &value(*offset));
+    }
+    assert_eq!(
+        got.len() as u64,
+        log.log_end_offset() - log.log_start_offset()
+    );
+    let next = log.log_end_offset();
+    assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
+}
