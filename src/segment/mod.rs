@@ -311,31 +311,43 @@ impl Segment {
         header: &BatchHeader,
     ) -> Result<()> {
         let last_offset = header.last_offset() as u64;
+        let grows = header.max_timestamp > self.max_timestamp();
+        let max_timestamp = if grows {
+            header.max_timestamp
+        } else {
+            self.max_timestamp()
+        };
+        let offset_of_max = if grows {
+            last_offset
+        } else {
+            state.offset_of_max_timestamp
+        };
+        if state.bytes_since_last_index_entry > self.limits.index_interval_bytes {
+            let mut indexes = self.indexes.write();
+            // Full only in recovery (appends roll first): a segment written across a
+            // reopen can need more entries than the cadence gave it. Sparser is still
+            // correct, so the entry is skipped.
+            if !indexes.offsets.is_full() && !indexes.times.is_full() {
+                // Positions fit: segments are at most i32::MAX bytes (LogConfig::validate).
+                indexes.offsets.append(last_offset, position as u32)?;
+                if let Err(e) = indexes
+                    .times
+                    .maybe_append(max_timestamp, offset_of_max, false)
+                {
+                    // All or nothing: no entry may describe a batch that is not published.
+                    indexes.offsets.truncate_to(last_offset);
+                    return Err(e);
+                }
+                state.bytes_since_last_index_entry = 0;
+            }
+        }
+        // Nothing can fail from here: commit the batch's effect on the bookkeeping.
         if position == 0 {
             state.first_batch_timestamp = Some(header.max_timestamp);
         }
-        if header.max_timestamp > self.max_timestamp() {
-            self.max_timestamp
-                .store(header.max_timestamp, Ordering::Release);
+        if grows {
+            self.max_timestamp.store(max_timestamp, Ordering::Release);
             state.offset_of_max_timestamp = last_offset;
-        }
-        if state.bytes_since_last_index_entry > self.limits.index_interval_bytes {
-            let mut indexes = self.indexes.write();
-            if indexes.offsets.is_full() || indexes.times.is_full() {
-                // Only recovery gets here (appends roll first): a segment written across a
-                // reopen can need more entries than the cadence gave it. Sparser is still
-                // correct, so the entry is skipped.
-                state.bytes_since_last_index_entry += header.size_bytes();
-                return Ok(());
-            }
-            // Positions fit: segments are at most i32::MAX bytes (LogConfig::validate).
-            indexes.offsets.append(last_offset, position as u32)?;
-            indexes.times.maybe_append(
-                self.max_timestamp(),
-                state.offset_of_max_timestamp,
-                false,
-            )?;
-            state.bytes_since_last_index_entry = 0;
         }
         state.bytes_since_last_index_entry += header.size_bytes();
         Ok(())
