@@ -281,8 +281,8 @@ impl Records {
         let position = self.chunk_start + self.chunk_pos as u64;
         let path = segment.log_path();
         let header_len = crate::record::HEADER_SIZE_UP_TO_MAGIC;
-        let mut size =
-            peek_size(&self.chunk[self.chunk_pos..]).map_err(|e| e.in_file(path, position))?;
+        let mut size = next_batch_size(&self.chunk[self.chunk_pos..])
+            .map_err(|e| e.in_file(path, position))?;
         if size.is_none_or(|s| self.chunk.len() - self.chunk_pos < s) {
             if end.saturating_sub(position) < header_len as u64 {
                 return Ok(None);
@@ -298,7 +298,7 @@ impl Records {
             self.chunk_start = position;
             self.chunk_pos = 0;
             self.next_chunk_bytes = (self.next_chunk_bytes * 2).min(MAX_CHUNK_BYTES);
-            size = peek_size(&self.chunk).map_err(|e| e.in_file(path, position))?;
+            size = next_batch_size(&self.chunk).map_err(|e| e.in_file(path, position))?;
             let Some(s) = size else { return Ok(None) };
             if self.chunk.len() < s {
                 if (end - position) < s as u64 {
@@ -315,11 +315,6 @@ impl Records {
         }
         Ok(size.map(|s| (position, s)))
     }
-}
-
-/// The size of the batch at the start of `bytes`, or `None` if its header isn't there.
-fn peek_size(bytes: &[u8]) -> Result<Option<usize>> {
-    next_batch_size(bytes)
 }
 
 /// Validates one batch (CRC-32C) and prepares its records section for lazy decoding.

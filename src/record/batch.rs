@@ -90,8 +90,8 @@ fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     a
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // used by the log's in-place setters
-fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
+/// Writes `value` at `at`; a slice too short to hold it is left alone.
+pub(super) fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
     if let Some(dst) = bytes.get_mut(at..at + value.len()) {
         dst.copy_from_slice(value);
     }
@@ -313,13 +313,12 @@ impl<'a> RecordBatch<'a> {
 }
 
 /// Writes `base` into a batch's `baseOffset` field (outside the CRC: no re-checksum).
-#[cfg_attr(not(test), allow(dead_code))] // for the log module
 pub(crate) fn set_base_offset(batch: &mut [u8], base: i64) {
     put(batch, at::BASE_OFFSET, &base.to_be_bytes());
 }
 
 /// Writes `epoch` into a batch's `partitionLeaderEpoch` field (outside the CRC).
-#[cfg_attr(not(test), allow(dead_code))] // for the log module
+#[cfg_attr(not(test), allow(dead_code))] // the leader stamps it once replication lands
 pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     put(batch, at::PARTITION_LEADER_EPOCH, &epoch.to_be_bytes());
 }

@@ -5,7 +5,7 @@
 //! timestamps and the producer fields -1 unless set. `baseTimestamp` is the *first*
 //! record's timestamp (deltas may be negative), `maxTimestamp` the largest.
 
-use super::batch::at;
+use super::batch::{at, put};
 use super::varint::{size_of_varint, size_of_varlong};
 use super::{
     BATCH_OVERHEAD, Compression, LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH,
@@ -219,34 +219,28 @@ impl Encoder {
         let size = out.len();
         let batch_length = i32::try_from(size - LOG_OVERHEAD).map_err(|_| too_large(size))?;
         let last_offset_delta = self.count.saturating_sub(1);
-        let mut h = [0u8; BATCH_OVERHEAD];
-        let mut put = |at: usize, v: &[u8]| {
-            if let Some(dst) = h.get_mut(at..at + v.len()) {
-                dst.copy_from_slice(v);
-            }
-        };
-        put(at::BASE_OFFSET, &0i64.to_be_bytes());
-        put(at::BATCH_LENGTH, &batch_length.to_be_bytes());
+        put(out, at::BASE_OFFSET, &0i64.to_be_bytes());
+        put(out, at::BATCH_LENGTH, &batch_length.to_be_bytes());
         put(
+            out,
             at::PARTITION_LEADER_EPOCH,
             &NO_PARTITION_LEADER_EPOCH.to_be_bytes(),
         );
-        put(at::MAGIC, &MAGIC_V2.to_be_bytes());
-        put(at::ATTRIBUTES, &i16::from(compression.id()).to_be_bytes());
-        put(at::LAST_OFFSET_DELTA, &last_offset_delta.to_be_bytes());
-        put(at::BASE_TIMESTAMP, &self.base_timestamp.to_be_bytes());
-        put(at::MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
-        put(at::PRODUCER_ID, &producer.0.to_be_bytes());
-        put(at::PRODUCER_EPOCH, &producer.1.to_be_bytes());
-        put(at::BASE_SEQUENCE, &producer.2.to_be_bytes());
-        put(at::RECORDS_COUNT, &self.count.to_be_bytes());
-        if let Some(dst) = out.get_mut(..BATCH_OVERHEAD) {
-            dst.copy_from_slice(&h);
-        }
+        put(out, at::MAGIC, &MAGIC_V2.to_be_bytes());
+        put(
+            out,
+            at::ATTRIBUTES,
+            &i16::from(compression.id()).to_be_bytes(),
+        );
+        put(out, at::LAST_OFFSET_DELTA, &last_offset_delta.to_be_bytes());
+        put(out, at::BASE_TIMESTAMP, &self.base_timestamp.to_be_bytes());
+        put(out, at::MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
+        put(out, at::PRODUCER_ID, &producer.0.to_be_bytes());
+        put(out, at::PRODUCER_EPOCH, &producer.1.to_be_bytes());
+        put(out, at::BASE_SEQUENCE, &producer.2.to_be_bytes());
+        put(out, at::RECORDS_COUNT, &self.count.to_be_bytes());
         let crc = crc32c::crc32c(out.get(at::ATTRIBUTES..).unwrap_or_default());
-        if let Some(dst) = out.get_mut(at::CRC..at::CRC + 4) {
-            dst.copy_from_slice(&crc.to_be_bytes());
-        }
+        put(out, at::CRC, &crc.to_be_bytes());
         Ok(BatchSummary {
             record_count: self.count,
             last_offset_delta,
