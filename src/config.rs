@@ -78,6 +78,25 @@ pub struct LogConfig {
     /// append. When false, the owner (a replication layer) moves it with
     /// [`crate::Partition::set_high_watermark`].
     pub auto_high_watermark: bool,
+    /// `retention.ms`: a segment whose newest record is older than this is deleted
+    /// (`-1`: no time limit).
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest segments are deleted while the log is larger than this
+    /// by at least a whole segment (`-1`: no size limit). The seed asks for 1 GiB by default.
+    pub retention_bytes: i64,
+    /// `delete.retention.ms`: how long compaction keeps a tombstone after first seeing it.
+    pub delete_retention_ms: i64,
+    /// `file.delete.delay.ms`: how long a segment renamed `.deleted` stays on disk (readers
+    /// that already hold it keep working meanwhile).
+    pub file_delete_delay_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compaction runs when the uncompacted share of the log
+    /// reaches this.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record is compacted at most this long after it is written,
+    /// whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -92,6 +111,13 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::Never,
             cleanup_policy: CleanupPolicy::Delete,
             auto_high_watermark: true,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: 1 << 30,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            file_delete_delay_ms: 60_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -130,6 +156,20 @@ setters! {
     cleanup_policy: CleanupPolicy,
     /// Sets [`LogConfig::auto_high_watermark`].
     auto_high_watermark: bool,
+    /// Sets [`LogConfig::retention_ms`].
+    retention_ms: i64,
+    /// Sets [`LogConfig::retention_bytes`].
+    retention_bytes: i64,
+    /// Sets [`LogConfig::delete_retention_ms`].
+    delete_retention_ms: i64,
+    /// Sets [`LogConfig::file_delete_delay_ms`].
+    file_delete_delay_ms: i64,
+    /// Sets [`LogConfig::min_cleanable_dirty_ratio`].
+    min_cleanable_dirty_ratio: f64,
+    /// Sets [`LogConfig::min_compaction_lag_ms`].
+    min_compaction_lag_ms: i64,
+    /// Sets [`LogConfig::max_compaction_lag_ms`].
+    max_compaction_lag_ms: i64,
 }
 
 /// Smallest segment that can hold one batch header.
@@ -171,6 +211,46 @@ impl LogConfig {
                 format!("{} is smaller than a batch header", self.max_message_bytes),
             );
         }
+        if self.retention_ms < -1 {
+            return refuse(
+                "retention.ms",
+                format!("{} must be -1 (unlimited) or at least 0", self.retention_ms),
+            );
+        }
+        if self.retention_bytes < -1 {
+            return refuse(
+                "retention.bytes",
+                format!(
+                    "{} must be -1 (unlimited) or at least 0",
+                    self.retention_bytes
+                ),
+            );
+        }
+        for (name, value) in [
+            ("delete.retention.ms", self.delete_retention_ms),
+            ("file.delete.delay.ms", self.file_delete_delay_ms),
+            ("min.compaction.lag.ms", self.min_compaction_lag_ms),
+            ("max.compaction.lag.ms", self.max_compaction_lag_ms),
+        ] {
+            if value < 0 {
+                return refuse(name, format!("{value} must not be negative"));
+            }
+        }
+        if self.min_compaction_lag_ms > self.max_compaction_lag_ms {
+            return refuse(
+                "min.compaction.lag.ms",
+                format!(
+                    "{} is larger than max.compaction.lag.ms {}",
+                    self.min_compaction_lag_ms, self.max_compaction_lag_ms
+                ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return refuse(
+                "min.cleanable.dirty.ratio",
+                format!("{} is outside [0, 1]", self.min_cleanable_dirty_ratio),
+            );
+        }
         match self.flush_policy {
             FlushPolicy::EveryMessages(0) => refuse("flush.messages", "must be at least 1".into()),
             FlushPolicy::Interval(d) if d.is_zero() => {
@@ -194,6 +274,14 @@ mod tests {
         assert_eq!(c.index_interval_bytes, 4096);
         assert_eq!(c.max_message_bytes, 1_048_588);
         assert_eq!(c.flush_policy, FlushPolicy::Never);
+        assert_eq!(c.retention_ms, 604_800_000);
+        assert_eq!(
+            c.retention_bytes, 1_073_741_824,
+            "the seed's 1 GiB, not Kafka's -1"
+        );
+        assert_eq!(c.delete_retention_ms, 86_400_000);
+        assert_eq!(c.file_delete_delay_ms, 60_000);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.5);
         c.validate().unwrap();
     }
 
@@ -227,5 +315,43 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn compaction_lags_and_dirty_ratio_are_checked() {
+        let err = LogConfig::default()
+            .min_compaction_lag_ms(10)
+            .max_compaction_lag_ms(5)
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    name: "min.compaction.lag.ms",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = LogConfig::default()
+            .min_cleanable_dirty_ratio(1.5)
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    name: "min.cleanable.dirty.ratio",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        LogConfig::default()
+            .retention_ms(-1)
+            .retention_bytes(-1)
+            .validate()
+            .unwrap();
     }
 }
