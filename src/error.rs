@@ -121,6 +121,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A sealed segment was about to be cut in place while readers still hold its memory
+    /// map (an internal rule: such a segment is rewritten to new files first).
+    #[error("segment {} is mapped by readers and cannot be cut in place", path.display())]
+    SegmentInUse {
+        /// The segment's `.log` file.
+        path: PathBuf,
+    },
+
     /// The log was closed; no more operations are accepted on this handle.
     #[error("the log at {} is closed", path.display())]
     Closed {

@@ -1136,3 +1136,67 @@ fn truncate_into_a_batch_that_straddles_the_log_start_keeps_log_start_at_most_lo
     assert_eq!(next, end);
     assert_eq!(read_offsets(&s.log, s.log.log_start_offset()), [next]);
 }
+
+/// Sealed segments are read through a memory map. Cutting one that readers still map would
+/// fault their pages (SIGBUS), so the log cuts a copy instead: records already handed out,
+/// and a reader already inside the segment, keep their bytes.
+#[test]
+fn truncating_a_sealed_segment_that_readers_map_leaves_their_records_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let config = base().segment_bytes(4 << 10).index_interval_bytes(256);
+    let log = Partition::open(&dir, config.clone()).unwrap();
+    for i in 0..200 {
+        log.append(record(i)).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    let held: Vec<LogRecord> = log.read_from(0).unwrap().map(Result::unwrap).collect();
+    let mut inside = log.read_from(0).unwrap();
+    let first = inside.next().unwrap().unwrap();
+
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    for (i, record) in held.iter().enumerate() {
+        assert_eq!(record.offset(), i as u64);
+        assert_eq!(record.value(), Some(format!("value-{i:06}").as_bytes()));
+    }
+    assert_eq!(first.value(), Some(&b"value-000000"[..]));
+    // The reader that started before the cut goes on over the bytes it mapped.
+    let rest: Vec<u64> = inside.map(|r| r.unwrap().offset()).collect();
+    assert_eq!(rest.first(), Some(&1));
+
+    assert_eq!(read_offsets(&log, 0), (0..5).collect::<Vec<_>>());
+    assert_eq!(log.append(record(5)).unwrap(), 5);
+    assert_eq!(read_offsets(&log, 0), (0..6).collect::<Vec<_>>());
+    drop(held);
+    log.close().unwrap();
+    let log = Partition::open(&dir, config).unwrap();
+    assert_eq!(read_offsets(&log, 0), (0..6).collect::<Vec<_>>());
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".cleaned")),
+        "leftover copy: {names:?}"
+    );
+}
+
+/// With no reader holding its map, a sealed segment is cut in place and reads stay exact.
+#[test]
+fn truncating_an_unread_sealed_segment_cuts_it_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let config = base().segment_bytes(4 << 10).index_interval_bytes(256);
+    let log = Partition::open(&dir, config).unwrap();
+    for i in 0..200 {
+        log.append(record(i)).unwrap();
+    }
+    // Map every sealed segment, then let the reader go.
+    assert_eq!(log.read_from(0).unwrap().count(), 200);
+    let first_log = log.segments()[0].log_path().to_path_buf();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&first_log);
+    assert_eq!(log.truncate_to(3).unwrap(), 3);
+    assert_eq!(inode(&first_log), before, "cut in place, not copied");
+    assert_eq!(read_offsets(&log, 0), [0, 1, 2]);
+}

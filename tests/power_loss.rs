@@ -580,6 +580,10 @@ impl StorageFile for TapFile {
             tap: self.tap.clone(),
         }))
     }
+
+    fn map_read(&self, len: usize) -> streamlog::Result<streamlog::storage::ReadMap> {
+        self.inner.map_read(len)
+    }
 }
 
 #[derive(Debug)]

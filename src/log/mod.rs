@@ -540,7 +540,15 @@ impl Inner {
             for segment in &doomed {
                 segment.delete(storage)?;
             }
-            let active = self.active()?;
+            let mut active = self.active()?;
+            if active.release_map() {
+                // Readers hold its map: cut a copy, never the file under them.
+                let copy = Arc::new(active.rewrite(storage, &self.dir, now_ms)?);
+                self.segments
+                    .write()
+                    .insert(copy.base_offset(), copy.clone());
+                active = copy;
+            }
             active.truncate_to(offset, now_ms)?;
             active.resize_indexes(self.config.segment_index_bytes)?;
             active.next_offset()

@@ -13,18 +13,20 @@
 
 mod files;
 mod recover;
+mod rewrite;
 mod scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::index::{SparseIndex, TimeIndex};
 use crate::record::{BatchHeader, NO_TIMESTAMP, RecordIter};
-use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::storage::{OpenMode, ReadMap, Storage, StorageFile};
 
 pub use files::{
     CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, SegmentFile,
@@ -78,6 +80,34 @@ pub struct Segment {
     truncations: AtomicU64,
     indexes: RwLock<Indexes>,
     state: Mutex<WriteState>,
+    /// Read-only map of a sealed segment, made on its first read.
+    sealed: Mutex<Sealed>,
+}
+
+/// Whether a segment's bytes are final, and their map once made.
+#[derive(Default)]
+struct Sealed {
+    sealed: bool,
+    map: Option<ReadMap>,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealed")
+            .field("sealed", &self.sealed)
+            .field("mapped", &self.map.is_some())
+            .finish()
+    }
+}
+
+/// A [`ReadMap`] handed to a reader as the owner of a [`Bytes`]: the map lives while any
+/// slice of it does, and [`Segment::release_map`] can count those holders.
+struct MapHolder(ReadMap);
+
+impl AsRef<[u8]> for MapHolder {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
 }
 
 #[derive(Debug)]
@@ -130,11 +160,11 @@ impl Segment {
         limits: SegmentLimits,
         now_ms: i64,
     ) -> Result<Self> {
-        for kind in [SegmentFile::Index, SegmentFile::TimeIndex] {
+        // Unlinked, never cut in place: a reader may still map an old file of this name.
+        for kind in [SegmentFile::Log, SegmentFile::Index, SegmentFile::TimeIndex] {
             storage.remove_file(&kind.path(dir, base_offset))?;
         }
         let log = storage.open(&SegmentFile::Log.path(dir, base_offset), OpenMode::Create)?;
-        log.set_len(0)?;
         Self::with_files(storage, dir, base_offset, log, limits, now_ms)
     }
 
@@ -186,6 +216,7 @@ impl Segment {
             truncations: AtomicU64::new(0),
             indexes: RwLock::new(Indexes { offsets, times }),
             state: Mutex::new(WriteState::new(base_offset, now_ms)),
+            sealed: Mutex::new(Sealed::default()),
         })
     }
 
@@ -425,7 +456,15 @@ impl Segment {
 
     /// Removes every batch whose last offset is ≥ `offset` (a batch holding `offset` goes
     /// whole). Returns the bytes removed.
+    ///
+    /// A sealed segment whose map readers still hold is refused with
+    /// [`Error::SegmentInUse`]: cutting it would fault their pages.
     pub fn truncate_to(&self, offset: u64, now_ms: i64) -> Result<u64> {
+        if self.release_map() {
+            return Err(Error::SegmentInUse {
+                path: self.log_path().to_path_buf(),
+            });
+        }
         let Some(cut) = self.find_batch(offset)? else {
             return Ok(0);
         };
@@ -593,6 +632,7 @@ impl Segment {
     /// Called when the segment stops being the active one (roll or close): writes the
     /// closing time-index entry (largest timestamp → its offset) and trims both indexes.
     pub fn on_become_inactive(&self) -> Result<()> {
+        self.seal();
         let offset_of_max = self.state.lock().offset_of_max_timestamp;
         let mut indexes = self.indexes.write();
         if self.max_timestamp() != NO_TIMESTAMP {
@@ -603,6 +643,43 @@ impl Segment {
         indexes.offsets.trim_to_valid_size()?;
         indexes.times.trim_to_valid_size()?;
         Ok(())
+    }
+
+    /// Marks the segment's bytes as final (it is no longer the active segment), so reads
+    /// may map them instead of copying them.
+    pub(crate) fn seal(&self) {
+        self.sealed.lock().sealed = true;
+    }
+
+    /// The whole `.log` as shared, zero-copy bytes when the segment is sealed; `None` for
+    /// the active segment, which is read with positional reads.
+    pub(crate) fn sealed_bytes(&self) -> Result<Option<Bytes>> {
+        let mut sealed = self.sealed.lock();
+        if !sealed.sealed || self.is_empty() {
+            return Ok(None);
+        }
+        let map = match &sealed.map {
+            Some(map) => map.clone(),
+            None => {
+                let len = usize::try_from(self.size_bytes()).unwrap_or(usize::MAX);
+                let map = self.log.map_read(len)?;
+                sealed.map = Some(map.clone());
+                map
+            }
+        };
+        Ok(Some(Bytes::from_owner(MapHolder(map))))
+    }
+
+    /// Unseals the segment before its bytes change (truncation) and drops its map. Returns
+    /// true when readers still hold bytes of the map: the file must then not be cut in
+    /// place (that would fault their pages) but rewritten to a new file first.
+    pub(crate) fn release_map(&self) -> bool {
+        let mut sealed = self.sealed.lock();
+        sealed.sealed = false;
+        sealed
+            .map
+            .take()
+            .is_some_and(|map| Arc::strong_count(&map) > 1)
     }
 
     /// Makes the `.log` durable.

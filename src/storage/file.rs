@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use memmap2::MmapMut;
 
-use super::{DirLock, MappedRegion, OpenMode, Storage, StorageFile};
+use super::{DirLock, MappedRegion, OpenMode, ReadMap, Storage, StorageFile};
 use crate::error::{Error, IoContext, Result};
 
 /// The operating system's file system.
@@ -141,6 +141,20 @@ impl StorageFile for OsFile {
             path: self.path.clone(),
             map,
         }))
+    }
+
+    fn map_read(&self, len: usize) -> Result<ReadMap> {
+        if len == 0 {
+            return Ok(Arc::new(Vec::new()));
+        }
+        // SAFETY: only sealed segments are mapped, at their final length. Their bytes never
+        // change: the log truncates a sealed file in place only when no map of it is alive,
+        // and otherwise rewrites it to a new file first (`Segment::release_map`); a segment
+        // file is created only after any file of that name is unlinked; the directory lock
+        // keeps other processes out. A disk read error on a mapped page is a SIGBUS rather
+        // than an `Error::Io`, as for every mmap-based store.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }.at(&self.path)?;
+        Ok(Arc::new(map))
     }
 }
 

@@ -2,7 +2,7 @@
 //! [`Storage`] and [`StorageFile`] traits.
 //!
 //! Production uses [`FileStorage`] (plain files, `pread`/`pwrite`, `fdatasync`, memmap2 for
-//! indexes). Tests use [`SimStorage`], a simulated disk that can lose power: it keeps only
+//! indexes and sealed segments). Tests use [`SimStorage`], a simulated disk that can lose power: it keeps only
 //! what was synced plus a random torn part of the rest, so durability claims can be checked
 //! thousands of times without root or special kernels (the idea of redb's `StorageBackend`).
 
@@ -74,7 +74,15 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Maps the first `len` bytes of the file for reading and writing. The file must already
     /// be at least `len` bytes long (call [`StorageFile::set_len`] first).
     fn map_mut(&self, len: usize) -> Result<Box<dyn MappedRegion>>;
+    /// Maps the first `len` bytes of the file read-only, for bytes that no longer change
+    /// (a sealed segment). The caller must not cut the file below `len` while the map is
+    /// alive: touching a mapped page past the end of a file is a bus error.
+    fn map_read(&self, len: usize) -> Result<ReadMap>;
 }
+
+/// Read-only bytes of a file that no longer changes: a memory map on real files, a copy on
+/// the simulated disk. Shared by every reader of the file.
+pub type ReadMap = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// A writable memory map of a file (or the simulated disk's equivalent).
 pub trait MappedRegion: Send + Sync + Debug {

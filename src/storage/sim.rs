@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{DirLock, MappedRegion, OpenMode, Storage, StorageFile};
+use super::{DirLock, MappedRegion, OpenMode, ReadMap, Storage, StorageFile};
 use crate::error::{Error, Result};
 
 const DISK_FULL: &str = "simulated disk full";
@@ -488,6 +488,12 @@ impl StorageFile for SimFile {
         let too_long = || io_error(&self.path, ErrorKind::InvalidInput, "map longer than file");
         let bytes = bytes.ok_or_else(too_long)?;
         Ok(Box::new(SimRegion(self.clone(), bytes)))
+    }
+
+    fn map_read(&self, len: usize) -> Result<ReadMap> {
+        let bytes = self.state.lock().current.get(..len).map(<[u8]>::to_vec);
+        let too_long = || io_error(&self.path, ErrorKind::InvalidInput, "map longer than file");
+        Ok(Arc::new(bytes.ok_or_else(too_long)?))
     }
 }
 

@@ -1,0 +1,56 @@
+//! Copy-on-truncate: a sealed segment whose memory map is still held by readers is copied
+//! to new files before it is cut, so the readers' pages never vanish under them (a mapped
+//! page past the end of a file is a bus error, not an error value).
+
+use std::path::Path;
+
+use super::{Segment, SegmentFile};
+use crate::error::Result;
+use crate::segment::CLEANED_SUFFIX;
+use crate::storage::{OpenMode, Storage};
+
+/// Bytes copied per read/write step.
+const COPY_CHUNK_BYTES: usize = 1 << 20;
+
+impl Segment {
+    /// Copies this segment's `.log` to a new file of the same name and returns the segment
+    /// reopened on it, with rebuilt indexes; this object keeps the old files (unlinked
+    /// or renamed over) for the readers that still hold it.
+    ///
+    /// Crash-safe at every step: the copy is complete and synced before it replaces the
+    /// original, its content is identical, and a leftover `.cleaned` file or missing index
+    /// is cleaned up or rebuilt by the next open.
+    pub(crate) fn rewrite(&self, storage: &dyn Storage, dir: &Path, now_ms: i64) -> Result<Self> {
+        let base = self.base_offset();
+        let final_path = SegmentFile::Log.path(dir, base);
+        let mut temp_name = final_path.clone().into_os_string();
+        temp_name.push(CLEANED_SUFFIX);
+        let temp_path = Path::new(&temp_name);
+        let copy = storage.open(temp_path, OpenMode::Create)?;
+        copy.set_len(0)?;
+        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
+        let size = self.size_bytes();
+        let mut position = 0u64;
+        while position < size {
+            let want =
+                usize::try_from(size - position).map_or(buf.len(), |left| left.min(buf.len()));
+            let read = self.read_at(&mut buf[..want], position)?;
+            if read == 0 {
+                break;
+            }
+            copy.write_all_at(&buf[..read], position)?;
+            position += read as u64;
+        }
+        copy.sync_data()?;
+        drop(copy);
+        // Fresh index files (new inodes): the old ones stay mapped by this object.
+        for kind in [SegmentFile::Index, SegmentFile::TimeIndex] {
+            storage.remove_file(&kind.path(dir, base))?;
+        }
+        storage.rename(temp_path, &final_path)?;
+        storage.sync_dir(dir)?;
+        let fresh = Segment::open(storage, dir, base, self.limits, now_ms)?;
+        fresh.recover(self.next_offset(), now_ms)?;
+        Ok(fresh)
+    }
+}
