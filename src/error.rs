@@ -104,6 +104,53 @@ pub enum Error {
         reason: String,
     },
 
+    /// A topic name breaks Kafka's rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not
+    /// `.` or `..`.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name refused.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// No topic of that name exists.
+    #[error("unknown topic {name:?}")]
+    UnknownTopic {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// A topic has no partition with that number.
+    #[error("topic {topic:?} has no partition {partition}: it has {partitions} (0..{partitions})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has; valid numbers are `0..partitions`.
+        partitions: u32,
+    },
+
+    /// A topic of that name already exists.
+    #[error("topic {name:?} already exists")]
+    TopicExists {
+        /// The name asked for.
+        name: String,
+    },
+
+    /// A topic name differs from an existing one only by `.` versus `_`; Kafka refuses it
+    /// because both map to the same metric names.
+    #[error(
+        "topic {name:?} collides with existing topic {existing:?} ('.' and '_' are treated alike)"
+    )]
+    TopicCollision {
+        /// The name asked for.
+        name: String,
+        /// The existing topic it collides with.
+        existing: String,
+    },
+
     /// Another process (or another handle in this one) holds the directory.
     #[error("directory {} is locked by another open log", path.display())]
     DirectoryLocked {

@@ -12,6 +12,7 @@ pub mod log;
 pub mod record;
 pub mod segment;
 pub mod storage;
+pub mod topic;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
@@ -21,3 +22,4 @@ pub use log::{OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records};
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};
+pub use topic::{DefaultPartitioner, Partitioner, StickyPartitioner, Topic, TopicConfig, murmur2};
