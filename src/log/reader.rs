@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Inner;
 use crate::error::{Error, Result};
@@ -308,10 +308,7 @@ impl Records {
             let len = usize::try_from(end - position)
                 .unwrap_or(usize::MAX)
                 .min(want);
-            let mut buf = vec![0u8; len];
-            let n = segment.read_at(&mut buf, position)?;
-            buf.truncate(n);
-            self.chunk = Bytes::from(buf);
+            self.chunk = self.read_chunk(segment, position, len)?;
             self.chunk_start = position;
             self.chunk_pos = 0;
             self.next_chunk_bytes = (self.next_chunk_bytes * 2).min(MAX_CHUNK_BYTES);
@@ -322,15 +319,27 @@ impl Records {
                     return Ok(None);
                 }
                 // The batch is larger than the chunk: read exactly it.
-                let mut buf = vec![0u8; s];
-                let n = segment.read_at(&mut buf, position)?;
-                if n < s {
+                self.chunk = self.read_chunk(segment, position, s)?;
+                if self.chunk.len() < s {
                     return Ok(None);
                 }
-                self.chunk = Bytes::from(buf);
             }
         }
         Ok(size.map(|s| (position, s)))
+    }
+}
+
+impl Records {
+    /// Reads up to `len` bytes at `position` (fewer at the end of the file), into the last
+    /// chunk's allocation when no record holds it any more: no allocation, no zeroing.
+    fn read_chunk(&mut self, segment: &Segment, position: u64, len: usize) -> Result<Bytes> {
+        let mut buf = std::mem::take(&mut self.chunk)
+            .try_into_mut()
+            .unwrap_or_else(|_| BytesMut::new());
+        buf.resize(len, 0);
+        let n = segment.read_at(&mut buf, position)?;
+        buf.truncate(n);
+        Ok(buf.freeze())
     }
 }
 
