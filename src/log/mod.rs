@@ -7,10 +7,12 @@
 //! a floor lookup of the segment, then of the sparse index, then a short forward scan (S17).
 //!
 //! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
-//! `log-state.checkpoint` (log start, recovery point, HW), `.clean-shutdown` (present only
+//! `log-state.checkpoint` (log start, recovery point, HW), `cleaner-offset.checkpoint`
+//! (compacted logs: the first dirty offset), `.clean-shutdown` (present only
 //! between a clean close and the next open) and `.lock`.
 
 mod checkpoint;
+mod cleaner;
 mod durability;
 mod follower;
 mod load;
@@ -33,6 +35,7 @@ use crate::storage::{DirLock, Env};
 use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
 
+pub use cleaner::CleanerStats;
 pub use reader::{ReadBound, ReadOptions, Records};
 
 /// Name of the marker file a clean close leaves behind.
@@ -92,6 +95,8 @@ struct Inner {
     closed: AtomicBool,
     flusher: Mutex<Option<Flusher>>,
     lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// Compaction: one pass at a time, and the first dirty offset.
+    cleaner: cleaner::CleanerState,
 }
 
 #[derive(Debug)]
@@ -189,6 +194,7 @@ impl Partition {
     /// Appends borrowed records as one batch; returns their offsets.
     pub fn append_records(&self, records: &[Record]) -> Result<Range<u64>> {
         let inner = &*self.inner;
+        cleaner::check_keys(&inner.config, records)?;
         let now_ms = inner.env.clock.now_ms();
         let mut writer = inner.writer.lock();
         let mut buf = std::mem::take(&mut writer.scratch);
@@ -210,6 +216,7 @@ impl Partition {
             ));
         }
         parsed.validate_for_append()?;
+        cleaner::check_batch_keys(&self.inner.config, &parsed)?;
         let header = *parsed.header();
         let summary = BatchSummary {
             record_count: header.records_count as u32,
@@ -551,6 +558,7 @@ impl Inner {
             new_end = self.restart_at(log_start, now_ms)?;
         }
         storage.sync_dir(&self.dir)?;
+        cleaner::after_truncation(self, new_end)?;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
