@@ -82,6 +82,8 @@ pub(crate) struct CleanerState {
     /// The stored first dirty offset; `UNKNOWN` until read from the checkpoint file,
     /// `NONE` when there is none.
     first_dirty: AtomicU64,
+    /// Truncations so far: a pass that saw one start after it must not store its result.
+    truncations: AtomicU64,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -92,6 +94,7 @@ impl Default for CleanerState {
         Self {
             running: Mutex::new(()),
             first_dirty: AtomicU64::new(UNKNOWN),
+            truncations: AtomicU64::new(0),
         }
     }
 }
@@ -113,6 +116,22 @@ impl CleanerState {
         checkpoint::write(&*inner.env.storage, &inner.dir, offset)?;
         self.first_dirty.store(offset, Ordering::Release);
         Ok(())
+    }
+
+    /// Truncations of the log so far.
+    fn truncations(&self) -> u64 {
+        self.truncations.load(Ordering::Acquire)
+    }
+
+    /// Stores `offset` unless the log was truncated since `truncations` was read (then the
+    /// pass's view of the log is stale); returns whether it stored.
+    fn store_unless_truncated(&self, inner: &Inner, offset: u64, truncations: u64) -> Result<bool> {
+        let _writer = inner.writer.lock();
+        if self.truncations.load(Ordering::Acquire) != truncations {
+            return Ok(false);
+        }
+        self.store(inner, offset)?;
+        Ok(true)
     }
 }
 
@@ -151,6 +170,7 @@ pub(crate) fn check_batch_keys(config: &LogConfig, batch: &RecordBatch<'_>) -> R
 /// the writer lock.
 pub(crate) fn after_truncation(inner: &Inner, log_end: u64) -> Result<()> {
     let state = &inner.cleaner;
+    state.truncations.fetch_add(1, Ordering::AcqRel);
     match state.checkpoint(inner)? {
         Some(offset) if offset > log_end => state.store(inner, log_end),
         _ => Ok(()),
@@ -223,9 +243,15 @@ impl Partition {
         let _running = inner.cleaner.running.lock();
         inner.ensure_open()?;
         let now_ms = inner.env.clock.now_ms();
+        let truncations = inner.cleaner.truncations.load(Ordering::Acquire);
         let range = inner.cleanable_range(now_ms)?;
-        if range.reset {
-            inner.cleaner.store(inner, range.first_dirty)?;
+        if range.reset
+            && !inner
+                .cleaner
+                .store_unless_truncated(inner, range.first_dirty, truncations)?
+        {
+            stats.aborted = true;
+            return Ok(stats);
         }
         stats.first_dirty_offset = range.first_dirty;
         stats.end_offset = range.first_dirty;
@@ -264,13 +290,19 @@ impl Partition {
             let Some(cleaned) = clean::clean_group(inner, &group, &rule, &mut stats)? else {
                 continue;
             };
-            if !swap::replace(inner, &group, &seen, cleaned)? {
+            if !swap::replace(inner, &group, &seen, truncations, cleaned)? {
                 stats.aborted = true;
                 return Ok(stats);
             }
             stats.segments_written += 1;
         }
-        inner.cleaner.store(inner, map_end)?;
+        if !inner
+            .cleaner
+            .store_unless_truncated(inner, map_end, truncations)?
+        {
+            stats.aborted = true;
+            return Ok(stats);
+        }
         stats.end_offset = map_end;
         Ok(stats)
     }

@@ -61,8 +61,13 @@ fn rename_all(storage: &dyn Storage, from: &[PathBuf], to: &[PathBuf]) -> Result
         .try_for_each(|(f, t)| storage.rename(f, t))
 }
 
-/// Whether every segment of `group` is still in the log's map, not active, and as seen.
-fn unchanged(inner: &Inner, group: &[Arc<Segment>], seen: &[Seen]) -> bool {
+/// Whether the log was not truncated since the pass began (its offset map may hold
+/// records that are gone), and every segment of `group` is still in the log's map, not
+/// active, and as seen.
+fn unchanged(inner: &Inner, group: &[Arc<Segment>], seen: &[Seen], truncations: u64) -> bool {
+    if inner.cleaner.truncations() != truncations {
+        return false;
+    }
     let segments = inner.segments.read();
     let active = segments.keys().next_back().copied();
     group.len() == seen.len()
@@ -76,11 +81,13 @@ fn unchanged(inner: &Inner, group: &[Arc<Segment>], seen: &[Seen]) -> bool {
 
 /// Swaps `cleaned` (complete, durable, named `.cleaned`) in for `group`. Returns false —
 /// with the output discarded and the log untouched — when the group changed since it was
-/// read. An error after the commit point closes the log; reopening completes the swap.
+/// read or the log was truncated since the pass began (`truncations` then). An error
+/// after the commit point closes the log; reopening completes the swap.
 pub(crate) fn replace(
     inner: &Inner,
     group: &[Arc<Segment>],
     seen: &[Seen],
+    truncations: u64,
     cleaned: Segment,
 ) -> Result<bool> {
     let storage = &*inner.env.storage;
@@ -93,7 +100,7 @@ pub(crate) fn replace(
         // The directory may not be ours any more; the next open removes `.cleaned` files.
         return Err(Error::Closed { path: dir.clone() });
     }
-    if !unchanged(inner, group, seen) {
+    if !unchanged(inner, group, seen, truncations) {
         remove_all(storage, &cleaned_paths)?;
         return Ok(false);
     }
