@@ -560,3 +560,57 @@ fn compaction_of_every_codec_reads_back_the_same_latest_values() {
         assert_eq!(rows(&log).len(), 5, "{codec:?}");
     }
 }
+
+#[test]
+fn compaction_runs_beside_appends_and_readers() {
+    let fx = Fixture::new();
+    let log = Arc::new(fx.open(compacted().segment_bytes(2048)));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut expected = BTreeMap::new();
+            for i in 0..1500u64 {
+                let key = format!("k{}", (i * 7919) % 23);
+                let value = format!("{i}");
+                let offset = log.append(kv(&key, &value)).unwrap();
+                expected.insert(key, (offset, Some(value)));
+                if i % 97 == 0 {
+                    log.roll().unwrap();
+                }
+            }
+            expected
+        })
+    };
+    let reader = {
+        let (log, done) = (log.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut passes = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let mut last = None;
+                for record in log.read_from(log.log_start_offset()).unwrap() {
+                    let offset = record.unwrap().offset();
+                    assert!(last.is_none_or(|l| l < offset), "{last:?} then {offset}");
+                    last = Some(offset);
+                }
+                passes += 1;
+            }
+            passes
+        })
+    };
+    let mut passes = 0;
+    while !writer.is_finished() {
+        let stats = log.compact().unwrap();
+        assert!(!stats.aborted);
+        passes += 1;
+    }
+    let expected = writer.join().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
+    assert!(passes > 0);
+    log.roll().unwrap();
+    log.compact().unwrap();
+    let after = rows(&log);
+    assert_eq!(latest(&after), expected);
+    assert_eq!(after.len(), expected.len());
+}
