@@ -12,6 +12,7 @@ use std::sync::Arc;
 use streamlog::record::{BatchHeader, BatchIter, encode_batch};
 use streamlog::{
     CleanupPolicy, Compression, Env, Error, LogConfig, ManualClock, Partition, Record, SimStorage,
+    Storage,
 };
 
 const DIR: &str = "/data/topic-0";
@@ -613,4 +614,55 @@ fn compaction_runs_beside_appends_and_readers() {
     let after = rows(&log);
     assert_eq!(latest(&after), expected);
     assert_eq!(after.len(), expected.len());
+}
+
+#[test]
+fn a_damaged_segment_stops_the_pass_as_corrupt_and_leaves_the_log_as_it_was() {
+    // Damage in the dirty section (found while building the map) and in the clean section
+    // (found while rewriting, with a `.cleaned` output already started).
+    for (damage, in_clean_section) in [
+        ("crc", false),
+        ("magic", false),
+        ("size", false),
+        ("crc", true),
+        ("size", true),
+    ] {
+        let what = format!("{damage}, clean section: {in_clean_section}");
+        let fx = Fixture::new();
+        let log = fx.open(compacted());
+        fill(&log, 3, 4, 6);
+        log.roll().unwrap();
+        if in_clean_section {
+            log.compact().unwrap();
+            fill(&log, 3, 1, 3);
+        }
+        let victim_index = usize::from(!in_clean_section);
+        let victim = log.segments()[victim_index].clone();
+        let mut bytes = fx.sim.read_file(victim.log_path()).unwrap();
+        match damage {
+            "crc" => *bytes.last_mut().unwrap() ^= 0xFF,
+            "magic" => bytes[16] = 7,
+            _ => bytes[8..12].copy_from_slice(&100_000i32.to_be_bytes()),
+        }
+        fx.sim.write_file(victim.log_path(), &bytes);
+        let err = log.compact().unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{what}: {err}");
+        for path in fx.sim.list_dir(std::path::Path::new(DIR)).unwrap() {
+            assert!(
+                !path.to_string_lossy().ends_with(".cleaned"),
+                "{what}: {path:?}"
+            );
+        }
+        // The segments that are not damaged still read in full.
+        let other = log.segments()[1 - victim_index].clone();
+        let records: Vec<u64> = log
+            .read_from(other.base_offset())
+            .unwrap()
+            .map_while(Result::ok)
+            .map(|r| r.offset())
+            .take_while(|&o| o < other.next_offset())
+            .collect();
+        assert!(!records.is_empty(), "{what}");
+        assert_eq!(*records.last().unwrap(), other.next_offset() - 1, "{what}");
+    }
 }
