@@ -1200,3 +1200,30 @@ fn truncating_an_unread_sealed_segment_cuts_it_in_place() {
     assert_eq!(inode(&first_log), before, "cut in place, not copied");
     assert_eq!(read_offsets(&log, 0), [0, 1, 2]);
 }
+
+/// The active segment is read through its map too (appends show through it); a record held
+/// from it survives a truncation of the active segment, and appends go on after the cut.
+#[test]
+fn truncating_the_active_segment_under_a_held_record_cuts_a_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let log = Partition::open(&dir, base()).unwrap();
+    for i in 0..50 {
+        log.append(record(i)).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1);
+    let held = log.read_from(40).unwrap().next().unwrap().unwrap();
+    // Appended after the map was made: read through the same map.
+    for i in 50..60 {
+        log.append(record(i)).unwrap();
+    }
+    assert_eq!(read_offsets(&log, 55), (55..60).collect::<Vec<_>>());
+    assert_eq!(log.truncate_to(10).unwrap(), 10);
+    assert_eq!(held.value(), Some(&b"value-000040"[..]));
+    assert_eq!(read_offsets(&log, 0), (0..10).collect::<Vec<_>>());
+    assert_eq!(log.append(record(10)).unwrap(), 10);
+    assert_eq!(
+        collect(log.read_from(10).unwrap())[0].value(),
+        Some(&b"value-000010"[..])
+    );
+}

@@ -75,10 +75,6 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         now_ms,
     )?;
     check_continuity(&segments, checkpoint.recovery_point, limits.offset_gaps)?;
-    // Every segment but the last is final: reads may map it.
-    for segment in segments.values().rev().skip(1) {
-        segment.seal();
-    }
 
     let first_base = segments
         .keys()

@@ -555,7 +555,8 @@ impl Inner {
             }
             let mut active = self.active()?;
             if active.release_map() {
-                // Readers hold its map: cut a copy, never the file under them.
+                // Readers hold its map: cut a copy, never the file under them. (The old
+                // segment stays blocked from mapping; only its current readers use it.)
                 let copy = Arc::new(active.rewrite(storage, &self.dir, now_ms)?);
                 self.segments
                     .write()

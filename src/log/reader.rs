@@ -1,8 +1,8 @@
 //! [`Records`]: the lazy reader behind `Partition::read_from` and friends.
 //!
 //! It finds the first batch (S17: floor segment → floor index entry → forward scan), then
-//! reads whole batches: in place from a read-only map when the segment is sealed, else in
-//! growing chunks (16 KiB up to 1 MiB) with positional reads. It checks each batch's CRC-32C, and hands out [`LogRecord`]s that share the chunk's buffer
+//! reads whole batches in place from the segment's read-only map (or, where a simulated
+//! disk's map is short, in growing chunks of 16 KiB up to 1 MiB with positional reads). It checks each batch's CRC-32C, and hands out [`LogRecord`]s that share the chunk's buffer
 //! instead of copying keys and values. It stops at the bound (high watermark or log end,
 //! fixed when the read starts) or once `max_bytes` of batches were read — after at least
 //! one batch. Segments deleted or rolled meanwhile are handled: the reader keeps the
@@ -295,8 +295,8 @@ impl Records {
             if end.saturating_sub(position) < header_len as u64 {
                 return Ok(None);
             }
-            if let Some(map) = segment.sealed_bytes()? {
-                // A sealed segment is read in place: the rest of it becomes the chunk.
+            if let Some(map) = segment.mapped_bytes()? {
+                // Read in place: the segment's published rest becomes the chunk.
                 if let Some(rest) = usize::try_from(position)
                     .ok()
                     .zip(usize::try_from(end).ok())

@@ -81,21 +81,20 @@ pub struct Segment {
     truncations: AtomicU64,
     indexes: RwLock<Indexes>,
     state: Mutex<WriteState>,
-    /// Read-only map of a sealed segment, made on its first read.
-    sealed: Mutex<Sealed>,
+    /// Read-only map of the `.log`, made on its first read.
+    mapping: Mutex<Mapping>,
 }
 
-/// Whether a segment's bytes are final, and their map once made.
-#[derive(Default)]
-struct Sealed {
-    sealed: bool,
+/// The `.log`'s read map, and whether one may be made (not while a truncation runs).
+struct Mapping {
+    blocked: bool,
     map: Option<ReadMap>,
 }
 
-impl std::fmt::Debug for Sealed {
+impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sealed")
-            .field("sealed", &self.sealed)
+        f.debug_struct("Mapping")
+            .field("blocked", &self.blocked)
             .field("mapped", &self.map.is_some())
             .finish()
     }
@@ -218,7 +217,10 @@ impl Segment {
             truncations: AtomicU64::new(0),
             indexes: RwLock::new(Indexes { offsets, times }),
             state: Mutex::new(WriteState::new(base_offset, now_ms)),
-            sealed: Mutex::new(Sealed::default()),
+            mapping: Mutex::new(Mapping {
+                blocked: false,
+                map: None,
+            }),
         })
     }
 
@@ -459,14 +461,21 @@ impl Segment {
     /// Removes every batch whose last offset is ≥ `offset` (a batch holding `offset` goes
     /// whole). Returns the bytes removed.
     ///
-    /// A sealed segment whose map readers still hold is refused with
-    /// [`Error::SegmentInUse`]: cutting it would fault their pages.
+    /// A segment whose map readers still hold is refused with [`Error::SegmentInUse`]:
+    /// cutting it would fault their pages. No map is made while the cut runs.
     pub fn truncate_to(&self, offset: u64, now_ms: i64) -> Result<u64> {
         if self.release_map() {
+            self.mapping.lock().blocked = false;
             return Err(Error::SegmentInUse {
                 path: self.log_path().to_path_buf(),
             });
         }
+        let result = self.cut_to(offset, now_ms);
+        self.mapping.lock().blocked = false;
+        result
+    }
+
+    fn cut_to(&self, offset: u64, now_ms: i64) -> Result<u64> {
         let Some(cut) = self.find_batch(offset)? else {
             return Ok(0);
         };
@@ -634,7 +643,6 @@ impl Segment {
     /// Called when the segment stops being the active one (roll or close): writes the
     /// closing time-index entry (largest timestamp → its offset) and trims both indexes.
     pub fn on_become_inactive(&self) -> Result<()> {
-        self.seal();
         let offset_of_max = self.state.lock().offset_of_max_timestamp;
         let mut indexes = self.indexes.write();
         if self.max_timestamp() != NO_TIMESTAMP {
@@ -647,38 +655,35 @@ impl Segment {
         Ok(())
     }
 
-    /// Marks the segment's bytes as final (it is no longer the active segment), so reads
-    /// may map them instead of copying them.
-    pub(crate) fn seal(&self) {
-        self.sealed.lock().sealed = true;
-    }
-
-    /// The whole `.log` as shared, zero-copy bytes when the segment is sealed; `None` for
-    /// the active segment, which is read with positional reads.
-    pub(crate) fn sealed_bytes(&self) -> Result<Option<Bytes>> {
-        let mut sealed = self.sealed.lock();
-        if !sealed.sealed || self.is_empty() {
+    /// The `.log` as shared, zero-copy bytes, for reads: a read-only map made on the first
+    /// call and kept. The map spans the largest size the segment may reach, so the
+    /// active segment's appends show through it without remapping; callers read only
+    /// bytes below [`Segment::size_bytes`] (on the simulated disk the map is a copy and may
+    /// be shorter: callers fall back to positional reads). `None` while a truncation runs.
+    pub(crate) fn mapped_bytes(&self) -> Result<Option<Bytes>> {
+        let mut mapping = self.mapping.lock();
+        if mapping.blocked || self.is_empty() {
             return Ok(None);
         }
-        let map = match &sealed.map {
+        let map = match &mapping.map {
             Some(map) => map.clone(),
             None => {
-                let len = usize::try_from(self.size_bytes()).unwrap_or(usize::MAX);
-                let map = self.log.map_read(len)?;
-                sealed.map = Some(map.clone());
+                let size = usize::try_from(self.size_bytes()).unwrap_or(usize::MAX);
+                let map = self.log.map_read(size.max(self.limits.max_batch_bytes))?;
+                mapping.map = Some(map.clone());
                 map
             }
         };
         Ok(Some(Bytes::from_owner(MapHolder(map))))
     }
 
-    /// Unseals the segment before its bytes change (truncation) and drops its map. Returns
-    /// true when readers still hold bytes of the map: the file must then not be cut in
-    /// place (that would fault their pages) but rewritten to a new file first.
+    /// Drops the map and blocks new ones before the `.log` is cut (the caller unblocks
+    /// when done). Returns true when readers still hold bytes of the map: the file must
+    /// then not be cut in place (that would fault their pages) but rewritten first.
     pub(crate) fn release_map(&self) -> bool {
-        let mut sealed = self.sealed.lock();
-        sealed.sealed = false;
-        sealed
+        let mut mapping = self.mapping.lock();
+        mapping.blocked = true;
+        mapping
             .map
             .take()
             .is_some_and(|map| Arc::strong_count(&map) > 1)

@@ -147,12 +147,14 @@ impl StorageFile for OsFile {
         if len == 0 {
             return Ok(Arc::new(Vec::new()));
         }
-        // SAFETY: only sealed segments are mapped, at their final length. Their bytes never
-        // change: the log truncates a sealed file in place only when no map of it is alive,
-        // and otherwise rewrites it to a new file first (`Segment::release_map`); a segment
-        // file is created only after any file of that name is unlinked; the directory lock
-        // keeps other processes out. A disk read error on a mapped page is a SIGBUS rather
-        // than an `Error::Io`, as for every mmap-based store.
+        // SAFETY: segment `.log` files are mapped for reading. Readers touch only bytes
+        // below the segment's published size, which were written (by `pwrite`) before the
+        // size was published and never change afterwards: appends go past them, and the
+        // log cuts a file in place only when no map of it is alive, otherwise it rewrites
+        // the segment to a new file first (`Segment::release_map`, `Segment::rewrite`). A
+        // segment file is created only after any file of that name is unlinked, and the
+        // directory lock keeps other processes out. A disk read error on a mapped page is
+        // a SIGBUS rather than an `Error::Io`, as for every mmap-based store.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }.at(&self.path)?;
         Ok(Arc::new(map))
     }

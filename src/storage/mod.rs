@@ -74,9 +74,11 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Maps the first `len` bytes of the file for reading and writing. The file must already
     /// be at least `len` bytes long (call [`StorageFile::set_len`] first).
     fn map_mut(&self, len: usize) -> Result<Box<dyn MappedRegion>>;
-    /// Maps the first `len` bytes of the file read-only, for bytes that no longer change
-    /// (a sealed segment). The caller must not cut the file below `len` while the map is
-    /// alive: touching a mapped page past the end of a file is a bus error.
+    /// Maps `len` bytes of the file read-only; `len` may exceed the file's length, and
+    /// later appends show through the map. The caller must touch only bytes the file
+    /// holds, and must not cut the file while the map is alive: touching a mapped page
+    /// past the end of a file is a bus error. (A copy on the simulated disk: it holds
+    /// what the file held when mapped, and may be shorter than `len`.)
     fn map_read(&self, len: usize) -> Result<ReadMap>;
 }
 
