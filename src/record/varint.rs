@@ -79,6 +79,18 @@ impl<'a> Cursor<'a> {
         self.base.saturating_add(self.pos)
     }
 
+    /// The bytes not yet read.
+    #[inline]
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Moves past `n` bytes (at most to the end).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.buf.len());
+    }
+
     /// Bytes not yet read.
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
@@ -192,6 +204,56 @@ impl<'a> Cursor<'a> {
         let len = usize::try_from(len)
             .map_err(|_| Error::invalid_batch(at, format!("negative {what} length {len}")))?;
         self.bytes(len, what).map(Some)
+    }
+}
+
+/// Fast-path reads for the common shapes (varints of at most 5 bytes): `None` for
+/// anything else, including every error, which the caller then decodes with a [`Cursor`]
+/// for an exact error. Never accepts what the `Cursor` readers would refuse.
+pub(crate) mod fast {
+    /// An unsigned varint of at most 5 bytes whose value fits 32 bits, at `*pos`.
+    #[inline(always)]
+    pub(crate) fn unsigned(buf: &[u8], pos: &mut usize) -> Option<u32> {
+        let mut value = 0u32;
+        for i in 0..super::MAX_VARINT_BYTES {
+            let b = *buf.get(*pos + i)?;
+            if i + 1 == super::MAX_VARINT_BYTES && b > 0x0f {
+                return None;
+            }
+            value |= u32::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                *pos += i + 1;
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A zig-zag varint.
+    #[inline(always)]
+    pub(crate) fn varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+        let raw = unsigned(buf, pos)?;
+        Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+    }
+
+    /// A zig-zag varlong of at most 5 bytes.
+    #[inline(always)]
+    pub(crate) fn varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+        let raw = u64::from(unsigned(buf, pos)?);
+        Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// A varint length then that many bytes; `-1` is `Some(None)`.
+    #[inline(always)]
+    pub(crate) fn nullable_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
+        let len = varint(buf, pos)?;
+        if len == -1 {
+            return Some(None);
+        }
+        let len = usize::try_from(len).ok()?;
+        let bytes = buf.get(*pos..pos.checked_add(len)?)?;
+        *pos += len;
+        Some(Some(bytes))
     }
 }
 

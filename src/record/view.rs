@@ -10,7 +10,7 @@
 //! (the decompressed bytes for a compressed batch).
 
 use super::batch::{BatchHeader, TimestampType};
-use super::varint::Cursor;
+use super::varint::{Cursor, fast};
 use crate::{Error, Result};
 
 /// One record borrowed from a batch.
@@ -164,8 +164,57 @@ impl RecordContext {
     }
 
     /// Decodes and fully validates the record at the cursor, moving the cursor past it.
-    #[inline]
+    /// Inlined so that the common case builds the view in its caller's registers.
+    #[inline(always)]
     pub(crate) fn decode<'a>(&self, cursor: &mut Cursor<'a>) -> Result<RecordView<'a>> {
+        match self.decode_common(cursor) {
+            Some(view) => Ok(view),
+            None => self.decode_any(cursor),
+        }
+    }
+
+    /// The common shape — varints of at most 5 bytes — in straight-line code. `None` (the
+    /// cursor unmoved) for anything else, valid or not: [`Self::decode_any`] then decides.
+    #[inline(always)]
+    fn decode_common<'a>(&self, cursor: &mut Cursor<'a>) -> Option<RecordView<'a>> {
+        let buf = cursor.rest();
+        let mut at = 0;
+        let len = usize::try_from(fast::varint(buf, &mut at)?).ok()?;
+        let body = buf.get(at..at.checked_add(len)?)?;
+        let mut p = 1; // attributes: unused in v2
+        let timestamp_delta = fast::varlong(body, &mut p)?;
+        let offset_delta = fast::varint(body, &mut p)?;
+        let key = fast::nullable_bytes(body, &mut p)?;
+        let value = fast::nullable_bytes(body, &mut p)?;
+        let header_count = usize::try_from(fast::varint(body, &mut p)?).ok()?;
+        let header_start = p;
+        for _ in 0..header_count {
+            std::str::from_utf8(fast::nullable_bytes(body, &mut p)??).ok()?;
+            fast::nullable_bytes(body, &mut p)?;
+        }
+        if p != body.len() {
+            return None;
+        }
+        let offset = u64::try_from(self.base_offset.checked_add(i64::from(offset_delta))?).ok()?;
+        cursor.advance(at + len);
+        Some(RecordView {
+            offset,
+            timestamp: self
+                .log_append_time
+                .unwrap_or_else(|| self.base_timestamp.wrapping_add(timestamp_delta)),
+            offset_delta,
+            timestamp_delta,
+            base_sequence: self.base_sequence,
+            key,
+            value,
+            header_count,
+            header_bytes: body.get(header_start..).unwrap_or_default(),
+        })
+    }
+
+    /// Any record, with an exact error for a malformed one.
+    #[inline(never)]
+    fn decode_any<'a>(&self, cursor: &mut Cursor<'a>) -> Result<RecordView<'a>> {
         let at = cursor.position();
         let len = cursor.varint("record length")?;
         let len = usize::try_from(len)

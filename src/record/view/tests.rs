@@ -254,3 +254,83 @@ fn negative_offsets_are_invalid() {
     let r: Vec<_> = RecordIter::new(&h, &bytes).collect();
     assert!(matches!(r[..], [Err(Error::InvalidBatch { .. })]));
 }
+
+/// The fast path decides only what the full decoder decides the same way: on every input it
+/// accepts, the full decoder accepts too, with the same fields and the same end position.
+mod fast_path_agrees {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn fields(v: &RecordView<'_>) -> impl PartialEq + std::fmt::Debug {
+        let headers: Option<Vec<(String, Option<Vec<u8>>)>> = v
+            .headers()
+            .map(|h| h.map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))))
+            .collect::<Result<_>>()
+            .ok();
+        (
+            (
+                v.offset(),
+                v.timestamp(),
+                v.offset_delta(),
+                v.timestamp_delta(),
+            ),
+            (v.key().map(<[u8]>::to_vec), v.value().map(<[u8]>::to_vec)),
+            (v.header_count(), v.header_bytes().to_vec(), headers),
+        )
+    }
+
+    fn record_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = prop::option::of(prop::collection::vec(any::<u8>(), 0..40));
+        let header = (
+            prop::option::of("[a-z]{0,4}".prop_map(String::into_bytes)),
+            bytes.clone(),
+        );
+        (
+            prop_oneof![Just(0i64), -70_000i64..70_000, any::<i64>()],
+            prop_oneof![0i32..300, any::<i32>()],
+            bytes.clone(),
+            bytes,
+            prop::collection::vec(header, 0..3),
+            -2i32..4,
+        )
+            .prop_map(|(ts, od, key, value, headers, extra)| {
+                let raw: Vec<(Option<&[u8]>, Option<&[u8]>)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_deref(), v.as_deref()))
+                    .collect();
+                let count = headers.len() as i32 + if extra == 3 { 1 } else { 0 };
+                framed(&body(ts, od, key.as_deref(), value.as_deref(), count, &raw))
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn on_valid_and_damaged_records(
+            bytes in record_bytes(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in any::<prop::sample::Index>(),
+            do_cut in any::<bool>(),
+        ) {
+            let mut bytes = bytes;
+            for (at, b) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            if do_cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            let context = RecordContext::new(&header(1));
+            let mut fast_cursor = Cursor::new(&bytes, 0);
+            let mut full_cursor = Cursor::new(&bytes, 0);
+            let full = context.decode_any(&mut full_cursor);
+            match context.decode_common(&mut fast_cursor) {
+                Some(view) => {
+                    let full = full.expect("the full decoder accepts what the fast path does");
+                    prop_assert_eq!(fields(&view), fields(&full));
+                    prop_assert_eq!(fast_cursor.position(), full_cursor.position());
+                }
+                None => prop_assert_eq!(fast_cursor.position(), 0),
+            }
+        }
+    }
+}
