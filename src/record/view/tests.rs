@@ -294,12 +294,13 @@ mod fast_path_agrees {
             -2i32..4,
         )
             .prop_map(|(ts, od, key, value, headers, extra)| {
-                let raw: Vec<(Option<&[u8]>, Option<&[u8]>)> = headers
+                let raw: Vec<_> = headers
                     .iter()
                     .map(|(k, v)| (k.as_deref(), v.as_deref()))
                     .collect();
                 let count = headers.len() as i32 + if extra == 3 { 1 } else { 0 };
-                framed(&body(ts, od, key.as_deref(), value.as_deref(), count, &raw))
+                let raw: RawHeaders = &raw;
+                framed(&body(ts, od, key.as_deref(), value.as_deref(), count, raw))
             })
     }
 
