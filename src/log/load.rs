@@ -26,8 +26,7 @@ use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::segment::{
-    CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
-    parse_segment_file_name,
+    CLEANED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits, parse_segment_file_name,
 };
 use crate::storage::{Env, Storage};
 
@@ -36,6 +35,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let storage = &*env.storage;
     storage.create_dir_all(dir)?;
     let lock = storage.lock_dir(dir)?;
+    super::retention::remove_deleted_files(storage, dir)?;
     let now_ms = env.clock.now_ms();
     let limits = SegmentLimits {
         index_bytes: config.segment_index_bytes,
@@ -135,6 +135,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         closed: AtomicBool::new(false),
         flusher: Mutex::new(None),
         lock: Mutex::new(Some(lock)),
+        pending_deletions: Default::default(),
         config,
     });
     inner.write_checkpoint()?;
@@ -154,7 +155,7 @@ fn scan_directory(storage: &dyn Storage, dir: &Path) -> Result<(BTreeSet<u64>, B
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
+        if name.ends_with(CLEANED_SUFFIX) {
             storage.remove_file(&path)?;
             continue;
         }

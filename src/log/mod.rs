@@ -8,13 +8,15 @@
 //!
 //! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
 //! `log-state.checkpoint` (log start, recovery point, HW), `.clean-shutdown` (present only
-//! between a clean close and the next open) and `.lock`.
+//! between a clean close and the next open), `.lock`, and `*.deleted` files of segments
+//! deleted by retention, waiting out `file.delete.delay.ms` (see `retention`).
 
 mod checkpoint;
 mod durability;
 mod follower;
 mod load;
 mod reader;
+mod retention;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -34,6 +36,7 @@ use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
 
 pub use reader::{ReadBound, ReadOptions, Records};
+pub use retention::RetentionOutcome;
 
 /// Name of the marker file a clean close leaves behind.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -92,6 +95,8 @@ struct Inner {
     closed: AtomicBool,
     flusher: Mutex<Option<Flusher>>,
     lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// Files of deleted segments, renamed `*.deleted`, waiting for `file.delete.delay.ms`.
+    pending_deletions: retention::PendingDeletions,
 }
 
 #[derive(Debug)]
@@ -289,7 +294,8 @@ impl Partition {
     }
 
     /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the
-    /// segments wholly below it. Returns the new log start offset.
+    /// segments wholly below it, as retention does (files renamed `*.deleted`, removed
+    /// after `file.delete.delay.ms`). Returns the new log start offset.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
@@ -614,31 +620,8 @@ impl Inner {
         }
         self.log_start_offset.store(offset, Ordering::Release);
         self.write_checkpoint()?;
-        let end = self.log_end_offset.load(Ordering::Acquire);
-        if offset == end && !self.active()?.is_empty() {
-            self.roll_locked(end, self.env.clock.now_ms())?;
-        }
-        let doomed: Vec<Arc<Segment>> = {
-            let mut segments = self.segments.write();
-            let bases: Vec<u64> = segments.keys().copied().collect();
-            let mut doomed = Vec::new();
-            for pair in bases.windows(2) {
-                if pair[1] > offset {
-                    break;
-                }
-                if let Some(segment) = segments.remove(&pair[0]) {
-                    doomed.push(segment);
-                }
-            }
-            doomed
-        };
-        let storage = &*self.env.storage;
-        for segment in &doomed {
-            segment.delete(storage)?;
-        }
-        if !doomed.is_empty() {
-            storage.sync_dir(&self.dir)?;
-        }
+        // Retention's log-start rule: renamed `*.deleted`, removed after the delay.
+        self.delete_segments_below_log_start(self.env.clock.now_ms())?;
         Ok(offset)
     }
 
@@ -664,7 +647,10 @@ impl Inner {
             crate::storage::OpenMode::Create,
         )?;
         marker.sync_data()?;
-        storage.sync_dir(&self.dir)
+        storage.sync_dir(&self.dir)?;
+        // Readers still holding a deleted segment keep their open handles; whatever
+        // cannot be removed now goes at the next open.
+        self.pending_deletions.purge_all(storage)
     }
 }
 

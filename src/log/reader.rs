@@ -148,9 +148,17 @@ impl Records {
     fn seek(&mut self) -> Result<bool> {
         let mut candidate = {
             let segments = self.inner.segments.read();
-            segments
-                .range(..=self.next_offset)
-                .next_back()
+            let floor = segments.range(..=self.next_offset).next_back();
+            let log_start = self.inner.log_start_offset.load(Ordering::Acquire);
+            if floor.is_none() && self.next_offset < log_start {
+                // Retention deleted the segment holding it (the log start moves first).
+                return Err(Error::OffsetOutOfRange {
+                    requested: self.next_offset,
+                    log_start,
+                    log_end: self.inner.log_end_offset.load(Ordering::Acquire),
+                });
+            }
+            floor
                 .or_else(|| segments.iter().next())
                 .map(|(_, s)| s.clone())
         };

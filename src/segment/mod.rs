@@ -703,6 +703,30 @@ impl Segment {
         Ok(())
     }
 
+    /// Renames the segment's three files with the [`DELETED_SUFFIX`], `.log` first (once it
+    /// is gone, a reopen no longer sees the segment), and returns the new paths. Open handles
+    /// follow the rename, so readers holding the segment keep reading; [`Segment::paths`]
+    /// keeps naming the files as they were created.
+    pub fn rename_to_deleted(&self, storage: &dyn Storage) -> Result<[PathBuf; 3]> {
+        let paths = self.paths();
+        let mut renamed = paths.clone();
+        for (from, to) in paths.iter().zip(renamed.iter_mut()) {
+            to.as_mut_os_string().push(DELETED_SUFFIX);
+            storage.rename(from, to)?;
+        }
+        Ok(renamed)
+    }
+
+    /// The time retention measures the segment's age from: its largest record timestamp,
+    /// or, when it holds none, the time it was created, last truncated or loaded (Kafka
+    /// falls back on the file's modification time, which the storage seam does not have).
+    pub fn largest_timestamp(&self) -> i64 {
+        match self.max_timestamp() {
+            ts if ts >= 0 => ts,
+            _ => self.state.lock().created_ms,
+        }
+    }
+
     /// Reads `buf.len()` bytes of the `.log` at `position` (fewer at its end).
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<usize> {
         crate::storage::read_fully_at(&*self.log, buf, position)
