@@ -16,7 +16,8 @@ pub mod storage;
 pub mod topic;
 
 pub use broker::{
-    Broker, BrokerConfig, INTERNAL_TOPIC_PREFIX, PartitionDescription, TopicDescription,
+    Broker, BrokerConfig, INTERNAL_TOPIC_PREFIX, PartitionDescription, PartitionRetention,
+    RetentionReport, TopicDescription,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};

@@ -38,7 +38,7 @@ pub struct BrokerConfig {
     /// not change existing topics.
     pub default_topic_config: TopicConfig,
     /// Whether the broker runs its background retention thread (default on). Tests turn it
-    /// off and call `Broker::enforce_retention` themselves.
+    /// off and call [`crate::Broker::enforce_retention`] themselves.
     pub background_threads: bool,
 }
 

@@ -22,19 +22,29 @@
 //! Kafka instead renames each partition directory to `<topic>-<p>.<uuid>-delete` and
 //! removes it later; one marker per topic does the same job with a synchronous delete, and
 //! a re-created topic of the same name waits until the old directories are gone.
+//!
+//! Retention: [`Broker::enforce_retention`] runs it over every partition now, reading the
+//! broker's clock (`retention.rs`). With `background_threads` on, one thread per broker
+//! does the same every `log.retention.check.interval.ms` (`background.rs`); it holds the
+//! broker weakly, waits on a condition variable, and is stopped and joined by `close` or
+//! drop before the topics close. Its last error is kept for
+//! [`Broker::last_background_error`].
 
 mod admin;
+mod background;
 mod catalog;
 mod config;
 mod delete;
 mod describe;
 mod meta;
+mod retention;
 mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -42,10 +52,12 @@ use crate::error::{Error, Result};
 use crate::storage::{DirLock, Env};
 use crate::topic::{Topic, TopicConfig};
 
+use background::Background;
 use catalog::Catalog;
 
 pub use config::{BrokerConfig, DEFAULT_RETENTION_CHECK_INTERVAL_MS};
 pub use describe::{PartitionDescription, TopicDescription};
+pub use retention::{PartitionRetention, RetentionReport};
 
 /// Names starting with this are internal topics (Kafka's `__consumer_offsets`), created
 /// only through [`Broker::create_internal_topic`].
@@ -80,9 +92,11 @@ pub const INTERNAL_TOPIC_PREFIX: &str = "__";
 #[derive(Debug)]
 pub struct Broker {
     shared: Arc<Shared>,
+    /// The retention thread, when `background_threads` is on.
+    background: Option<Background>,
 }
 
-/// What the broker's methods (and, later, its background thread) share.
+/// What the broker's methods and its background thread share.
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
@@ -95,6 +109,8 @@ struct Shared {
     admin: Mutex<()>,
     closed: AtomicBool,
     lock: Mutex<Option<Box<dyn DirLock>>>,
+    /// The last error of a background pass, cleared by a pass that succeeds.
+    background_error: Mutex<Option<String>>,
 }
 
 /// An open topic and its stored config (which `alter_topic_config` may have changed since
@@ -147,10 +163,15 @@ impl Broker {
             admin: Mutex::new(()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
+            background_error: Mutex::new(None),
         };
-        Ok(Broker {
-            shared: Arc::new(shared),
-        })
+        let shared = Arc::new(shared);
+        let background = if shared.config.background_threads {
+            Some(start_background(&shared)?)
+        } else {
+            None
+        };
+        Ok(Broker { shared, background })
     }
 
     /// The broker's id (`broker.id`).
@@ -185,6 +206,12 @@ impl Broker {
         Ok(TopicDescription::new(&entry.topic, &entry.config))
     }
 
+    /// The error of the background thread's last pass, if it failed (the thread keeps
+    /// running and tries again after the interval); `None` after a pass that succeeded.
+    pub fn last_background_error(&self) -> Option<String> {
+        self.shared.background_error.lock().clone()
+    }
+
     /// Flushes every partition of every topic ([`crate::Partition::flush`]).
     pub fn flush(&self) -> Result<()> {
         self.shared.open_topics().iter().try_for_each(|t| t.flush())
@@ -193,15 +220,37 @@ impl Broker {
     /// Closes every topic (flushing and closing each partition, even those applications
     /// still hold) and releases the directory; returns the first error. Dropping a broker
     /// does the same but cannot report errors.
-    pub fn close(self) -> Result<()> {
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// Stops the background thread, then closes the topics; idempotent.
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(mut background) = self.background.take() {
+            background.stop();
+        }
         self.shared.shutdown()
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.shared.shutdown();
+        let _ = self.shutdown();
     }
+}
+
+/// Starts the thread that runs a retention pass every `log.retention.check.interval.ms`.
+/// It holds the broker weakly and ends when the broker is gone.
+fn start_background(shared: &Arc<Shared>) -> Result<Background> {
+    let interval = Duration::from_millis(shared.config.log_retention_check_interval_ms);
+    let name = format!("streamlog-broker-{}", shared.config.broker_id);
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    Background::start(name, interval, move || {
+        if let Some(shared) = weak.upgrade() {
+            let error = shared.enforce_retention().err().map(|e| e.to_string());
+            *shared.background_error.lock() = error;
+        }
+    })
 }
 
 impl Shared {
