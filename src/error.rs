@@ -84,6 +84,14 @@ pub enum Error {
         offset: u64,
     },
 
+    /// A record without a key was appended to a compacted log (`cleanup.policy` `compact`
+    /// or `compact,delete`), which keeps records by key.
+    #[error("record {index} of the batch has no key, which a compacted log requires")]
+    MissingKey {
+        /// Position of the first record without a key in the appended batch (from 0).
+        index: usize,
+    },
+
     /// An empty batch was given where at least one record is needed.
     #[error("a batch needs at least one record")]
     EmptyBatch,

@@ -23,7 +23,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
-pub use log::{OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome};
+pub use log::{
+    CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,
+};
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};

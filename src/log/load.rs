@@ -49,6 +49,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let (checkpoint_file, checkpoint) = CheckpointFile::open(storage, dir)?;
     let checkpoint = checkpoint.unwrap_or_default();
 
+    super::cleaner::complete_interrupted_swaps(storage, dir, limits.max_batch_bytes)?;
     let (bases, missing_index) = scan_directory(storage, dir)?;
     let mut segments = BTreeMap::new();
     for base in bases {
@@ -136,6 +137,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         flusher: Mutex::new(None),
         lock: Mutex::new(Some(lock)),
         pending_deletions: Default::default(),
+        cleaner: Default::default(),
         config,
     });
     inner.write_checkpoint()?;

@@ -7,11 +7,13 @@
 //! a floor lookup of the segment, then of the sparse index, then a short forward scan (S17).
 //!
 //! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
-//! `log-state.checkpoint` (log start, recovery point, HW), `.clean-shutdown` (present only
-//! between a clean close and the next open), `.lock`, and `*.deleted` files of segments
-//! deleted by retention, waiting out `file.delete.delay.ms` (see `retention`).
+//! `log-state.checkpoint` (log start, recovery point, HW), `cleaner-offset.checkpoint`
+//! (compacted logs: the first dirty offset), `.clean-shutdown` (present only between a
+//! clean close and the next open), `.lock`, and `*.deleted` files of segments deleted by
+//! retention, waiting out `file.delete.delay.ms` (see `retention`).
 
 mod checkpoint;
+mod cleaner;
 mod durability;
 mod follower;
 mod load;
@@ -35,6 +37,7 @@ use crate::storage::{DirLock, Env};
 use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
 
+pub use cleaner::CleanerStats;
 pub use reader::{ReadBound, ReadOptions, Records};
 pub use retention::RetentionOutcome;
 
@@ -97,6 +100,8 @@ struct Inner {
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// Files of deleted segments, renamed `*.deleted`, waiting for `file.delete.delay.ms`.
     pending_deletions: retention::PendingDeletions,
+    /// Compaction: one pass at a time, and the first dirty offset.
+    cleaner: cleaner::CleanerState,
 }
 
 #[derive(Debug)]
@@ -194,6 +199,7 @@ impl Partition {
     /// Appends borrowed records as one batch; returns their offsets.
     pub fn append_records(&self, records: &[Record]) -> Result<Range<u64>> {
         let inner = &*self.inner;
+        cleaner::check_keys(&inner.config, records)?;
         let now_ms = inner.env.clock.now_ms();
         let mut writer = inner.writer.lock();
         let mut buf = std::mem::take(&mut writer.scratch);
@@ -215,6 +221,7 @@ impl Partition {
             ));
         }
         parsed.validate_for_append()?;
+        cleaner::check_batch_keys(&self.inner.config, &parsed)?;
         let header = *parsed.header();
         let summary = BatchSummary {
             record_count: header.records_count as u32,
@@ -572,6 +579,7 @@ impl Inner {
             new_end = self.restart_at(log_start, now_ms)?;
         }
         storage.sync_dir(&self.dir)?;
+        cleaner::after_truncation(self, new_end)?;
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);

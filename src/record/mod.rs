@@ -13,12 +13,14 @@
 //! - [`Record`]: what an application appends (owned key, value, headers, timestamp).
 //! - [`BatchBuilder`] / [`encode_batch`]: records → one encoded batch.
 //! - [`BatchHeader`], [`RecordBatch`], [`BatchIter`]: parse and validate batches without copying.
+//! - [`filter_batch`]: a batch rewritten with only some of its records (compaction).
 //! - [`RecordView`]: a borrowed record inside a batch; [`LogRecord`]: an owned record read
 //!   back from the log, sharing the fetched buffer instead of copying it.
 
 mod batch;
 mod builder;
 mod compression;
+mod filter;
 mod log_record;
 mod record;
 mod varint;
@@ -28,6 +30,7 @@ pub(crate) use batch::set_base_offset;
 pub use batch::{BatchHeader, BatchIter, RecordBatch, TimestampType, next_batch_size};
 pub use builder::{BatchBuilder, BatchSummary, encode_batch};
 pub use compression::Compression;
+pub use filter::{FilterOptions, FilterOutcome, filter_batch};
 pub use log_record::LogRecord;
 pub use record::{Header, Record};
 pub(crate) use varint::Cursor;

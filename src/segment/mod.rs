@@ -11,6 +11,7 @@
 //! Readers on other threads use `&self` methods; they see bytes up to the published
 //! [`Segment::size_bytes`] and take the index lock only for a lookup.
 
+mod cleaning;
 mod files;
 mod recover;
 mod rewrite;
@@ -165,7 +166,7 @@ impl Segment {
             storage.remove_file(&kind.path(dir, base_offset))?;
         }
         let log = storage.open(&SegmentFile::Log.path(dir, base_offset), OpenMode::Create)?;
-        Self::with_files(storage, dir, base_offset, log, limits, now_ms)
+        Self::with_files(storage, dir, base_offset, log, limits, now_ms, "")
     }
 
     /// Opens the existing segment based at `base_offset`, creating missing index files.
@@ -179,7 +180,7 @@ impl Segment {
         now_ms: i64,
     ) -> Result<Self> {
         let log = storage.open(&SegmentFile::Log.path(dir, base_offset), OpenMode::Existing)?;
-        let segment = Self::with_files(storage, dir, base_offset, log, limits, now_ms)?;
+        let segment = Self::with_files(storage, dir, base_offset, log, limits, now_ms, "")?;
         segment
             .size_bytes
             .store(segment.log.len()?, Ordering::Release);
@@ -193,16 +194,17 @@ impl Segment {
         log: Arc<dyn StorageFile>,
         limits: SegmentLimits,
         now_ms: i64,
+        suffix: &str,
     ) -> Result<Self> {
         let offsets = SparseIndex::open(
             storage,
-            &SegmentFile::Index.path(dir, base_offset),
+            &cleaning::with_suffix(SegmentFile::Index.path(dir, base_offset), suffix),
             base_offset,
             limits.index_bytes,
         )?;
         let times = TimeIndex::open(
             storage,
-            &SegmentFile::TimeIndex.path(dir, base_offset),
+            &cleaning::with_suffix(SegmentFile::TimeIndex.path(dir, base_offset), suffix),
             base_offset,
             limits.index_bytes,
         )?;
