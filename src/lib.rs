@@ -16,8 +16,8 @@ pub mod storage;
 pub mod topic;
 
 pub use broker::{
-    Broker, BrokerConfig, INTERNAL_TOPIC_PREFIX, PartitionDescription, PartitionRetention,
-    RetentionReport, TopicDescription,
+    Broker, BrokerConfig, CompactionReport, INTERNAL_TOPIC_PREFIX, PartitionCompaction,
+    PartitionDescription, PartitionRetention, RetentionReport, TopicDescription,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};

@@ -646,19 +646,77 @@ fn enforce_retention_deletes_by_time_on_the_brokers_clock() {
     );
 }
 
+/// A compacted topic with small segments holding 10 keys written 10 times each, in
+/// partition 0: 100 records, of which compaction keeps the last 10.
+fn churned_topic(broker: &Broker) {
+    let config = small()
+        .segment_bytes(600)
+        .cleanup_policy(CleanupPolicy::Compact);
+    let topic = broker.create_topic("churn", config).unwrap();
+    for i in 0..100 {
+        topic
+            .append_to(0, vec![keyed(&format!("key-{}", i % 10), i)])
+            .unwrap();
+    }
+    topic.partition(0).unwrap().roll().unwrap();
+}
+
+/// The latest value of each key in partition 0 of `churn`, and how many records it holds.
+fn churn_state(broker: &Broker) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+    let all = records(broker, "churn", 0);
+    let mut latest = std::collections::BTreeMap::new();
+    for (_, key, value) in &all {
+        latest.insert(key.clone().unwrap(), value.clone());
+    }
+    (latest.into_iter().collect(), all.len())
+}
+
 #[test]
-fn the_background_thread_runs_retention_every_interval() {
+fn compact_cleans_the_partitions_that_need_it_and_leaves_others() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
+    let broker = open(&sim, &clock);
+    churned_topic(&broker);
+    let plain = broker.create_topic("plain", small()).unwrap();
+    plain.append(keyed("a", 1)).unwrap();
+    let (latest, count) = churn_state(&broker);
+    assert_eq!(count, 100);
+
+    let report = broker.compact().unwrap();
+    assert_eq!(report.partitions.len(), 1, "{report:?}");
+    let done = &report.partitions[0];
+    assert_eq!((done.topic.as_str(), done.partition), ("churn", 0));
+    assert!(
+        done.stats.records_written < done.stats.records_read,
+        "{:?}",
+        done.stats
+    );
+    assert_eq!(churn_state(&broker), (latest.clone(), 10));
+    // Cleaned: nothing needs it any more.
+    assert!(broker.compact().unwrap().partitions.is_empty());
+    broker.close().unwrap();
+    let broker = open(&sim, &clock);
+    assert_eq!(churn_state(&broker), (latest, 10));
+}
+
+#[test]
+fn the_background_thread_runs_retention_and_compaction_every_interval() {
     let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
     let config = BrokerConfig::default().log_retention_check_interval_ms(1);
     let broker =
         Broker::open_with_env(DATA, config, env_on(Arc::new(sim.clone()), &clock)).unwrap();
     aged_topic(&broker);
+    churned_topic(&broker);
     clock.advance_ms(60_001);
-    // Waits for the thread's pass (a condition, not a sleep: time on the broker's clock
+    // Waits for the thread's passes (a condition, not a sleep: time on the broker's clock
     // was moved by hand).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.describe_topic("aged").unwrap().partitions[0].log_start_offset < 40 {
-        assert!(Instant::now() < deadline, "no retention pass within 30 s");
+    while broker.describe_topic("aged").unwrap().partitions[0].log_start_offset < 40
+        || churn_state(&broker).1 > 10
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no retention and compaction within 30 s"
+        );
         std::thread::yield_now();
     }
     assert_eq!(broker.last_background_error(), None);

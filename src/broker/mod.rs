@@ -23,20 +23,23 @@
 //! removes it later; one marker per topic does the same job with a synchronous delete, and
 //! a re-created topic of the same name waits until the old directories are gone.
 //!
-//! Retention: [`Broker::enforce_retention`] runs it over every partition now, reading the
-//! broker's clock (`retention.rs`). With `background_threads` on, one thread per broker
-//! does the same every `log.retention.check.interval.ms` (`background.rs`); it holds the
-//! broker weakly, waits on a condition variable, and is stopped and joined by `close` or
-//! drop before the topics close. Its last error is kept for
-//! [`Broker::last_background_error`].
+//! Retention and compaction: [`Broker::enforce_retention`] runs retention over every
+//! partition now, reading the broker's clock (`retention.rs`); [`Broker::compact`] runs a
+//! cleaner pass on every partition that needs one (`compaction.rs`). With
+//! `background_threads` on, one thread per broker runs both, retention first, every
+//! `log.retention.check.interval.ms` (`background.rs`); it holds the broker weakly, waits
+//! on a condition variable, and is stopped and joined by `close` or drop before the topics
+//! close. Its last error is kept for [`Broker::last_background_error`].
 
 mod admin;
 mod background;
 mod catalog;
+mod compaction;
 mod config;
 mod delete;
 mod describe;
 mod meta;
+mod pass;
 mod retention;
 mod store;
 
@@ -55,6 +58,7 @@ use crate::topic::{Topic, TopicConfig};
 use background::Background;
 use catalog::Catalog;
 
+pub use compaction::{CompactionReport, PartitionCompaction};
 pub use config::{BrokerConfig, DEFAULT_RETENTION_CHECK_INTERVAL_MS};
 pub use describe::{PartitionDescription, TopicDescription};
 pub use retention::{PartitionRetention, RetentionReport};
@@ -239,7 +243,8 @@ impl Drop for Broker {
     }
 }
 
-/// Starts the thread that runs a retention pass every `log.retention.check.interval.ms`.
+/// Starts the thread that runs a retention pass, then a compaction pass, every
+/// `log.retention.check.interval.ms`.
 /// It holds the broker weakly and ends when the broker is gone.
 fn start_background(shared: &Arc<Shared>) -> Result<Background> {
     let interval = Duration::from_millis(shared.config.log_retention_check_interval_ms);
@@ -247,7 +252,9 @@ fn start_background(shared: &Arc<Shared>) -> Result<Background> {
     let weak: Weak<Shared> = Arc::downgrade(shared);
     Background::start(name, interval, move || {
         if let Some(shared) = weak.upgrade() {
-            let error = shared.enforce_retention().err().map(|e| e.to_string());
+            let retention = shared.enforce_retention().map(drop);
+            let compaction = shared.compact().map(drop);
+            let error = retention.and(compaction).err().map(|e| e.to_string());
             *shared.background_error.lock() = error;
         }
     })

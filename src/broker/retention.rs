@@ -4,7 +4,7 @@
 //! thread (`background.rs`) calls the same pass every `log.retention.check.interval.ms`.
 
 use super::{Broker, Shared};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log::RetentionOutcome;
 
 /// What one retention pass over the broker did.
@@ -60,33 +60,15 @@ impl Broker {
 impl Shared {
     /// One retention pass; see [`Broker::enforce_retention`].
     pub(super) fn enforce_retention(&self) -> Result<RetentionReport> {
-        self.ensure_open()?;
-        let mut report = RetentionReport::default();
-        let mut first_error = None;
-        for topic in self.open_topics() {
-            for (partition, log) in (0..).zip(topic.partitions()) {
-                match log.enforce_retention() {
-                    Ok(outcome) => report.partitions.push(PartitionRetention {
-                        topic: topic.name().to_owned(),
-                        partition,
-                        outcome,
-                    }),
-                    // Deleted (or the broker closing) while the pass ran.
-                    Err(Error::Closed { .. }) if !self.is_listed(&topic) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        first_error.map_or(Ok(report), Err)
-    }
-
-    /// Whether `topic` is still the broker's topic of its name.
-    fn is_listed(&self, topic: &std::sync::Arc<crate::Topic>) -> bool {
-        let topics = self.topics.read();
-        topics
-            .get(topic.name())
-            .is_some_and(|e| std::sync::Arc::ptr_eq(&e.topic, topic))
+        let done = self.each_partition(|log| log.enforce_retention().map(Some))?;
+        let partitions = done
+            .into_iter()
+            .map(|(topic, partition, outcome)| PartitionRetention {
+                topic,
+                partition,
+                outcome,
+            })
+            .collect();
+        Ok(RetentionReport { partitions })
     }
 }
