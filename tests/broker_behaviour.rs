@@ -661,8 +661,11 @@ fn churned_topic(broker: &Broker) {
     topic.partition(0).unwrap().roll().unwrap();
 }
 
+/// A record's key and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The latest value of each key in partition 0 of `churn`, and how many records it holds.
-fn churn_state(broker: &Broker) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+fn churn_state(broker: &Broker) -> (Vec<KeyValue>, usize) {
     let all = records(broker, "churn", 0);
     let mut latest = std::collections::BTreeMap::new();
     for (_, key, value) in &all {
