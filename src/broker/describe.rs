@@ -45,7 +45,10 @@ impl TopicDescription {
     /// Describes `topic`, whose stored config is `stored`.
     pub(super) fn new(topic: &Topic, stored: &TopicConfig) -> Self {
         let config = stored.clone().partitions(topic.partition_count());
-        let running = topic.config();
+        // `auto_high_watermark` is not a stored setting: only compare the stored ones.
+        let running = topic
+            .config()
+            .auto_high_watermark(config.log_config().auto_high_watermark);
         TopicDescription {
             name: topic.name().to_owned(),
             internal: topic.name().starts_with("__"),
