@@ -239,6 +239,17 @@ fn alter_config_refuses_bad_settings_and_changes_nothing() {
         assert!(matches!(err, Error::InvalidConfig { .. }), "{key}: {err}");
     }
     assert_eq!(broker.describe_topic("t").unwrap(), before);
+    assert!(!before.config_pending_reopen);
+    // A setting the owner decides and the catalogue does not store is not "pending".
+    broker
+        .create_topic("manual", small().auto_high_watermark(false))
+        .unwrap();
+    assert!(
+        !broker
+            .describe_topic("manual")
+            .unwrap()
+            .config_pending_reopen
+    );
     broker
         .alter_topic_config("t", "cleanup.policy", "compact,delete")
         .unwrap();
