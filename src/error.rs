@@ -166,6 +166,21 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A broker data directory belongs to another broker: its `meta.properties` holds a
+    /// different `broker.id` than the one the broker was opened with.
+    #[error(
+        "data directory {} belongs to broker {stored}, not broker {configured}",
+        path.display()
+    )]
+    BrokerIdMismatch {
+        /// The data directory's `meta.properties`.
+        path: PathBuf,
+        /// The broker id stored there.
+        stored: i32,
+        /// The broker id the broker was opened with.
+        configured: i32,
+    },
+
     /// An index was used against its rules: appended to when full, with an offset or timestamp
     /// that does not increase, or read past its last entry.
     #[error("index {} refused the operation: {reason}", path.display())]

@@ -4,6 +4,7 @@
 #![warn(clippy::unwrap_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::panic))]
 
+pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -14,6 +15,10 @@ pub mod segment;
 pub mod storage;
 pub mod topic;
 
+pub use broker::{
+    Broker, BrokerConfig, CompactionReport, INTERNAL_TOPIC_PREFIX, PartitionCompaction,
+    PartitionDescription, PartitionRetention, RetentionReport, TopicDescription,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Error, Result};

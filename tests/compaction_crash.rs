@@ -122,6 +122,10 @@ impl Storage for Faults {
         self.sim.create_dir_all(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
+        self.op(path, || self.sim.remove_dir(path))
+    }
+
     fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
         self.sim.list_dir(dir)
     }

@@ -521,6 +521,12 @@ impl Storage for Tap {
         Ok(())
     }
 
+    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
+        self.sim.remove_dir(path)?;
+        self.snap();
+        Ok(())
+    }
+
     fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
         self.sim.list_dir(dir)
     }

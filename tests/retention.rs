@@ -793,6 +793,9 @@ impl Storage for Tap {
     fn create_dir_all(&self, path: &Path) -> streamlog::Result<()> {
         self.step(path, || self.sim.create_dir_all(path))
     }
+    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
+        self.step(path, || self.sim.remove_dir(path))
+    }
     fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
         self.sim.list_dir(dir)
     }

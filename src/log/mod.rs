@@ -337,6 +337,13 @@ impl Partition {
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }
+
+    /// Closes the log through a shared handle, as [`Partition::close`] does: every handle
+    /// gets [`Error::Closed`] from then on and the directory lock is released. For owners
+    /// (the broker) that must close a partition applications may still hold.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        self.inner.close()
+    }
 }
 
 impl Drop for Partition {

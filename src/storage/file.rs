@@ -52,6 +52,13 @@ impl Storage for FileStorage {
         fs::create_dir_all(path).at(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        match fs::remove_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.at(path),
+        }
+    }
+
     fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(dir).at(dir)? {

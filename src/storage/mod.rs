@@ -40,6 +40,9 @@ pub trait Storage: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
     /// Creates `path` and its parents.
     fn create_dir_all(&self, path: &Path) -> Result<()>;
+    /// Removes the empty directory at `path`; a missing directory is not an error, one that
+    /// still holds entries is.
+    fn remove_dir(&self, path: &Path) -> Result<()>;
     /// The full paths of the files directly inside `dir`.
     fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>>;
     /// Makes creations, renames and removals inside `dir` durable.

@@ -11,8 +11,8 @@
 //!   filled with garbage instead. `.index` and `.timeindex` files are never trusted: about 1 in
 //!   4 comes back as garbage of a random length, or empty. Synced bytes that no later write or
 //!   `set_len` touched always survive. Locks, `fail_writes` and the counters start afresh.
-//! - Simplification: creating, renaming and removing files and `create_dir_all` are durable at
-//!   once, as on a journaled file system; `sync_dir` only counts calls.
+//! - Simplification: creating, renaming and removing files, `create_dir_all` and `remove_dir`
+//!   are durable at once, as on a journaled file system; `sync_dir` only counts calls.
 //! - A [`MappedRegion`] is a copy of the file's first bytes. `flush` writes the changed bytes
 //!   back and makes the whole file durable (msync + fsync); dropping it unflushed writes the
 //!   changed bytes back as an un-synced journal write (dirty pages left in the page cache).
@@ -377,6 +377,23 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn remove_dir(&self, path: &Path) -> Result<()> {
+        let mut disk = self.disk.lock();
+        if disk.files.contains_key(path) {
+            return Err(io_error(path, ErrorKind::NotADirectory, "not a directory"));
+        }
+        let mut entries = disk.files.keys().chain(&disk.dirs);
+        if entries.any(|p| p.parent() == Some(path)) {
+            return Err(io_error(
+                path,
+                ErrorKind::DirectoryNotEmpty,
+                "directory not empty",
+            ));
+        }
+        disk.dirs.remove(path);
+        Ok(())
+    }
+
     fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         let disk = self.disk.lock();
         disk.existing_dir(dir)?;
@@ -701,6 +718,22 @@ mod tests {
         region.flush().unwrap();
         assert_eq!(disk.sync_count(), 1);
         assert!((0..100).all(|s| crashed(&disk, s, CLEAN, "0.index") == b"abcd"));
+    }
+
+    #[test]
+    fn remove_dir_removes_only_empty_directories() {
+        let (disk, _file) = disk_with("f");
+        let d = Path::new("d");
+        assert_eq!(kind(disk.remove_dir(d)), ErrorKind::DirectoryNotEmpty);
+        assert_eq!(
+            kind(disk.remove_dir(&d.join("f"))),
+            ErrorKind::NotADirectory
+        );
+        disk.remove_file(&d.join("f")).unwrap();
+        disk.remove_dir(d).unwrap();
+        assert!(!disk.exists(d));
+        disk.remove_dir(d).unwrap(); // missing is fine
+        assert!(!disk.power_loss(1).exists(d));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
@@ -66,6 +67,8 @@ pub struct Topic {
     partitioner: Arc<dyn Partitioner>,
     /// Partition `i` at index `i`. Appends hold the read lock; `add_partitions` writes.
     partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Set by `shutdown`: no partition may be added (its directory would outlive a delete).
+    closed: AtomicBool,
 }
 
 impl Topic {
@@ -91,6 +94,7 @@ impl Topic {
             name: name.to_owned(),
             data_dir,
             partitions: RwLock::new(Vec::new()),
+            closed: AtomicBool::new(false),
             partitioner: Arc::new(DefaultPartitioner::default()),
             env,
             config,
@@ -192,6 +196,11 @@ impl Topic {
     pub fn add_partitions(&self, new_total: u32) -> Result<()> {
         let mut partitions = self.partitions.write();
         let current = partitions.len() as u32;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                path: self.partition_dir(current),
+            });
+        }
         if new_total < current {
             return Err(Error::InvalidConfig {
                 name: "partitions",
@@ -234,6 +243,22 @@ impl Topic {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Closes every partition through the shared handles ([`Partition::shutdown`]), trying
+    /// all and returning the first error; appends and admin calls on any handle of this
+    /// topic then fail with [`Error::Closed`]. For the broker, which closes or deletes
+    /// topics applications may still hold.
+    pub(crate) fn shutdown(&self) -> Result<()> {
+        let partitions = self.partitions.write();
+        self.closed.store(true, Ordering::Release);
+        let mut first_error = None;
+        for partition in partitions.iter() {
+            if let Err(e) = partition.shutdown() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The partition the partitioner picks for `record`, checked against the count.
     fn choose(&self, partitions: &[Arc<Partition>], record: &Record) -> Result<u32> {
         let partition = self.partitioner.partition(record, partitions.len() as u32);
@@ -258,7 +283,11 @@ impl Topic {
 
 /// One more than the highest partition number with a directory `<name>-<n>` in `data_dir`
 /// (0 when there is none).
-fn partitions_on_disk(storage: &dyn Storage, data_dir: &Path, name: &str) -> Result<u32> {
+pub(crate) fn partitions_on_disk(
+    storage: &dyn Storage,
+    data_dir: &Path,
+    name: &str,
+) -> Result<u32> {
     let prefix = format!("{name}-");
     let mut count = 0;
     for path in storage.list_dir(data_dir)? {

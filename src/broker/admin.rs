@@ -1,0 +1,186 @@
+//! Topic administration on a [`Broker`]: create (user and internal topics), delete, add
+//! partitions, alter one config setting. Each runs under the broker's admin lock, stores
+//! its change in the catalogue durably, and only then reports success.
+
+use std::sync::Arc;
+
+use super::{Broker, Entry, INTERNAL_TOPIC_PREFIX, delete};
+use crate::error::{Error, Result};
+use crate::topic::{Topic, TopicConfig, collision_key, partitions_on_disk, validate_topic_name};
+
+impl Broker {
+    /// Creates the topic `name` with `config` and returns it. The name must follow Kafka's
+    /// rules ([`Error::InvalidTopicName`]) and may not start with `__`, which is kept for
+    /// internal topics ([`Broker::create_internal_topic`]). A topic of that name is
+    /// [`Error::TopicExists`]; one whose name differs only by `.` versus `_` is
+    /// [`Error::TopicCollision`]. An invalid config is [`Error::InvalidConfig`].
+    ///
+    /// The config is stored before the partition directories are created; if creating
+    /// them fails, the topic is removed again and the error returned.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        if name.starts_with(INTERNAL_TOPIC_PREFIX) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_owned(),
+                reason: format!(
+                    "names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics"
+                ),
+            });
+        }
+        self.create(name, config)
+    }
+
+    /// Creates a topic with [`crate::BrokerConfig::default_topic_config`], as Kafka does
+    /// for a topic created without overrides.
+    pub fn create_topic_with_defaults(&self, name: &str) -> Result<Arc<Topic>> {
+        self.create_topic(name, self.shared.config.default_topic_config.clone())
+    }
+
+    /// Creates an internal topic: its name must start with `__` (such as
+    /// `__consumer_offsets`, which the consumer-group coordinator creates, compacted, with
+    /// `offsets.topic.num.partitions` partitions). Otherwise as [`Broker::create_topic`].
+    /// Applications should not need this.
+    pub fn create_internal_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        if !name.starts_with(INTERNAL_TOPIC_PREFIX) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_owned(),
+                reason: format!("an internal topic's name starts with {INTERNAL_TOPIC_PREFIX:?}"),
+            });
+        }
+        self.create(name, config)
+    }
+
+    /// Deletes the topic `name` and all its records: the partitions are closed (appends on
+    /// handles applications still hold fail with [`Error::Closed`]) and their directories
+    /// removed. [`Error::UnknownTopic`] when there is none.
+    ///
+    /// Crash-safe: the topic is gone once its catalogue entry is marked deleted, the first
+    /// step; if the files cannot all be removed now (an error is returned), or a crash
+    /// interrupts, the next open — or the next create of the same name — finishes the job.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
+        shared.ensure_open()?;
+        let entry = shared.entry(name)?;
+        let storage = &*shared.env.storage;
+        shared.catalog.mark_deleting(storage, name)?;
+        shared.topics.write().remove(name);
+        // The records are being deleted: a failed final flush does not matter.
+        let _ = entry.topic.shutdown();
+        delete::finish(storage, &shared.catalog, &shared.dir, name)
+    }
+
+    /// Grows topic `name` to `total` partitions (never fewer: [`Error::InvalidConfig`]),
+    /// creating the new ones empty, and stores the new count. Keys map to partitions by
+    /// `murmur2 % total` from then on, as in Kafka.
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
+        shared.ensure_open()?;
+        let entry = shared.entry(name)?;
+        entry.topic.add_partitions(total)?;
+        // The directories exist now; were this save lost, the next open counts them anyway.
+        let config = entry.config.partitions(entry.topic.partition_count());
+        shared.catalog.save(&*shared.env.storage, name, &config)?;
+        shared.set_config(name, config);
+        Ok(())
+    }
+
+    /// Sets one setting of topic `name` by its Kafka name (`retention.ms`,
+    /// `cleanup.policy`, ...), as `kafka-configs --alter --add-config` does, and stores it.
+    /// An unknown name or a bad value is [`Error::InvalidConfig`] and changes nothing;
+    /// `partitions` is refused here (use [`Broker::add_partitions`]).
+    ///
+    /// The partitions keep running with the config they were opened with: the new value
+    /// applies from the broker's next open ([`crate::TopicDescription::config_pending_reopen`]
+    /// says when one is waiting). A partition's settings are fixed while it is open.
+    pub fn alter_topic_config(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        if key == "partitions" {
+            return Err(Error::InvalidConfig {
+                name: "partitions",
+                reason: "the partition count changes through add_partitions".into(),
+            });
+        }
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
+        shared.ensure_open()?;
+        let mut config = shared.entry(name)?.config;
+        config.set(key, value)?;
+        shared.catalog.save(&*shared.env.storage, name, &config)?;
+        shared.set_config(name, config);
+        Ok(())
+    }
+
+    /// Creates topic `name` (already validated as a name) with `config`.
+    fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        config.validate()?;
+        let shared = &*self.shared;
+        let _admin = shared.admin.lock();
+        shared.ensure_open()?;
+        shared.check_free(name)?;
+        let storage = &*shared.env.storage;
+        if shared.catalog.is_deleting(storage, name) {
+            delete::finish(storage, &shared.catalog, &shared.dir, name)?;
+        }
+        if partitions_on_disk(storage, &shared.dir, name)? > 0 {
+            let dir = shared.dir.join(format!("{name}-0"));
+            let source = std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "partition directories of this name exist without a topic in the catalogue",
+            );
+            return Err(Error::io(dir, source));
+        }
+        shared.catalog.save(storage, name, &config)?;
+        match Topic::open(&shared.dir, name, config.clone(), shared.env.clone()) {
+            Ok(topic) => {
+                let topic = Arc::new(topic);
+                let entry = Entry {
+                    topic: topic.clone(),
+                    config,
+                };
+                shared.topics.write().insert(name.to_owned(), entry);
+                Ok(topic)
+            }
+            Err(e) => {
+                // Undo as a delete; should that fail too, the next open finishes it (or,
+                // if even the marker could not be set, the topic reappears there).
+                let _ = shared
+                    .catalog
+                    .mark_deleting(storage, name)
+                    .and_then(|()| delete::finish(storage, &shared.catalog, &shared.dir, name));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl super::Shared {
+    /// [`Error::TopicExists`] or [`Error::TopicCollision`] when `name` is taken.
+    fn check_free(&self, name: &str) -> Result<()> {
+        let topics = self.topics.read();
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists {
+                name: name.to_owned(),
+            });
+        }
+        let key = collision_key(name);
+        match topics
+            .keys()
+            .find(|existing| collision_key(existing) == key)
+        {
+            Some(existing) => Err(Error::TopicCollision {
+                name: name.to_owned(),
+                existing: existing.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `config` as topic `name`'s stored config.
+    fn set_config(&self, name: &str, config: TopicConfig) {
+        if let Some(entry) = self.topics.write().get_mut(name) {
+            entry.config = config;
+        }
+    }
+}
