@@ -404,7 +404,8 @@ impl Segment {
             self.size_bytes(),
             self.limits.max_batch_bytes,
         )
-        .window_bytes(LOOKUP_WINDOW_BYTES);
+        .window_bytes(LOOKUP_WINDOW_BYTES)
+        .mapped(self.mapped_bytes()?);
         while let Some((position, batch)) = scanner.next_batch()? {
             let header = *batch.header();
             if header.last_offset() as u64 >= offset {
@@ -436,7 +437,8 @@ impl Segment {
             start,
             self.size_bytes(),
             self.limits.max_batch_bytes,
-        );
+        )
+        .mapped(self.mapped_bytes()?);
         while let Some((position, batch)) = scanner.next_batch()? {
             let header = *batch.header();
             if header.max_timestamp < timestamp || (header.last_offset() as u64) < min_offset {

@@ -1,10 +1,13 @@
-//! [`BatchScanner`]: walks the batches of a `.log` file between two byte positions, reading
-//! windows of the file at a time so that scanning many small batches costs few syscalls.
+//! [`BatchScanner`]: walks the batches of a `.log` file between two byte positions, in place
+//! in the segment's read map when it has one, else reading windows of the file at a time
+//! so that scanning many small batches costs few syscalls.
 //!
 //! It stops (returns `None`) at the end or at a torn tail — fewer bytes than a batch header
 //! through its magic byte, or a declared size running past the end — and reports
 //! [`Error::Corrupt`] with the file and position for a header that can never be valid.
 //! The caller compares [`BatchScanner::position`] with the end to tell the two apart.
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::record::{RecordBatch, next_batch_size};
@@ -23,6 +26,8 @@ pub(crate) struct BatchScanner<'f> {
     buf: Vec<u8>,
     /// File position of `buf[0]`.
     buf_start: u64,
+    /// The whole file mapped, when it covers `end`: read in place, never into `buf`.
+    mapped: Option<Bytes>,
 }
 
 impl<'f> BatchScanner<'f> {
@@ -41,6 +46,23 @@ impl<'f> BatchScanner<'f> {
             window_bytes: SCAN_WINDOW_BYTES,
             buf: Vec::new(),
             buf_start: position,
+            mapped: None,
+        }
+    }
+
+    /// Reads from `map` (the file's bytes from position 0) instead of the file, when it
+    /// covers the scanned range.
+    pub(crate) fn mapped(mut self, map: Option<Bytes>) -> Self {
+        let end = usize::try_from(self.end).unwrap_or(usize::MAX);
+        self.mapped = map.filter(|m| m.len() >= end);
+        self
+    }
+
+    /// The buffered bytes and the file position of their first byte.
+    fn buffered(&self) -> (&[u8], u64) {
+        match &self.mapped {
+            Some(map) => (map, 0),
+            None => (&self.buf, self.buf_start),
         }
     }
 
@@ -84,29 +106,28 @@ impl<'f> BatchScanner<'f> {
         self.fill(size)?;
         let position = self.position;
         self.position += size as u64;
-        let start = (position - self.buf_start) as usize;
-        let bytes = self
-            .buf
-            .get(start..start + size)
-            .ok_or_else(|| Error::Corrupt {
-                path: path.to_path_buf(),
-                position,
-                reason: "the file shrank while it was read".into(),
-            })?;
+        let (buf, buf_start) = self.buffered();
+        let start = (position - buf_start) as usize;
+        let bytes = buf.get(start..start + size).ok_or_else(|| Error::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason: "the file shrank while it was read".into(),
+        })?;
         let batch = RecordBatch::parse(bytes).map_err(|e| e.in_file(path, position))?;
         Ok(Some((position, batch)))
     }
 
     /// The buffered bytes from the current position.
     fn window(&self) -> &[u8] {
-        let start = (self.position - self.buf_start) as usize;
-        self.buf.get(start..).unwrap_or(&[])
+        let (buf, buf_start) = self.buffered();
+        let start = (self.position - buf_start) as usize;
+        buf.get(start..).unwrap_or(&[])
     }
 
     /// Makes sure at least `needed` bytes from the current position are buffered (the file
     /// may hold fewer; the caller has checked against `end`).
     fn fill(&mut self, needed: usize) -> Result<()> {
-        if self.window().len() >= needed {
+        if self.mapped.is_some() || self.window().len() >= needed {
             return Ok(());
         }
         let want = needed
