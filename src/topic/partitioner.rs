@@ -168,6 +168,14 @@ mod tests {
     }
 
     #[test]
+    fn keyed_partitions_match_kafkas_default_partitioner_test() {
+        // DefaultPartitionerTest.testKeyPartitionIsStable, derived values.
+        assert_eq!(partition_for_key(b"foobar", 3), 0);
+        assert_eq!(partition_for_key(b"abc", 10), 7);
+        assert_eq!(partition_for_key(b"21", 10), 0);
+    }
+
+    #[test]
     fn unkeyed_round_robin_is_exactly_even() {
         let p = DefaultPartitioner::default();
         let mut counts = [0; 5];
