@@ -35,7 +35,7 @@ pub(super) fn write_durably(storage: &dyn Storage, path: &Path, body: &str) -> R
     let temp = temp_path(path);
     let text = format!(
         "{CRC_PREFIX}{:08x}\n{body}",
-        crc32c::crc32c(body.as_bytes())
+        crate::record::crc32c(body.as_bytes())
     );
     storage.remove_file(&temp)?;
     let written = storage.open(&temp, OpenMode::Create).and_then(|file| {
@@ -78,7 +78,7 @@ pub(super) fn read_checked(storage: &dyn Storage, path: &Path) -> Result<String>
         .strip_prefix(CRC_PREFIX)
         .and_then(|hex| u32::from_str_radix(hex, 16).ok())
         .ok_or_else(|| corrupt(0, "the first line is not `#crc32c=<hex>`"))?;
-    if stored != crc32c::crc32c(body.as_bytes()) {
+    if stored != crate::record::crc32c(body.as_bytes()) {
         return Err(corrupt(first.len() as u64 + 1, "checksum mismatch"));
     }
     Ok(body.to_owned())

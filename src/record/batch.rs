@@ -239,7 +239,7 @@ impl<'a> RecordBatch<'a> {
 
     /// CRC-32C of bytes 21..end (what the `crc` field should hold).
     pub fn compute_crc(&self) -> u32 {
-        crc32c::crc32c(self.bytes.get(at::ATTRIBUTES..).unwrap_or_default())
+        crate::record::crc32c(self.bytes.get(at::ATTRIBUTES..).unwrap_or_default())
     }
 
     /// Whether [`Self::ensure_valid`] passes.

@@ -239,7 +239,7 @@ impl Encoder {
         put(out, at::PRODUCER_EPOCH, &producer.1.to_be_bytes());
         put(out, at::BASE_SEQUENCE, &producer.2.to_be_bytes());
         put(out, at::RECORDS_COUNT, &self.count.to_be_bytes());
-        let crc = crc32c::crc32c(out.get(at::ATTRIBUTES..).unwrap_or_default());
+        let crc = crate::record::crc32c(out.get(at::ATTRIBUTES..).unwrap_or_default());
         put(out, at::CRC, &crc.to_be_bytes());
         Ok(BatchSummary {
             record_count: self.count,

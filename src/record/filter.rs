@@ -211,7 +211,7 @@ fn write_header(batch: &mut [u8], original: &BatchHeader, fields: HeaderFields) 
         &original.base_sequence.to_be_bytes(),
     );
     put(batch, at::RECORDS_COUNT, &fields.count.to_be_bytes());
-    let crc = crc32c::crc32c(batch.get(at::ATTRIBUTES..).unwrap_or_default());
+    let crc = crate::record::crc32c(batch.get(at::ATTRIBUTES..).unwrap_or_default());
     put(batch, at::CRC, &crc.to_be_bytes());
     Ok(())
 }

@@ -57,3 +57,11 @@ pub const NO_SEQUENCE: i32 = -1;
 pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 /// Timestamp of a record that has none.
 pub const NO_TIMESTAMP: i64 = -1;
+
+/// CRC-32C (Castagnoli), the checksum of Kafka batches; also used for our own metadata
+/// files. One place, so the implementation (`crc-fast`) can change without touching callers.
+#[inline]
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    // CRC-32C is 32 bits wide: the value always fits.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}

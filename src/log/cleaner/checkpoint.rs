@@ -27,7 +27,7 @@ fn encode(offset: u64) -> [u8; SIZE] {
     bytes[..4].copy_from_slice(MAGIC);
     BigEndian::write_u16(&mut bytes[4..6], VERSION);
     BigEndian::write_u64(&mut bytes[6..14], offset);
-    let crc = crc32c::crc32c(&bytes[..FIELDS]);
+    let crc = crate::record::crc32c(&bytes[..FIELDS]);
     BigEndian::write_u32(&mut bytes[FIELDS..SIZE], crc);
     bytes
 }
@@ -36,7 +36,7 @@ fn decode(bytes: &[u8]) -> Option<u64> {
     let bytes = bytes.get(..SIZE)?;
     let valid = &bytes[..4] == MAGIC
         && BigEndian::read_u16(&bytes[4..6]) == VERSION
-        && crc32c::crc32c(&bytes[..FIELDS]) == BigEndian::read_u32(&bytes[FIELDS..SIZE]);
+        && crate::record::crc32c(&bytes[..FIELDS]) == BigEndian::read_u32(&bytes[FIELDS..SIZE]);
     valid.then(|| BigEndian::read_u64(&bytes[6..14]))
 }
 

@@ -28,7 +28,7 @@ fn patch_i32(batch: &mut [u8], at: usize, v: i32) {
 }
 
 fn recrc(batch: &mut [u8]) {
-    let crc = crc32c::crc32c(&batch[at::ATTRIBUTES..]);
+    let crc = crate::record::crc32c(&batch[at::ATTRIBUTES..]);
     batch[at::CRC..at::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 

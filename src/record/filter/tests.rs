@@ -134,7 +134,7 @@ fn producer_fields_leader_epoch_and_log_append_time_are_preserved() {
     // Log-append time 999: every record reads it.
     input[at::ATTRIBUTES + 1] |= TIMESTAMP_TYPE_BIT as u8;
     put(&mut input, at::MAX_TIMESTAMP, &999i64.to_be_bytes());
-    let crc = crc32c::crc32c(&input[at::ATTRIBUTES..]);
+    let crc = crate::record::crc32c(&input[at::ATTRIBUTES..]);
     put(&mut input, at::CRC, &crc.to_be_bytes());
 
     let (_, out) = filter(&input, &options(), &["b"]);
@@ -272,7 +272,10 @@ fn the_output_has_kafkas_golden_header_layout() {
     assert_eq!(&out[8..12], &((out.len() - 12) as i32).to_be_bytes());
     assert_eq!(&out[12..16], &(-1i32).to_be_bytes());
     assert_eq!(out[16], 2);
-    assert_eq!(&out[17..21], &crc32c::crc32c(&out[21..]).to_be_bytes());
+    assert_eq!(
+        &out[17..21],
+        &crate::record::crc32c(&out[21..]).to_be_bytes()
+    );
     assert_eq!(&out[21..23], &0i16.to_be_bytes());
     assert_eq!(&out[23..27], &4i32.to_be_bytes());
     assert_eq!(&out[27..35], &50i64.to_be_bytes());
@@ -292,7 +295,7 @@ fn a_record_that_fails_to_decode_is_an_error_and_writes_nothing() {
     let mut input = five(Compression::None);
     // Claim one record more than present, keeping the CRC right.
     put(&mut input, at::RECORDS_COUNT, &6i32.to_be_bytes());
-    let crc = crc32c::crc32c(&input[at::ATTRIBUTES..]);
+    let crc = crate::record::crc32c(&input[at::ATTRIBUTES..]);
     put(&mut input, at::CRC, &crc.to_be_bytes());
     let batch = RecordBatch::parse(&input).unwrap();
     let mut out = vec![1, 2, 3];
