@@ -16,12 +16,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::Rng;
-use streamlog::storage::{DirLock, MappedRegion, OpenMode, StorageFile};
+use common::tap::{DiskOp, Hook, Tap};
 use streamlog::{
     CleanupPolicy, Compression, Env, Error, LogConfig, ManualClock, Partition, Record, SimStorage,
     Storage,
@@ -31,177 +31,64 @@ const DIR: &str = "/data/compacted-0";
 const NEVER: u64 = u64::MAX;
 
 // ---------------------------------------------------------------------------------------
-// A storage that counts file operations, fails a chosen one, and snapshots after each.
+// A tap hook that counts file operations, fails a chosen one, and snapshots after each.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Default)]
-struct FaultState {
+#[derive(Debug)]
+struct Faults {
     armed: AtomicBool,
     ops: AtomicU64,
     fail_at: AtomicU64,
     snapshot: AtomicBool,
     snaps: Mutex<Vec<SimStorage>>,
-}
-
-#[derive(Debug, Clone)]
-struct Faults {
-    sim: SimStorage,
-    state: Arc<FaultState>,
     seed: u64,
 }
 
 impl Faults {
-    fn new(sim: SimStorage, seed: u64) -> Self {
-        let state = FaultState {
-            fail_at: AtomicU64::new(NEVER),
-            ..FaultState::default()
-        };
+    fn new(seed: u64) -> Self {
         Faults {
-            sim,
-            state: Arc::new(state),
+            armed: AtomicBool::default(),
+            ops: AtomicU64::default(),
+            fail_at: AtomicU64::new(NEVER),
+            snapshot: AtomicBool::default(),
+            snaps: Mutex::default(),
             seed,
         }
     }
 
+    /// While armed, every file operation counts but opening an existing file,
+    /// `create_dir_all` and dropping a map.
+    fn counts(&self, op: DiskOp) -> bool {
+        self.armed.load(Ordering::Acquire)
+            && !matches!(op, DiskOp::Open | DiskOp::CreateDir | DiskOp::Unmap)
+    }
+
+    /// The disk as a crash right now would leave it.
+    fn snap(&self, disk: &SimStorage) {
+        let n = self.ops.load(Ordering::Acquire);
+        let mut snaps = self.snaps.lock().unwrap();
+        snaps.push(disk.process_crash());
+        snaps.push(disk.power_loss(self.seed ^ n.wrapping_mul(0x9E37_79B9)));
+    }
+}
+
+impl Hook for Faults {
     /// Before a file operation: fails it if it is the chosen one.
-    fn before(&self, path: &Path) -> streamlog::Result<()> {
-        if !self.state.armed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let n = self.state.ops.fetch_add(1, Ordering::AcqRel);
-        if n == self.state.fail_at.load(Ordering::Acquire) {
-            return Err(Error::io(path, io::Error::other("injected failure")));
+    fn before(&self, op: DiskOp, path: &Path) -> streamlog::Result<()> {
+        if self.counts(op) {
+            let n = self.ops.fetch_add(1, Ordering::AcqRel);
+            if n == self.fail_at.load(Ordering::Acquire) {
+                return Err(Error::io(path, io::Error::other("injected failure")));
+            }
         }
         Ok(())
     }
 
-    /// After a file operation succeeded: the disk as a crash right now would leave it.
-    fn after(&self) {
-        if self.state.armed.load(Ordering::Acquire) && self.state.snapshot.load(Ordering::Acquire) {
-            let n = self.state.ops.load(Ordering::Acquire);
-            let mut snaps = self.state.snaps.lock().unwrap();
-            snaps.push(self.sim.process_crash());
-            snaps.push(self.sim.power_loss(self.seed ^ n.wrapping_mul(0x9E37_79B9)));
+    /// After a file operation succeeded: snapshots when asked to.
+    fn after(&self, op: DiskOp, disk: &SimStorage) {
+        if self.counts(op) && self.snapshot.load(Ordering::Acquire) {
+            self.snap(disk);
         }
-    }
-
-    fn op<T>(&self, path: &Path, f: impl FnOnce() -> streamlog::Result<T>) -> streamlog::Result<T> {
-        self.before(path)?;
-        let out = f()?;
-        self.after();
-        Ok(out)
-    }
-}
-
-impl Storage for Faults {
-    fn open(&self, path: &Path, mode: OpenMode) -> streamlog::Result<Arc<dyn StorageFile>> {
-        let inner = if mode == OpenMode::Create && !self.sim.exists(path) {
-            self.op(path, || self.sim.open(path, mode))?
-        } else {
-            self.sim.open(path, mode)?
-        };
-        Ok(Arc::new(FaultFile {
-            inner,
-            faults: self.clone(),
-        }))
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        self.sim.exists(path)
-    }
-
-    fn remove_file(&self, path: &Path) -> streamlog::Result<()> {
-        self.op(path, || self.sim.remove_file(path))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> streamlog::Result<()> {
-        self.op(from, || self.sim.rename(from, to))
-    }
-
-    fn create_dir_all(&self, path: &Path) -> streamlog::Result<()> {
-        self.sim.create_dir_all(path)
-    }
-
-    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
-        self.op(path, || self.sim.remove_dir(path))
-    }
-
-    fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
-        self.sim.list_dir(dir)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> streamlog::Result<()> {
-        self.op(dir, || self.sim.sync_dir(dir))
-    }
-
-    fn lock_dir(&self, dir: &Path) -> streamlog::Result<Box<dyn DirLock>> {
-        self.sim.lock_dir(dir)
-    }
-}
-
-#[derive(Debug)]
-struct FaultFile {
-    inner: Arc<dyn StorageFile>,
-    faults: Faults,
-}
-
-impl StorageFile for FaultFile {
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    fn len(&self) -> streamlog::Result<u64> {
-        self.inner.len()
-    }
-
-    fn read_at(&self, buf: &mut [u8], position: u64) -> streamlog::Result<usize> {
-        self.inner.read_at(buf, position)
-    }
-
-    fn write_all_at(&self, buf: &[u8], position: u64) -> streamlog::Result<()> {
-        self.faults
-            .op(self.path(), || self.inner.write_all_at(buf, position))
-    }
-
-    fn set_len(&self, len: u64) -> streamlog::Result<()> {
-        self.faults.op(self.path(), || self.inner.set_len(len))
-    }
-
-    fn sync_data(&self) -> streamlog::Result<()> {
-        self.faults.op(self.path(), || self.inner.sync_data())
-    }
-
-    fn map_mut(&self, len: usize) -> streamlog::Result<Box<dyn MappedRegion>> {
-        Ok(Box::new(FaultRegion {
-            inner: self.inner.map_mut(len)?,
-            faults: self.faults.clone(),
-            path: self.path().to_path_buf(),
-        }))
-    }
-
-    fn map_read(&self, len: usize) -> streamlog::Result<streamlog::storage::ReadMap> {
-        self.inner.map_read(len)
-    }
-}
-
-#[derive(Debug)]
-struct FaultRegion {
-    inner: Box<dyn MappedRegion>,
-    faults: Faults,
-    path: PathBuf,
-}
-
-impl MappedRegion for FaultRegion {
-    fn bytes(&self) -> &[u8] {
-        self.inner.bytes()
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        self.inner.bytes_mut()
-    }
-
-    fn flush(&self) -> streamlog::Result<()> {
-        self.faults.op(&self.path, || self.inner.flush())
     }
 }
 
@@ -252,10 +139,10 @@ fn live(rows: &Rows) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 /// A flushed compacted log built from `seed`: returns the log, its disk and config.
-fn build(seed: u64, clock: &ManualClock) -> (Partition, Faults, LogConfig) {
+fn build(seed: u64, clock: &ManualClock) -> (Partition, Tap<Faults>, LogConfig) {
     let mut rng = Rng::new(seed);
     let config = config(&mut rng);
-    let faults = Faults::new(SimStorage::new(), seed);
+    let faults = Tap::new(SimStorage::new(), Faults::new(seed));
     let log = Partition::open_with_env(DIR, config.clone(), env(Arc::new(faults.clone()), clock))
         .unwrap();
     let appends = rng.range(20, 70);
@@ -344,18 +231,18 @@ fn a_crash_at_any_step_of_a_compaction_recovers_the_same_latest_values() {
         let before = rows(&log).unwrap();
         let log_end = log.log_end_offset();
         clock.advance_ms(100);
-        faults.state.snapshot.store(true, Ordering::Release);
-        faults.state.armed.store(true, Ordering::Release);
-        faults.after(); // the disk before the pass
+        faults.hook.snapshot.store(true, Ordering::Release);
+        faults.hook.armed.store(true, Ordering::Release);
+        faults.hook.snap(&faults.sim); // the disk before the pass
         let stats = log.compact().unwrap();
-        faults.state.armed.store(false, Ordering::Release);
+        faults.hook.armed.store(false, Ordering::Release);
         check(
             &log,
             &before,
             log_end,
             &format!("seed {seed}, after the pass"),
         );
-        let snaps = std::mem::take(&mut *faults.state.snaps.lock().unwrap());
+        let snaps = std::mem::take(&mut *faults.hook.snaps.lock().unwrap());
         assert!(snaps.len() > 4, "seed {seed}: {stats:?}");
         let with = |disk: &SimStorage, suffix: &str| {
             disk.list_dir(Path::new(DIR))
@@ -389,9 +276,9 @@ fn a_failure_at_any_step_of_a_compaction_leaves_a_log_that_recovers() {
         let clock = ManualClock::new(1_000_000);
         let (log, faults, _) = build(seed, &clock);
         clock.advance_ms(100);
-        faults.state.armed.store(true, Ordering::Release);
+        faults.hook.armed.store(true, Ordering::Release);
         log.compact().unwrap();
-        let total = faults.state.ops.load(Ordering::Acquire);
+        let total = faults.hook.ops.load(Ordering::Acquire);
         drop(log);
 
         for k in 0..total {
@@ -401,10 +288,10 @@ fn a_failure_at_any_step_of_a_compaction_leaves_a_log_that_recovers() {
             let before = rows(&log).unwrap();
             let log_end = log.log_end_offset();
             clock.advance_ms(100);
-            faults.state.fail_at.store(k, Ordering::Release);
-            faults.state.armed.store(true, Ordering::Release);
+            faults.hook.fail_at.store(k, Ordering::Release);
+            faults.hook.armed.store(true, Ordering::Release);
             let result = log.compact();
-            faults.state.armed.store(false, Ordering::Release);
+            faults.hook.armed.store(false, Ordering::Release);
             assert!(result.is_err(), "{what}: the pass did not fail");
             match log.append(Record::new(b"probe".to_vec()).with_key(b"probe".to_vec())) {
                 // Still open: it reads as before, and a later pass succeeds.

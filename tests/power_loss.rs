@@ -14,11 +14,11 @@
 mod common;
 
 use common::Rng;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use common::tap::{DiskOp, Hook, Tap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use streamlog::storage::{DirLock, MappedRegion, OpenMode, StorageFile};
 use streamlog::{
     Clock, Compression, Env, Error, FlushPolicy, LogConfig, LogRecord, ManualClock, Partition,
     PowerLoss, Record, SimStorage, Storage,
@@ -445,185 +445,33 @@ fn random_power_loss_keeps_a_valid_prefix_with_every_acknowledged_record() {
 
 // --- cutting power after every single storage operation ------------------------------------
 
-/// A `Storage` over a `SimStorage` that takes a power-loss snapshot after every operation
-/// that changes the disk, so a test can cut power at every point of a workload.
-#[derive(Debug, Clone)]
-struct Tap {
-    sim: SimStorage,
-    snaps: Arc<Mutex<Vec<SimStorage>>>,
-    counter: Arc<AtomicU64>,
-    enabled: Arc<AtomicBool>,
+/// Takes a power-loss snapshot of the disk after every operation that changes it (until
+/// stopped), so a test can cut power at every point of a workload.
+#[derive(Debug, Default)]
+struct Snapshots {
     salt: u64,
+    stopped: AtomicBool,
+    snaps: Mutex<Vec<SimStorage>>,
 }
 
-impl Tap {
-    fn new(sim: SimStorage, salt: u64) -> Self {
-        Tap {
-            sim,
-            snaps: Arc::default(),
-            counter: Arc::default(),
-            enabled: Arc::new(AtomicBool::new(true)),
-            salt,
+impl Hook for Snapshots {
+    fn after(&self, _: DiskOp, disk: &SimStorage) {
+        if !self.stopped.load(Ordering::Acquire) {
+            let mut snaps = self.snaps.lock().unwrap();
+            let seed = (snaps.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.salt;
+            snaps.push(disk.power_loss(seed));
         }
     }
+}
 
-    fn snap(&self) {
-        if self.enabled.load(Ordering::Acquire) {
-            let n = self.counter.fetch_add(1, Ordering::AcqRel);
-            let seed = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.salt;
-            let after = self.sim.power_loss(seed);
-            self.snaps
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(after);
-        }
-    }
-
+impl Snapshots {
     fn taken(&self) -> usize {
-        self.snaps.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.snaps.lock().unwrap().len()
     }
 
     fn stop(&self) -> Vec<SimStorage> {
-        self.enabled.store(false, Ordering::Release);
-        std::mem::take(&mut *self.snaps.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl Storage for Tap {
-    fn open(&self, path: &Path, mode: OpenMode) -> streamlog::Result<Arc<dyn StorageFile>> {
-        let inner = self.sim.open(path, mode)?;
-        self.snap();
-        Ok(Arc::new(TapFile {
-            inner,
-            tap: self.clone(),
-        }))
-    }
-
-    fn exists(&self, path: &Path) -> bool {
-        self.sim.exists(path)
-    }
-
-    fn remove_file(&self, path: &Path) -> streamlog::Result<()> {
-        self.sim.remove_file(path)?;
-        self.snap();
-        Ok(())
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> streamlog::Result<()> {
-        self.sim.rename(from, to)?;
-        self.snap();
-        Ok(())
-    }
-
-    fn create_dir_all(&self, path: &Path) -> streamlog::Result<()> {
-        self.sim.create_dir_all(path)?;
-        self.snap();
-        Ok(())
-    }
-
-    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
-        self.sim.remove_dir(path)?;
-        self.snap();
-        Ok(())
-    }
-
-    fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
-        self.sim.list_dir(dir)
-    }
-
-    fn sync_dir(&self, dir: &Path) -> streamlog::Result<()> {
-        self.sim.sync_dir(dir)?;
-        self.snap();
-        Ok(())
-    }
-
-    fn lock_dir(&self, dir: &Path) -> streamlog::Result<Box<dyn DirLock>> {
-        self.sim.lock_dir(dir)
-    }
-}
-
-#[derive(Debug)]
-struct TapFile {
-    inner: Arc<dyn StorageFile>,
-    tap: Tap,
-}
-
-impl StorageFile for TapFile {
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-
-    fn len(&self) -> streamlog::Result<u64> {
-        self.inner.len()
-    }
-
-    fn read_at(&self, buf: &mut [u8], position: u64) -> streamlog::Result<usize> {
-        self.inner.read_at(buf, position)
-    }
-
-    fn write_all_at(&self, buf: &[u8], position: u64) -> streamlog::Result<()> {
-        self.inner.write_all_at(buf, position)?;
-        self.tap.snap();
-        Ok(())
-    }
-
-    fn set_len(&self, len: u64) -> streamlog::Result<()> {
-        self.inner.set_len(len)?;
-        self.tap.snap();
-        Ok(())
-    }
-
-    fn sync_data(&self) -> streamlog::Result<()> {
-        self.inner.sync_data()?;
-        self.tap.snap();
-        Ok(())
-    }
-
-    fn map_mut(&self, len: usize) -> streamlog::Result<Box<dyn MappedRegion>> {
-        let inner = self.inner.map_mut(len)?;
-        Ok(Box::new(TapRegion {
-            inner: Some(inner),
-            tap: self.tap.clone(),
-        }))
-    }
-
-    fn map_read(&self, len: usize) -> streamlog::Result<streamlog::storage::ReadMap> {
-        self.inner.map_read(len)
-    }
-}
-
-#[derive(Debug)]
-struct TapRegion {
-    inner: Option<Box<dyn MappedRegion>>,
-    tap: Tap,
-}
-
-impl MappedRegion for TapRegion {
-    fn bytes(&self) -> &[u8] {
-        self.inner.as_ref().map_or(&[], |r| r.bytes())
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        match self.inner.as_mut() {
-            Some(r) => r.bytes_mut(),
-            None => &mut [],
-        }
-    }
-
-    fn flush(&self) -> streamlog::Result<()> {
-        if let Some(r) = &self.inner {
-            r.flush()?;
-        }
-        self.tap.snap();
-        Ok(())
-    }
-}
-
-impl Drop for TapRegion {
-    fn drop(&mut self) {
-        // Dropping the simulated map writes its dirty bytes back (un-synced).
-        drop(self.inner.take());
-        self.tap.snap();
+        self.stopped.store(true, Ordering::Release);
+        std::mem::take(&mut *self.snaps.lock().unwrap())
     }
 }
 
@@ -648,7 +496,14 @@ fn tapped_workload(
     rng: &mut Rng,
     ctx: &str,
 ) -> (Vec<Point>, SimStorage) {
-    let tap = Tap::new(start.clone(), rng.next());
+    let salt = rng.next();
+    let tap = Tap::new(
+        start.clone(),
+        Snapshots {
+            salt,
+            ..Snapshots::default()
+        },
+    );
     let clock = ManualClock::new(model.last_ts.max(1_000));
     let mut tags: Vec<(usize, u64, usize)> = Vec::new();
     let log =
@@ -662,19 +517,19 @@ fn tapped_workload(
         .min(opened as u64)
         .max(baseline.min(opened as u64));
     model.unflushed = 0;
-    tags.push((tap.taken(), baseline, opened));
+    tags.push((tap.hook.taken(), baseline, opened));
     for _ in 0..steps {
         let before = model.durable.max(baseline);
         step(rng, &log, model, &clock, policy, ctx);
-        tags.push((tap.taken(), before, model.records.len()));
+        tags.push((tap.hook.taken(), before, model.records.len()));
     }
     let final_required = model.durable.max(log.recovery_point()).max(baseline);
-    let end = sim_power_loss_final(&tap, rng);
+    let end = tap.sim.power_loss(rng.next());
     // Closing is one more operation power can interrupt.
     let before = model.durable.max(baseline);
     drop(log);
-    tags.push((tap.taken(), before, model.records.len()));
-    let snaps = tap.stop();
+    tags.push((tap.hook.taken(), before, model.records.len()));
+    let snaps = tap.hook.stop();
     let mut points = Vec::with_capacity(snaps.len() + 1);
     let mut tag = 0;
     for (i, disk) in snaps.into_iter().enumerate() {
@@ -694,10 +549,6 @@ fn tapped_workload(
         max_len: model.records.len(),
     });
     (points, end)
-}
-
-fn sim_power_loss_final(tap: &Tap, rng: &mut Rng) -> SimStorage {
-    tap.sim.power_loss(rng.next())
 }
 
 /// Checks one crash point; returns the LEO found.

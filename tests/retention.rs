@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::tap::{DiskOp, Hook, Tap};
 use proptest::prelude::*;
-use streamlog::storage::{DirLock, MappedRegion, OpenMode, StorageFile};
 use streamlog::{
     CleanupPolicy, Clock, Env, Error, LogConfig, ManualClock, Partition, Record, SimStorage,
     Storage,
@@ -715,131 +715,46 @@ proptest! {
 
 // ─── Crashes during deletion ────────────────────────────────────────────────────────────
 
-/// A `Storage` over a `SimStorage` that takes a snapshot of the disk (after a power loss
-/// or a process crash) after every operation that changes it, or fails operation
-/// number `fail_at` instead of running it.
-#[derive(Debug, Clone)]
-struct Tap {
-    sim: SimStorage,
-    snaps: Arc<Mutex<Vec<SimStorage>>>,
-    ops: Arc<AtomicU64>,
-    armed: Arc<AtomicBool>,
+/// While armed, counts the operations that change the disk and fails number `fail_at`
+/// instead of running it, and takes a snapshot of the disk (after a power loss or a process
+/// crash) after every other one. Region flushes are not counted: index files are rebuilt
+/// when in doubt anyway.
+#[derive(Debug, Default)]
+struct Crashes {
+    armed: AtomicBool,
+    ops: AtomicU64,
     fail_at: Option<u64>,
     seed: u64,
+    snaps: Mutex<Vec<SimStorage>>,
 }
 
-impl Tap {
-    fn new(sim: SimStorage, fail_at: Option<u64>, seed: u64) -> Self {
-        Tap {
-            sim,
-            snaps: Arc::default(),
-            ops: Arc::default(),
-            armed: Arc::default(),
-            fail_at,
-            seed,
+impl Crashes {
+    fn counts(&self, op: DiskOp) -> bool {
+        self.armed.load(Ordering::Acquire) && !matches!(op, DiskOp::Flush | DiskOp::Unmap)
+    }
+}
+
+impl Hook for Crashes {
+    fn before(&self, op: DiskOp, path: &Path) -> streamlog::Result<()> {
+        if self.counts(op) {
+            let n = self.ops.fetch_add(1, Ordering::AcqRel);
+            if self.fail_at == Some(n) {
+                return Err(Error::io(path, std::io::Error::other("injected failure")));
+            }
         }
+        Ok(())
     }
 
-    fn arm(&self, on: bool) {
-        self.armed.store(on, Ordering::Release);
-    }
-
-    /// Runs one disk-changing operation, failing it or snapshotting after it.
-    fn step<T>(
-        &self,
-        path: &Path,
-        f: impl FnOnce() -> streamlog::Result<T>,
-    ) -> streamlog::Result<T> {
-        if !self.armed.load(Ordering::Acquire) {
-            return f();
+    fn after(&self, op: DiskOp, disk: &SimStorage) {
+        if self.counts(op) {
+            let n = self.ops.load(Ordering::Acquire) - 1;
+            let snap = if (n + self.seed).is_multiple_of(2) {
+                disk.process_crash()
+            } else {
+                disk.power_loss(self.seed.wrapping_mul(31).wrapping_add(n))
+            };
+            self.snaps.lock().unwrap().push(snap);
         }
-        let n = self.ops.fetch_add(1, Ordering::AcqRel);
-        if self.fail_at == Some(n) {
-            let e = std::io::Error::other("injected failure");
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source: e,
-            });
-        }
-        let result = f()?;
-        let snap = if (n + self.seed).is_multiple_of(2) {
-            self.sim.process_crash()
-        } else {
-            self.sim
-                .power_loss(self.seed.wrapping_mul(31).wrapping_add(n))
-        };
-        self.snaps.lock().unwrap().push(snap);
-        Ok(result)
-    }
-}
-
-impl Storage for Tap {
-    fn open(&self, path: &Path, mode: OpenMode) -> streamlog::Result<Arc<dyn StorageFile>> {
-        let inner = self.step(path, || self.sim.open(path, mode))?;
-        Ok(Arc::new(TapFile {
-            inner,
-            tap: self.clone(),
-        }))
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.sim.exists(path)
-    }
-    fn remove_file(&self, path: &Path) -> streamlog::Result<()> {
-        self.step(path, || self.sim.remove_file(path))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> streamlog::Result<()> {
-        self.step(from, || self.sim.rename(from, to))
-    }
-    fn create_dir_all(&self, path: &Path) -> streamlog::Result<()> {
-        self.step(path, || self.sim.create_dir_all(path))
-    }
-    fn remove_dir(&self, path: &Path) -> streamlog::Result<()> {
-        self.step(path, || self.sim.remove_dir(path))
-    }
-    fn list_dir(&self, dir: &Path) -> streamlog::Result<Vec<PathBuf>> {
-        self.sim.list_dir(dir)
-    }
-    fn sync_dir(&self, dir: &Path) -> streamlog::Result<()> {
-        self.step(dir, || self.sim.sync_dir(dir))
-    }
-    fn lock_dir(&self, dir: &Path) -> streamlog::Result<Box<dyn DirLock>> {
-        self.sim.lock_dir(dir)
-    }
-}
-
-#[derive(Debug)]
-struct TapFile {
-    inner: Arc<dyn StorageFile>,
-    tap: Tap,
-}
-
-impl StorageFile for TapFile {
-    fn path(&self) -> &Path {
-        self.inner.path()
-    }
-    fn len(&self) -> streamlog::Result<u64> {
-        self.inner.len()
-    }
-    fn read_at(&self, buf: &mut [u8], position: u64) -> streamlog::Result<usize> {
-        self.inner.read_at(buf, position)
-    }
-    fn write_all_at(&self, buf: &[u8], position: u64) -> streamlog::Result<()> {
-        self.tap
-            .step(self.path(), || self.inner.write_all_at(buf, position))
-    }
-    fn set_len(&self, len: u64) -> streamlog::Result<()> {
-        self.tap.step(self.path(), || self.inner.set_len(len))
-    }
-    fn sync_data(&self) -> streamlog::Result<()> {
-        self.tap.step(self.path(), || self.inner.sync_data())
-    }
-    fn map_mut(&self, len: usize) -> streamlog::Result<Box<dyn MappedRegion>> {
-        // Region flushes are not tapped: index files are rebuilt when in doubt anyway.
-        self.inner.map_mut(len)
-    }
-
-    fn map_read(&self, len: usize) -> streamlog::Result<streamlog::storage::ReadMap> {
-        self.inner.map_read(len)
     }
 }
 
@@ -857,18 +772,18 @@ const CRASH_DIR: &str = "/sim/c-0";
 /// Appends 30 records in segments of 5, the first 15 two minutes old, and flushes; then,
 /// with `tap` armed, deletes records before 5 and runs one retention pass, which deletes
 /// a segment by size ([5, 10)) and one by time ([10, 15)). Returns the log, left open.
-fn crash_workload(tap: &Tap, clock: &ManualClock) -> (Partition, streamlog::Result<u64>) {
+fn crash_workload(tap: &Tap<Crashes>, clock: &ManualClock) -> (Partition, streamlog::Result<u64>) {
     let env = env_with(Arc::new(tap.clone()), clock);
     let log = Partition::open_with_env(CRASH_DIR, crash_config(), env).unwrap();
     append_n(&log, 15, clock.now_ms() - 120_000);
     append_n(&log, 15, clock.now_ms());
     log.flush().unwrap();
-    tap.arm(true);
+    tap.hook.armed.store(true, Ordering::Release);
     let result = log
         .delete_records_before(5)
         .and_then(|_| log.enforce_retention())
         .map(|outcome| outcome.log_start_offset);
-    tap.arm(false);
+    tap.hook.armed.store(false, Ordering::Release);
     (log, result)
 }
 
@@ -907,12 +822,18 @@ fn a_crash_or_failure_during_deletion_leaves_the_log_before_or_after_it() {
     for seed in 0..4u64 {
         // A clean run: how many operations the pass takes; a snapshot after each one.
         let clock = ManualClock::new(NOW_MS);
-        let tap = Tap::new(SimStorage::default(), None, seed);
+        let tap = Tap::new(
+            SimStorage::default(),
+            Crashes {
+                seed,
+                ..Crashes::default()
+            },
+        );
         let (log, result) = crash_workload(&tap, &clock);
         assert_eq!(result.unwrap(), 15);
         assert_eq!(log.segment_count(), 3);
-        let ops = tap.ops.load(Ordering::Acquire);
-        let snaps = std::mem::take(&mut *tap.snaps.lock().unwrap());
+        let ops = tap.hook.ops.load(Ordering::Acquire);
+        let snaps = std::mem::take(&mut *tap.hook.snaps.lock().unwrap());
         assert!(ops > 5 && snaps.len() as u64 == ops, "{ops} ops");
         for (i, disk) in snaps.into_iter().enumerate() {
             check_reopened(disk, &format!("seed {seed}, crash after op {i}"));
@@ -924,7 +845,14 @@ fn a_crash_or_failure_during_deletion_leaves_the_log_before_or_after_it() {
             let ctx = format!("seed {seed}, op {fail_at} fails");
             let clock = ManualClock::new(NOW_MS);
             let sim = SimStorage::default();
-            let tap = Tap::new(sim.clone(), Some(fail_at), seed);
+            let tap = Tap::new(
+                sim.clone(),
+                Crashes {
+                    fail_at: Some(fail_at),
+                    seed,
+                    ..Crashes::default()
+                },
+            );
             let (log, result) = crash_workload(&tap, &clock);
             assert!(result.is_err(), "{ctx}: the failure was not reported");
             let start = log.log_start_offset();

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a seeded generator, so that one seed is one
-//! exact, replayable run.
+//! exact, replayable run, and [`tap`], a simulated disk that fails or snapshots any operation.
 #![allow(dead_code)] // each test crate uses a different part
+
+pub mod tap;
 
 /// splitmix64: small, seedable and good enough to pick workloads and damage.
 #[derive(Debug, Clone)]
