@@ -134,8 +134,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A string's length; compact lengths above `i16::MAX` are refused as Kafka does.
     fn string_length(&mut self, field: &'static str) -> Result<Option<usize>> {
-        self.length(field, |r| r.i16().map(i64::from))
+        let position = self.pos;
+        let len = self.length(field, |r| r.i16().map(i64::from))?;
+        match len {
+            Some(n) if n > MAX_STRING_BYTES => Err(RecordFormatError::InvalidLength {
+                field,
+                position,
+                length: n as i64,
+            }),
+            len => Ok(len),
+        }
     }
 
     fn bytes_length(&mut self, field: &'static str) -> Result<Option<usize>> {
