@@ -206,6 +206,25 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A consumer group id is empty or longer than
+    /// [`MAX_GROUP_ID_BYTES`](crate::group::offsets::MAX_GROUP_ID_BYTES).
+    #[error("invalid group id {group:?}: {reason}")]
+    InvalidGroupId {
+        /// The group id refused.
+        group: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// Offset commit metadata is longer than `offset.metadata.max.bytes`.
+    #[error("offset metadata of {size} bytes exceeds the limit of {max} bytes")]
+    OffsetMetadataTooLarge {
+        /// The metadata's length in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+
     /// A record in `__consumer_offsets` does not decode as Kafka's offset-commit or
     /// group-metadata format.
     #[error("record at offset {offset} of __consumer_offsets partition {partition}: {source}")]

@@ -24,7 +24,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use group::offsets::{
-    GroupMetadata, MemberMetadata, OffsetAndMetadata, OffsetsKey, OffsetsRecord, RecordFormatError,
+    ExpiryReport, GroupActivity, GroupMetadata, LoadReport, MemberMetadata, OffsetAndMetadata,
+    OffsetsConfig, OffsetsKey, OffsetsRecord, OffsetsStore, RecordFormatError,
     java_string_hash_code, partition_for_group,
 };
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
