@@ -83,6 +83,40 @@ fn log_end(broker: &Broker, partition: u32) -> u64 {
 }
 
 #[test]
+fn open_creates_a_compacted_internal_topic_with_fifty_partitions() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
+    let broker = open_sim(&sim, &clock);
+    let store = OffsetsStore::open(&broker, OffsetsConfig::default()).unwrap();
+    assert_eq!(store.partition_count(), 50);
+    let description = broker.describe_topic(CONSUMER_OFFSETS_TOPIC).unwrap();
+    assert_eq!(description.partitions.len(), 50);
+    let log = description.config.log_config().clone();
+    assert_eq!(log.cleanup_policy, streamlog::CleanupPolicy::Compact);
+    assert_eq!(log.segment_bytes, 8 << 20);
+    assert_eq!(store.partition_for("foo"), 101_574 % 50);
+    // A second store on the same broker finds the topic instead of creating it.
+    let again = OffsetsStore::open(&broker, OffsetsConfig::default().num_partitions(3)).unwrap();
+    assert_eq!(again.partition_count(), 50);
+    // Applications cannot create or shadow it.
+    let err = broker
+        .create_topic(CONSUMER_OFFSETS_TOPIC, Default::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTopicName { .. }), "{err}");
+    let err =
+        OffsetsStore::open(&broker, OffsetsConfig::default().retention_minutes(0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                name: "offsets.retention.minutes",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn commit_then_fetch_and_fetch_all() {
     let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
     let broker = open_sim(&sim, &clock);
