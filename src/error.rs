@@ -206,6 +206,43 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A consumer group id is empty or longer than
+    /// [`MAX_GROUP_ID_BYTES`](crate::group::offsets::MAX_GROUP_ID_BYTES).
+    #[error("invalid group id {group:?}: {reason}")]
+    InvalidGroupId {
+        /// The group id refused.
+        group: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// Offset commit metadata is longer than `offset.metadata.max.bytes`.
+    #[error("offset metadata of {size} bytes exceeds the limit of {max} bytes")]
+    OffsetMetadataTooLarge {
+        /// The metadata's length in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+
+    /// A record in `__consumer_offsets` does not decode as Kafka's offset-commit or
+    /// group-metadata format.
+    #[error("record at offset {offset} of __consumer_offsets partition {partition}: {source}")]
+    InvalidOffsetsRecord {
+        /// The `__consumer_offsets` partition.
+        partition: u32,
+        /// The record's offset.
+        offset: u64,
+        /// What is wrong with it.
+        #[source]
+        source: crate::group::offsets::RecordFormatError,
+    },
+
+    /// A value cannot be written in Kafka's `__consumer_offsets` format (a string longer
+    /// than 32767 bytes, an offset above `i64::MAX`, a partition above `i32::MAX`).
+    #[error("cannot encode a __consumer_offsets record: {0}")]
+    OffsetsRecordFormat(#[from] crate::group::offsets::RecordFormatError),
+
     /// An operating-system I/O error, with the file it happened on.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
