@@ -8,6 +8,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod index;
 pub mod log;
 pub mod record;
@@ -22,6 +23,11 @@ pub use broker::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
+pub use group::{
+    Assignor, CooperativeStickyAssignor, GroupCoordinator, GroupError, MemberAssignment,
+    MemberSubscription, RangeAssignor, RebalanceProtocol, RoundRobinAssignor, StickyAssignor,
+    assignor_by_name,
+};
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
 pub use log::{
     CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,
