@@ -334,7 +334,6 @@ fn sticky_keeps_per_topic_balance_and_survivors_keep_their_partitions() {
     let both = ["t1", "t2"];
     let t = topics(&[("t1", 12), ("t2", 12)]);
     let mut owned: BTreeMap<String, Vec<(String, u32)>> = BTreeMap::new();
-    let mut generation = 0;
     for (round, ids) in [
         vec!["c1"],
         vec!["c1", "c2"],
@@ -344,7 +343,7 @@ fn sticky_keeps_per_topic_balance_and_survivors_keep_their_partitions() {
     .into_iter()
     .enumerate()
     {
-        generation += 1;
+        let generation = round as i32 + 1;
         let members: Vec<MemberSubscription> = ids
             .iter()
             .map(|id| {
