@@ -28,6 +28,11 @@ pub use group::offsets::{
     OffsetsConfig, OffsetsKey, OffsetsRecord, OffsetsStore, RecordFormatError,
     java_string_hash_code, partition_for_group,
 };
+pub use group::{
+    Assignor, CooperativeStickyAssignor, GroupCoordinator, GroupError, MemberAssignment,
+    MemberSubscription, RangeAssignor, RebalanceProtocol, RoundRobinAssignor, StickyAssignor,
+    assignor_by_name,
+};
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
 pub use log::{
     CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,

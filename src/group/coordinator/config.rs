@@ -1,0 +1,82 @@
+//! [`CoordinatorConfig`]: the broker settings the group coordinator obeys, with Kafka's
+//! names and defaults.
+
+use crate::error::{Error, Result};
+
+/// Settings of a [`super::GroupCoordinator`].
+///
+/// ```
+/// let config = streamlog::group::coordinator::CoordinatorConfig::default();
+/// assert_eq!(config.initial_rebalance_delay_ms, 3_000);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// `group.min.session.timeout.ms` (6000): the smallest session timeout a member may ask.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms` (1800000): the largest session timeout a member may ask.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size` (unlimited): members beyond it get `GroupMaxSizeReached`.
+    pub group_max_size: usize,
+    /// `group.initial.rebalance.delay.ms` (3000): how long the first rebalance of an empty
+    /// group waits for more members; each new joiner extends it, up to the rebalance timeout.
+    pub initial_rebalance_delay_ms: i64,
+    /// How long a brand-new member may wait in a rebalance before it is dropped (Kafka's fixed
+    /// 5 minutes).
+    pub new_member_join_timeout_ms: i64,
+    /// `offset.metadata.max.bytes` (4096): the longest metadata string of a commit.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.topic.num.partitions` (50): a group lives on partition
+    /// `abs(javaStringHashCode(group_id)) % offsets_topic_partitions` of `__consumer_offsets`.
+    pub offsets_topic_partitions: u32,
+    /// Seed of the member-id suffixes, so runs are reproducible.
+    pub member_id_seed: u64,
+}
+
+/// The longest group id: it is written as an `i16`-length string in `__consumer_offsets` keys.
+pub const MAX_GROUP_ID_BYTES: usize = i16::MAX as usize;
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            group_max_size: usize::MAX,
+            initial_rebalance_delay_ms: 3_000,
+            new_member_join_timeout_ms: 300_000,
+            offset_metadata_max_bytes: 4_096,
+            offsets_topic_partitions: 50,
+            member_id_seed: 0,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Refuses settings the coordinator cannot work with, as [`Error::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |name, reason: &str| {
+            Err(Error::InvalidConfig {
+                name,
+                reason: reason.to_string(),
+            })
+        };
+        if self.min_session_timeout_ms < 0
+            || self.min_session_timeout_ms > self.max_session_timeout_ms
+        {
+            return invalid(
+                "group.min.session.timeout.ms",
+                "must be at least 0 and at most group.max.session.timeout.ms",
+            );
+        }
+        if self.group_max_size == 0 {
+            return invalid("group.max.size", "must be at least 1");
+        }
+        if self.initial_rebalance_delay_ms < 0 || self.new_member_join_timeout_ms < 0 {
+            return invalid("group.initial.rebalance.delay.ms", "must not be negative");
+        }
+        if self.offsets_topic_partitions == 0 {
+            return invalid("offsets.topic.num.partitions", "must be at least 1");
+        }
+        Ok(())
+    }
+}

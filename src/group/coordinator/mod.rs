@@ -1,0 +1,420 @@
+//! The group coordinator: a sans-IO state machine running Kafka's classic group protocol
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch) for every group
+//! whose `__consumer_offsets` partition it owns.
+//!
+//! Inputs are method calls carrying the current time (`now_ms`) and a [`ReplyTo`] token;
+//! outputs are [`Output`] values: responses addressed to a token (a JoinGroup or SyncGroup
+//! may be answered by a later call) and [`PersistRequest`]s to append to
+//! `__consumer_offsets`, whose outcome comes back through
+//! [`GroupCoordinator::append_completed`]. There are no threads, sockets or sleeps inside:
+//! [`GroupCoordinator::tick`] fires the timers (sessions, rebalance timeout, initial delay,
+//! new-member join timeout). Every call with `now_ms` fires the group's due timers first.
+//!
+//! Files: `group.rs` (one group's data), `rebalance.rs` (phases and generations),
+//! `join.rs`, `sync.rs`, `heartbeat.rs` (heartbeat and leave), `commit.rs`, `timers.rs`,
+//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`, `placement.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Result;
+use crate::group::GroupError;
+use crate::group::assignor::TopicPartition;
+
+mod commit;
+mod config;
+mod context;
+mod group;
+mod heartbeat;
+mod join;
+mod member;
+mod persist;
+mod placement;
+mod rebalance;
+mod requests;
+mod responses;
+mod state;
+mod sync;
+mod timers;
+
+pub use config::{CoordinatorConfig, MAX_GROUP_ID_BYTES};
+pub use persist::{
+    AppendError, CommittedOffset, GroupSnapshot, MemberSnapshot, PersistId, PersistRecord,
+    PersistRequest,
+};
+pub use placement::{java_string_hash, partition_for_group};
+pub use requests::{
+    GroupProtocol, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommit,
+    OffsetCommitRequest, SyncGroupRequest,
+};
+pub use responses::{
+    JoinGroupResponse, JoinedMember, LeaveGroupResponse, OffsetCommitResponse, Output, ReplyTo,
+    Response, SyncGroupResponse,
+};
+pub use state::GroupState;
+
+use context::Ctx;
+use group::Group;
+use member::MemberIds;
+use persist::{Pending, Persists};
+
+/// A read-only view of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The state.
+    pub state: GroupState,
+    /// The current generation (0 before the first).
+    pub generation: i32,
+    /// The protocol type, once a member joined.
+    pub protocol_type: Option<String>,
+    /// The chosen protocol of the generation.
+    pub protocol_name: Option<String>,
+    /// The leader.
+    pub leader: Option<String>,
+    /// Members in join order, with their current assignment bytes.
+    pub members: Vec<(String, Vec<u8>)>,
+    /// Member ids handed out with `MemberIdRequired` and not used yet.
+    pub pending_members: usize,
+}
+
+/// The group coordinator for many groups.
+///
+/// ```
+/// use streamlog::group::coordinator::*;
+///
+/// let config = CoordinatorConfig { initial_rebalance_delay_ms: 0, ..Default::default() };
+/// let mut coordinator = GroupCoordinator::new(config)?;
+/// let join = JoinGroupRequest::new("billing", "app", "consumer",
+///     vec![GroupProtocol::new("range", Vec::new())]);
+///
+/// // A first join gets a member id to join again with (KIP-394).
+/// let out = coordinator.join_group(0, ReplyTo(1), join.clone());
+/// let Output::Reply { response: Response::Join(first), .. } = &out[0] else { unreachable!() };
+/// assert_eq!(first.error, Some(streamlog::GroupError::MemberIdRequired));
+///
+/// // Joining with it forms generation 1 at once (no initial delay here); we lead.
+/// let out = coordinator.join_group(0, ReplyTo(2), join.member_id(first.member_id.clone()));
+/// let Output::Reply { response: Response::Join(joined), .. } = &out[0] else { unreachable!() };
+/// assert_eq!((joined.generation, joined.is_leader()), (1, true));
+///
+/// // The leader syncs; the group turns Stable once the assignment is appended.
+/// let sync = SyncGroupRequest { group_id: "billing".into(), member_id: joined.member_id.clone(),
+///     generation: 1, ..Default::default() };
+/// let out = coordinator.sync_group(0, ReplyTo(3), sync);
+/// let Output::Persist(append) = &out[0] else { unreachable!() };
+/// let out = coordinator.append_completed(0, append.id, Ok(0));
+/// assert!(matches!(&out[0], Output::Reply { to: ReplyTo(3), response: Response::Sync(s) } if s.error.is_none()));
+/// assert_eq!(coordinator.describe_group("billing").map(|g| g.state), Some(GroupState::Stable));
+/// # Ok::<(), streamlog::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    config: CoordinatorConfig,
+    groups: BTreeMap<String, Group>,
+    persists: Persists,
+    member_ids: MemberIds,
+    owned_partitions: Option<BTreeSet<u32>>,
+}
+
+impl GroupCoordinator {
+    /// A coordinator owning every `__consumer_offsets` partition, with no groups.
+    pub fn new(config: CoordinatorConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            member_ids: MemberIds::new(config.member_id_seed),
+            config,
+            groups: BTreeMap::new(),
+            persists: Persists::default(),
+            owned_partitions: None,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Owns only these `__consumer_offsets` partitions from now on: requests for groups
+    /// elsewhere get `NotCoordinator`.
+    pub fn set_owned_partitions(&mut self, partitions: impl IntoIterator<Item = u32>) {
+        self.owned_partitions = Some(partitions.into_iter().collect());
+    }
+
+    /// `InvalidGroupId` or `NotCoordinator` for a group id this coordinator cannot serve.
+    fn check_group_id(&self, group_id: &str) -> Result<(), GroupError> {
+        if group_id.is_empty() || group_id.len() > MAX_GROUP_ID_BYTES {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let partition = partition_for_group(group_id, self.config.offsets_topic_partitions);
+        match &self.owned_partitions {
+            Some(owned) if !owned.contains(&partition) => Err(GroupError::NotCoordinator),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the groups with a context at `now_ms`, after firing `group_id`'s timers.
+    fn with_ctx(
+        &mut self,
+        now_ms: i64,
+        group_id: &str,
+        f: impl FnOnce(&mut BTreeMap<String, Group>, &mut Ctx),
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut cx = Ctx {
+            cfg: &self.config,
+            now: now_ms,
+            out: &mut out,
+            persists: &mut self.persists,
+            ids: &mut self.member_ids,
+        };
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.run_timers(&mut cx);
+        }
+        f(&mut self.groups, &mut cx);
+        out
+    }
+
+    /// JoinGroup. The answer comes when the phase completes: in this call's outputs or a
+    /// later call's.
+    pub fn join_group(
+        &mut self,
+        now_ms: i64,
+        reply_to: ReplyTo,
+        req: JoinGroupRequest,
+    ) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(&req.group_id) {
+            let response = JoinGroupResponse::failed(&req.member_id, error);
+            return vec![reply(reply_to, Response::Join(response))];
+        }
+        let group_id = req.group_id.clone();
+        self.with_ctx(now_ms, &group_id, |groups, cx| {
+            join::join(groups, &req, reply_to, cx)
+        })
+    }
+
+    /// SyncGroup. A follower waits for the leader's assignment; the leader's assignment is
+    /// handed out once its append completes.
+    pub fn sync_group(
+        &mut self,
+        now_ms: i64,
+        reply_to: ReplyTo,
+        req: SyncGroupRequest,
+    ) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(&req.group_id) {
+            return vec![reply(
+                reply_to,
+                Response::Sync(SyncGroupResponse::failed(error)),
+            )];
+        }
+        let group_id = req.group_id.clone();
+        self.with_ctx(now_ms, &group_id, |groups, cx| {
+            sync::sync(groups.get_mut(&group_id), req, reply_to, cx);
+        })
+    }
+
+    /// Heartbeat: answered at once.
+    pub fn heartbeat(
+        &mut self,
+        now_ms: i64,
+        reply_to: ReplyTo,
+        req: HeartbeatRequest,
+    ) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(&req.group_id) {
+            return vec![reply(reply_to, Response::Heartbeat(Err(error)))];
+        }
+        let group_id = req.group_id.clone();
+        self.with_ctx(now_ms, &group_id, |groups, cx| {
+            let result = heartbeat::heartbeat(groups.get_mut(&group_id), &req, cx);
+            cx.reply(reply_to, Response::Heartbeat(result));
+        })
+    }
+
+    /// LeaveGroup: answered at once; the group rebalances (or turns Empty).
+    pub fn leave_group(
+        &mut self,
+        now_ms: i64,
+        reply_to: ReplyTo,
+        req: LeaveGroupRequest,
+    ) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(&req.group_id) {
+            let response = LeaveGroupResponse {
+                error: Some(error),
+                members: Vec::new(),
+            };
+            return vec![reply(reply_to, Response::Leave(response))];
+        }
+        let group_id = req.group_id.clone();
+        self.with_ctx(now_ms, &group_id, |groups, cx| {
+            let response = heartbeat::leave(groups.get_mut(&group_id), &req, cx);
+            cx.reply(reply_to, Response::Leave(response));
+        })
+    }
+
+    /// OffsetCommit: validated now; the valid offsets become visible (and the answer comes)
+    /// when their append completes.
+    pub fn commit_offsets(
+        &mut self,
+        now_ms: i64,
+        reply_to: ReplyTo,
+        req: OffsetCommitRequest,
+    ) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(&req.group_id) {
+            let partitions = req
+                .offsets
+                .iter()
+                .map(|(tp, _)| (tp.clone(), Err(error)))
+                .collect();
+            return vec![reply(
+                reply_to,
+                Response::Commit(OffsetCommitResponse { partitions }),
+            )];
+        }
+        let group_id = req.group_id.clone();
+        self.with_ctx(now_ms, &group_id, |groups, cx| {
+            commit::commit(groups, req, reply_to, cx)
+        })
+    }
+
+    /// OffsetFetch from the cache: the committed value of each of `partitions` (`None` if
+    /// never committed), or every committed partition of the group when `partitions` is
+    /// `None`. An unknown group has nothing committed.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, GroupError> {
+        self.check_group_id(group_id)?;
+        Ok(commit::fetch(self.groups.get(group_id), partitions))
+    }
+
+    /// DeleteGroups for one group: only an Empty group can go (`NonEmptyGroup` otherwise,
+    /// `GroupIdNotFound` if there is none). It is Dead until the tombstones are appended.
+    pub fn delete_group(&mut self, now_ms: i64, reply_to: ReplyTo, group_id: &str) -> Vec<Output> {
+        if let Err(error) = self.check_group_id(group_id) {
+            return vec![reply(reply_to, Response::DeleteGroup(Err(error)))];
+        }
+        self.with_ctx(now_ms, group_id, |groups, cx| {
+            let Some(group) = groups.get_mut(group_id) else {
+                return cx.reply(
+                    reply_to,
+                    Response::DeleteGroup(Err(GroupError::GroupIdNotFound)),
+                );
+            };
+            let error = match group.state {
+                GroupState::Dead => Some(GroupError::GroupIdNotFound),
+                GroupState::Empty if group.pending_members.is_empty() => None,
+                _ => Some(GroupError::NonEmptyGroup),
+            };
+            if let Some(error) = error {
+                return cx.reply(reply_to, Response::DeleteGroup(Err(error)));
+            }
+            group.transition(GroupState::Dead, cx.now);
+            let offsets = group.offsets.keys().cloned().collect();
+            let pending = Pending::Delete {
+                group_id: group_id.to_string(),
+                reply_to,
+            };
+            cx.persist(
+                group_id,
+                persist::PersistRecord::DeleteGroup { offsets },
+                pending,
+            );
+        })
+    }
+
+    /// The append of `id` completed: `Ok(offset of its last record in __consumer_offsets)`
+    /// or the error. Installs commits and hands out assignments on success; answers the
+    /// waiting requests either way. An unknown id is ignored.
+    pub fn append_completed(
+        &mut self,
+        now_ms: i64,
+        id: PersistId,
+        result: std::result::Result<u64, AppendError>,
+    ) -> Vec<Output> {
+        let Some(pending) = self.persists.take(id) else {
+            return Vec::new();
+        };
+        let group_id = match &pending {
+            Pending::Commit { group_id, .. }
+            | Pending::Assignment { group_id, .. }
+            | Pending::Delete { group_id, .. } => group_id.clone(),
+            Pending::Metadata => return Vec::new(),
+        };
+        self.with_ctx(now_ms, &group_id, |groups, cx| match pending {
+            Pending::Commit {
+                reply_to,
+                stored,
+                refused,
+                ..
+            } => commit::commit_stored(
+                groups.get_mut(&group_id),
+                reply_to,
+                stored,
+                refused,
+                result,
+                cx,
+            ),
+            Pending::Assignment {
+                generation,
+                assignments,
+                ..
+            } => {
+                if let Some(group) = groups.get_mut(&group_id) {
+                    sync::assignment_stored(group, generation, assignments, result, cx);
+                }
+            }
+            Pending::Delete { reply_to, .. } => {
+                groups.remove(&group_id);
+                let response = result.map(|_| ()).map_err(AppendError::group_error);
+                cx.reply(reply_to, Response::DeleteGroup(response));
+            }
+            Pending::Metadata => {}
+        })
+    }
+
+    /// Fires every due timer of every group at `now_ms`.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut cx = Ctx {
+            cfg: &self.config,
+            now: now_ms,
+            out: &mut out,
+            persists: &mut self.persists,
+            ids: &mut self.member_ids,
+        };
+        for group in self.groups.values_mut() {
+            group.run_timers(&mut cx);
+        }
+        out
+    }
+
+    /// The earliest time a timer can fire (a driver ticks just after it), if any.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        self.groups.values().filter_map(Group::next_deadline).min()
+    }
+
+    /// The group's state, generation, protocol, leader and members, if it exists.
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+        self.groups.get(group_id).map(|g| GroupDescription {
+            state: g.state,
+            generation: g.generation,
+            protocol_type: g.protocol_type.clone(),
+            protocol_name: g.protocol_name.clone(),
+            leader: g.leader.clone(),
+            members: g
+                .members_in_order()
+                .into_iter()
+                .map(|m| (m.id.clone(), m.assignment.clone()))
+                .collect(),
+            pending_members: g.pending_members.len(),
+        })
+    }
+
+    /// The ids of the groups this coordinator holds.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.keys().cloned().collect()
+    }
+}
+
+fn reply(to: ReplyTo, response: Response) -> Output {
+    Output::Reply { to, response }
+}

@@ -1,0 +1,215 @@
+//! Records the coordinator asks the caller to append to `__consumer_offsets`, the append
+//! results it is told back, and the bookkeeping of appends in flight.
+//!
+//! Nothing becomes visible before its append succeeds: a commit is installed in the offset
+//! cache, and a leader's assignment is handed to the members (the group turns Stable), only
+//! in [`super::GroupCoordinator::append_completed`] with `Ok`. A failed append discards the
+//! pending value and answers with the mapped error.
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::group::GroupError;
+use crate::group::assignor::TopicPartition;
+
+use super::responses::{Output, ReplyTo};
+
+/// Identifies one [`PersistRequest`]; hand it back to `append_completed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(pub u64);
+
+/// Append `record` for `group_id` to partition `offsets_partition` of `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistRequest {
+    /// Report the append's outcome with this id.
+    pub id: PersistId,
+    /// The group.
+    pub group_id: String,
+    /// The group's `__consumer_offsets` partition.
+    pub offsets_partition: u32,
+    /// What to write.
+    pub record: PersistRecord,
+}
+
+/// A write to `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistRecord {
+    /// Offset commits, one record per partition (key group/topic/partition), in one batch.
+    Offsets(Vec<(TopicPartition, CommittedOffset)>),
+    /// The group's metadata after a generation formed or was assigned (key group).
+    Group(GroupSnapshot),
+    /// Tombstones for the group's metadata and each of these offsets.
+    DeleteGroup {
+        /// The offsets to delete.
+        offsets: Vec<TopicPartition>,
+    },
+}
+
+/// A committed offset as stored and fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset to consume.
+    pub offset: u64,
+    /// Leader epoch of the last consumed record, if known.
+    pub leader_epoch: Option<i32>,
+    /// The committer's free text.
+    pub metadata: String,
+    /// When the commit was accepted (ms).
+    pub commit_timestamp: i64,
+    /// `commit_timestamp + retention_ms` when the request set a retention.
+    pub expire_timestamp: Option<i64>,
+}
+
+/// A group's metadata record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    /// E.g. `consumer`; `None` for a group without members ever.
+    pub protocol_type: Option<String>,
+    /// The generation.
+    pub generation: i32,
+    /// The chosen protocol.
+    pub protocol: Option<String>,
+    /// The leader.
+    pub leader: Option<String>,
+    /// When the group last changed state (ms).
+    pub state_timestamp: i64,
+    /// The members.
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// One member in a [`GroupSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    /// The member.
+    pub member_id: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Its rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Its session timeout.
+    pub session_timeout_ms: i32,
+    /// Its metadata for the chosen protocol.
+    pub subscription: Vec<u8>,
+    /// Its assignment bytes.
+    pub assignment: Vec<u8>,
+}
+
+/// Why an append to `__consumer_offsets` failed, by Kafka's produce error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    UnknownTopicOrPartition,
+    /// `NOT_ENOUGH_REPLICAS`.
+    NotEnoughReplicas,
+    /// `NOT_ENOUGH_REPLICAS_AFTER_APPEND`.
+    NotEnoughReplicasAfterAppend,
+    /// `NOT_LEADER_OR_FOLLOWER`.
+    NotLeaderOrFollower,
+    /// `MESSAGE_TOO_LARGE`.
+    MessageTooLarge,
+    /// `RECORD_LIST_TOO_LARGE`.
+    RecordListTooLarge,
+    /// `INVALID_FETCH_SIZE`.
+    InvalidFetchSize,
+    /// `CORRUPT_MESSAGE`.
+    CorruptMessage,
+    /// Anything else (I/O, ...).
+    Other,
+}
+
+impl AppendError {
+    /// Classifies a storage error from appending to the log.
+    pub fn from_error(error: &Error) -> Self {
+        match error {
+            Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => {
+                AppendError::UnknownTopicOrPartition
+            }
+            Error::MessageTooLarge { .. } | Error::BatchLargerThanSegment { .. } => {
+                AppendError::MessageTooLarge
+            }
+            Error::Corrupt { .. } | Error::InvalidBatch { .. } => AppendError::CorruptMessage,
+            _ => AppendError::Other,
+        }
+    }
+
+    /// The error an offset commit answers with (Kafka's mapping).
+    pub fn commit_error(self) -> GroupError {
+        match self {
+            AppendError::UnknownTopicOrPartition
+            | AppendError::NotEnoughReplicas
+            | AppendError::NotEnoughReplicasAfterAppend => GroupError::CoordinatorNotAvailable,
+            AppendError::NotLeaderOrFollower => GroupError::NotCoordinator,
+            AppendError::MessageTooLarge
+            | AppendError::RecordListTooLarge
+            | AppendError::InvalidFetchSize => GroupError::InvalidCommitOffsetSize,
+            AppendError::CorruptMessage => GroupError::CorruptMessage,
+            AppendError::Other => GroupError::UnknownServerError,
+        }
+    }
+
+    /// The error a group-metadata write answers with: as for commits, except that size
+    /// errors become `UnknownServerError`.
+    pub fn group_error(self) -> GroupError {
+        match self.commit_error() {
+            GroupError::InvalidCommitOffsetSize => GroupError::UnknownServerError,
+            other => other,
+        }
+    }
+}
+
+/// What to do when an append completes.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// Install these offsets and answer the committer.
+    Commit {
+        group_id: String,
+        reply_to: ReplyTo,
+        stored: Vec<(TopicPartition, CommittedOffset)>,
+        refused: Vec<(TopicPartition, GroupError)>,
+    },
+    /// Hand out the leader's assignment of `generation`.
+    Assignment {
+        group_id: String,
+        generation: i32,
+        assignments: BTreeMap<String, Vec<u8>>,
+    },
+    /// Nothing waits on it.
+    Metadata,
+    /// Remove the deleted group and answer.
+    Delete { group_id: String, reply_to: ReplyTo },
+}
+
+/// Appends in flight.
+#[derive(Debug, Default)]
+pub(super) struct Persists {
+    next_id: u64,
+    pending: BTreeMap<PersistId, Pending>,
+}
+
+impl Persists {
+    /// Emits a [`PersistRequest`] and remembers what to do when it completes.
+    pub(super) fn push(
+        &mut self,
+        out: &mut Vec<Output>,
+        group_id: &str,
+        offsets_partition: u32,
+        record: PersistRecord,
+        pending: Pending,
+    ) {
+        let id = PersistId(self.next_id);
+        self.next_id += 1;
+        self.pending.insert(id, pending);
+        out.push(Output::Persist(PersistRequest {
+            id,
+            group_id: group_id.to_string(),
+            offsets_partition,
+            record,
+        }));
+    }
+
+    /// The bookkeeping of `id`, once.
+    pub(super) fn take(&mut self, id: PersistId) -> Option<Pending> {
+        self.pending.remove(&id)
+    }
+}
