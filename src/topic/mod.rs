@@ -142,9 +142,13 @@ impl Topic {
     }
 
     /// Appends one record to the partition the partitioner picks (a batch of its own);
-    /// returns `(partition, offset)`.
+    /// returns `(partition, offset)`. A topic of one partition takes every record there
+    /// without asking the partitioner.
     pub fn append(&self, record: Record) -> Result<(u32, u64)> {
         let partitions = self.partitions.read();
+        if let [only] = partitions.as_slice() {
+            return Ok((0, only.append(record)?));
+        }
         self.partitioner.on_new_batch(partitions.len() as u32);
         let partition = self.choose(&partitions, &record)?;
         let offset = self.get(&partitions, partition)?.append(record)?;
@@ -155,17 +159,30 @@ impl Topic {
     /// [`Partition::append_records`] call each); returns each record's `(partition, offset)`
     /// in input order. Every partition is chosen before anything is written; if a partition
     /// then fails to append, the error is returned and the batches already written to other
-    /// partitions stay. An empty `records` is [`Error::EmptyBatch`].
+    /// partitions stay. An empty `records` is [`Error::EmptyBatch`]. Records that all go to
+    /// one partition (always, on a topic of one partition) are appended without regrouping.
     pub fn append_batch(&self, records: Vec<Record>) -> Result<Vec<(u32, u64)>> {
         if records.is_empty() {
             return Err(Error::EmptyBatch);
         }
         let partitions = self.partitions.read();
+        if let [only] = partitions.as_slice() {
+            // One partition: the only answer a partitioner may give, without asking it.
+            let offsets = only.append_records(&records)?;
+            return Ok(offsets.map(|offset| (0, offset)).collect());
+        }
         self.partitioner.on_new_batch(partitions.len() as u32);
         let chosen = records
             .iter()
             .map(|record| self.choose(&partitions, record))
             .collect::<Result<Vec<u32>>>()?;
+        if let Some(&first) = chosen.first()
+            && chosen.iter().all(|&p| p == first)
+        {
+            // All to one partition (a sticky batch, or keys that agree): no regrouping.
+            let offsets = self.get(&partitions, first)?.append_records(&records)?;
+            return Ok(offsets.map(|offset| (first, offset)).collect());
+        }
         let mut placed = vec![(0, 0); records.len()];
         let mut groups: BTreeMap<u32, (Vec<usize>, Vec<Record>)> = BTreeMap::new();
         for (i, (record, partition)) in records.into_iter().zip(chosen).enumerate() {
