@@ -12,13 +12,15 @@
 //!
 //! Files: `group.rs` (one group's data), `rebalance.rs` (phases and generations),
 //! `join.rs`, `sync.rs`, `heartbeat.rs` (heartbeat and leave), `commit.rs`, `timers.rs`,
-//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`, `placement.rs`.
+//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`. Placement and the stored
+//! formats are [`crate::group::offsets`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Result;
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
+use crate::group::offsets::{MAX_GROUP_ID_BYTES, OffsetAndMetadata, partition_for_group};
 
 mod commit;
 mod config;
@@ -28,7 +30,6 @@ mod heartbeat;
 mod join;
 mod member;
 mod persist;
-mod placement;
 mod rebalance;
 mod requests;
 mod responses;
@@ -36,12 +37,8 @@ mod state;
 mod sync;
 mod timers;
 
-pub use config::{CoordinatorConfig, MAX_GROUP_ID_BYTES};
-pub use persist::{
-    AppendError, CommittedOffset, GroupSnapshot, MemberSnapshot, PersistId, PersistRecord,
-    PersistRequest,
-};
-pub use placement::{java_string_hash, partition_for_group};
+pub use config::CoordinatorConfig;
+pub use persist::{AppendError, PersistId, PersistRecord, PersistRequest};
 pub use requests::{
     GroupProtocol, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommit,
     OffsetCommitRequest, SyncGroupRequest,
@@ -281,7 +278,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
-    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, GroupError> {
+    ) -> Result<Vec<(TopicPartition, Option<OffsetAndMetadata>)>, GroupError> {
         self.check_group_id(group_id)?;
         Ok(commit::fetch(self.groups.get(group_id), partitions))
     }
