@@ -79,25 +79,29 @@ impl Consumer {
         let reason = rejoin.or(inner.resubscribe.then_some(Rejoin::Rebalance));
         if let (Membership::Stable, Some(reason)) = (membership, reason) {
             inner.resubscribe = false;
-            inner.membership = Membership::Unjoined;
             service.set_live(self.registration, None);
-            let revoked = std::mem::take(&mut inner.assignment);
-            inner.positions.clear();
             if reason == Rejoin::Lost {
+                let lost = std::mem::take(&mut inner.assignment);
+                inner.positions.clear();
+                inner.membership = Membership::Unjoined;
                 inner.member_id.clear();
                 inner.generation = -1;
-                return Ok(Step::Callback(Callback::Lost, revoked));
+                return Ok(Step::Callback(Callback::Lost, lost));
             }
-            // Kafka's onJoinPrepare: auto-commit, then the revoked callback, with the
-            // generation still current so that commits succeed.
-            let commit = self.config.enable_auto_commit;
+            // Kafka's onJoinPrepare: auto-commit, then the revoked callback, while the
+            // consumer still owns its partitions in the current generation, so that
+            // commits succeed.
+            let revoked = inner.assignment.clone();
             let positions = inner.resolved_positions(&revoked);
             drop(inner);
-            if commit {
-                let _ = self.send_commit(&group, &positions, true);
+            if self.config.enable_auto_commit {
+                let _ = self.send_commit(&group, &positions);
             }
             self.fire(Callback::Revoked, &revoked);
-            self.inner.lock().generation = -1;
+            let mut inner = self.inner.lock();
+            inner.assignment.clear();
+            inner.positions.clear();
+            inner.membership = Membership::Unjoined;
             return Ok(Step::Continue);
         }
         match membership {

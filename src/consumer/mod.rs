@@ -292,7 +292,7 @@ impl Consumer {
             Self::check_open(&inner)?;
             inner.resolved_positions(&inner.assignment)
         };
-        self.send_commit(&group, &positions, false)
+        self.send_commit(&group, &positions)
     }
 
     /// Commits these offsets (the next offset to read, per partition). Every partition must
@@ -306,17 +306,12 @@ impl Consumer {
             .iter()
             .map(|(t, p, o)| (((*t).to_owned(), *p), *o))
             .collect();
-        self.send_commit(&group, &list, false)
+        self.send_commit(&group, &list)
     }
 
     /// Validates and sends an OffsetCommit (as a member when Stable, else as a simple
-    /// group, or as a member anyway during a revoke when `as_member_always`).
-    fn send_commit(
-        &self,
-        group: &str,
-        offsets: &[((String, u32), u64)],
-        as_member_always: bool,
-    ) -> Result<()> {
+    /// group).
+    fn send_commit(&self, group: &str, offsets: &[((String, u32), u64)]) -> Result<()> {
         for ((topic, partition), offset) in offsets {
             let p = self.broker.topic(topic)?.partition(*partition)?;
             let log_end = p.log_end_offset();
@@ -338,8 +333,7 @@ impl Consumer {
         };
         let (member_id, generation) = {
             let inner = self.inner.lock();
-            let member = inner.membership == Membership::Stable || as_member_always;
-            if inner.mode == Mode::Subscribed && member && inner.generation > 0 {
+            if inner.mode == Mode::Subscribed && inner.generation > 0 {
                 (inner.member_id.clone(), inner.generation)
             } else {
                 (String::new(), -1)
@@ -398,7 +392,7 @@ impl Consumer {
             inner.resolved_positions(&inner.assignment)
         };
         // Kafka logs auto-commit failures and goes on; so do we.
-        let _ = self.send_commit(group, &positions, false);
+        let _ = self.send_commit(group, &positions);
     }
 
     /// The committed offset of a partition for this consumer's group (`None` if none).
@@ -445,7 +439,7 @@ impl Consumer {
             && self.config.enable_auto_commit
             && commits
         {
-            result = self.send_commit(group, &positions, false);
+            result = self.send_commit(group, &positions);
         }
         if was_member {
             self.fire_revoked(&revoked);

@@ -203,6 +203,9 @@ impl GroupService {
         let mut state = self.state.lock();
         let now = self.now_ms();
         self.maintain(&mut state, now);
+        // In process a heartbeat costs a lock: every poll sends one, so a member learns of
+        // a rebalance on its next poll rather than after `heartbeat.interval.ms`.
+        self.heartbeat(&mut state, id, now);
         let live = state.live.get_mut(&id)?;
         live.last_poll_ms = now;
         live.rejoin
@@ -261,28 +264,38 @@ impl GroupService {
                 }
                 continue;
             }
-            if now - live.last_heartbeat_ms < live.heartbeat_interval_ms {
-                continue;
+            if now - live.last_heartbeat_ms >= live.heartbeat_interval_ms {
+                self.heartbeat(state, id, now);
             }
-            let req = HeartbeatRequest {
-                group_id: live.group_id.clone(),
-                member_id: live.member_id.clone(),
-                generation: live.generation,
-            };
-            state.next_token += 1;
-            let token = state.next_token;
-            let out = state.coordinator.heartbeat(now, ReplyTo(token), req);
-            self.drive(state, now, out);
-            let result = state.replies.remove(&token);
-            if let Some(l) = state.live.get_mut(&id) {
-                l.last_heartbeat_ms = now;
-                match result {
-                    Some(Response::Heartbeat(Err(GroupError::RebalanceInProgress))) => {
-                        l.rejoin.get_or_insert(Rejoin::Rebalance);
-                    }
-                    Some(Response::Heartbeat(Err(_))) => l.rejoin = Some(Rejoin::Lost),
-                    _ => {}
+        }
+    }
+
+    /// Heartbeats for consumer `id`; a rebalance or an error marks it for rejoining.
+    fn heartbeat(&self, state: &mut MutexGuard<'_, State>, id: u64, now: i64) {
+        let Some(live) = state.live.get(&id) else {
+            return;
+        };
+        if live.rejoin == Some(Rejoin::Lost) || live.generation <= 0 {
+            return;
+        }
+        let req = HeartbeatRequest {
+            group_id: live.group_id.clone(),
+            member_id: live.member_id.clone(),
+            generation: live.generation,
+        };
+        state.next_token += 1;
+        let token = state.next_token;
+        let out = state.coordinator.heartbeat(now, ReplyTo(token), req);
+        self.drive(state, now, out);
+        let result = state.replies.remove(&token);
+        if let Some(l) = state.live.get_mut(&id) {
+            l.last_heartbeat_ms = now;
+            match result {
+                Some(Response::Heartbeat(Err(GroupError::RebalanceInProgress))) => {
+                    l.rejoin.get_or_insert(Rejoin::Rebalance);
                 }
+                Some(Response::Heartbeat(Err(_))) => l.rejoin = Some(Rejoin::Lost),
+                _ => {}
             }
         }
     }
