@@ -241,6 +241,12 @@ impl Consumer {
         Ok(())
     }
 
+    /// The generation of the group this consumer is a Stable member of, if it is one.
+    pub fn generation(&self) -> Option<i32> {
+        let inner = self.inner.lock();
+        (inner.membership == Membership::Stable && inner.generation > 0).then_some(inner.generation)
+    }
+
     /// The partitions currently assigned, sorted.
     pub fn assignment(&self) -> Vec<(String, u32)> {
         self.inner.lock().assignment.clone()
