@@ -362,6 +362,51 @@ fn a_consumer_that_stops_polling_past_max_poll_interval_loses_its_partitions() {
     );
 }
 
+#[test]
+fn many_consumers_in_many_threads_share_the_work_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(open(dir.path()));
+    broker
+        .create_topic("t", TopicConfig::default().partitions(8))
+        .unwrap();
+    produce(&broker, "t", 400);
+    let processed: Arc<Mutex<BTreeMap<(u32, u64), u32>>> = Arc::default();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (broker, processed) = (broker.clone(), processed.clone());
+            std::thread::spawn(move || {
+                let c = broker.consumer(earliest("g")).unwrap();
+                c.subscribe(&["t"]).unwrap();
+                let start = Instant::now();
+                while processed.lock().len() < 400 {
+                    assert!(
+                        start.elapsed() < WAIT,
+                        "stuck at {}",
+                        processed.lock().len()
+                    );
+                    let records = c.poll(50, SHORT).unwrap();
+                    for r in &records {
+                        *processed
+                            .lock()
+                            .entry((r.partition(), r.offset()))
+                            .or_default() += 1;
+                    }
+                    if !records.is_empty() {
+                        c.commit().unwrap();
+                    }
+                }
+                c.close().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let processed = processed.lock();
+    assert_eq!(processed.len(), 400);
+    assert!(processed.values().all(|n| *n == 1));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Produce(u8),
