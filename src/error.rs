@@ -243,6 +243,46 @@ pub enum Error {
     #[error("cannot encode a __consumer_offsets record: {0}")]
     OffsetsRecordFormat(#[from] crate::group::offsets::RecordFormatError),
 
+    /// A consumer has no position for a partition: nothing committed and
+    /// `auto.offset.reset` is `none` (or the position fell out of the log).
+    #[error("no committed offset for {topic}-{partition} and auto.offset.reset is none")]
+    NoOffsetForPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// A consumer was asked about a partition it is not assigned.
+    #[error("partition {topic}-{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// The group coordinator refused a consumer's request with an error the consumer
+    /// cannot recover from by itself (e.g. a commit after its generation ended, a full
+    /// group).
+    #[error("group {group:?}: {operation} failed: {error}")]
+    Group {
+        /// The group.
+        group: String,
+        /// What the consumer was doing (`commit`, `join`, ...).
+        operation: &'static str,
+        /// The coordinator's error.
+        error: crate::group::GroupError,
+    },
+
+    /// A consumer call that its current mode does not allow (commit without a group id,
+    /// `subscribe` after `assign`, any call after `close`).
+    #[error("consumer: {reason}")]
+    IllegalConsumerState {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An operating-system I/O error, with the file it happened on.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod group;
 pub mod index;
@@ -22,6 +23,7 @@ pub use broker::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use error::{Error, Result};
 pub use group::offsets::{
     ExpiryReport, GroupActivity, GroupMetadata, LoadReport, MemberMetadata, OffsetAndMetadata,

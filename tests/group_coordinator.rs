@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use streamlog::GroupError::{self, *};
 use streamlog::group::coordinator::*;
+use streamlog::{OffsetAndMetadata, java_string_hash_code, partition_for_group};
 
 const G: &str = "group";
 const TIMEOUT: i32 = 500;
@@ -296,7 +297,7 @@ fn join_refuses_bad_requests() {
 
 #[test]
 fn the_coordinator_partition_uses_the_java_string_hash() {
-    assert_eq!(java_string_hash("foo"), 101_574);
+    assert_eq!(java_string_hash_code("foo"), 101_574);
     assert_eq!(partition_for_group("foo", 10), 4);
 }
 
@@ -942,7 +943,7 @@ fn fetch_returns_what_was_committed() {
     let out = h.c.commit_offsets(h.now, to, req);
     h.feed(out);
     let all = h.c.fetch_offsets(G, None).unwrap();
-    let expected = CommittedOffset {
+    let expected = OffsetAndMetadata {
         offset: 97,
         leader_epoch: Some(15),
         metadata: "some metadata".into(),

@@ -7,6 +7,8 @@
 //! cloned and printed.
 
 use crate::error::{Error, Result};
+use crate::group::coordinator::CoordinatorConfig;
+use crate::group::offsets::OffsetsConfig;
 use crate::topic::TopicConfig;
 
 /// Kafka's default `log.retention.check.interval.ms`: five minutes.
@@ -40,6 +42,12 @@ pub struct BrokerConfig {
     /// Whether the broker runs its background retention thread (default on). Tests turn it
     /// off and call [`crate::Broker::enforce_retention`] themselves.
     pub background_threads: bool,
+    /// The consumer-group coordinator's settings (`group.*` in Kafka). Its
+    /// `offsets_topic_partitions` is replaced by the actual partition count of
+    /// `__consumer_offsets`.
+    pub group_coordinator: CoordinatorConfig,
+    /// `__consumer_offsets` settings (`offsets.*` in Kafka).
+    pub offsets: OffsetsConfig,
 }
 
 impl Default for BrokerConfig {
@@ -49,6 +57,8 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             default_topic_config: TopicConfig::default(),
             background_threads: true,
+            group_coordinator: CoordinatorConfig::default(),
+            offsets: OffsetsConfig::default(),
         }
     }
 }
@@ -73,6 +83,8 @@ setters! {
     log_retention_check_interval_ms: u64,
     default_topic_config: TopicConfig,
     background_threads: bool,
+    group_coordinator: CoordinatorConfig,
+    offsets: OffsetsConfig,
 }
 
 impl BrokerConfig {
@@ -90,6 +102,8 @@ impl BrokerConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        self.group_coordinator.validate()?;
+        self.offsets.validate()?;
         self.default_topic_config.validate()
     }
 }

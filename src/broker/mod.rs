@@ -38,6 +38,7 @@ mod compaction;
 mod config;
 mod delete;
 mod describe;
+mod groups;
 mod meta;
 mod pass;
 mod retention;
@@ -52,6 +53,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
+use crate::group::service::GroupService;
 use crate::storage::{DirLock, Env};
 use crate::topic::{Topic, TopicConfig};
 
@@ -61,6 +63,7 @@ use catalog::Catalog;
 pub use compaction::{CompactionReport, PartitionCompaction};
 pub use config::{BrokerConfig, DEFAULT_RETENTION_CHECK_INTERVAL_MS};
 pub use describe::{PartitionDescription, TopicDescription};
+pub(crate) use groups::BrokerHandle;
 pub use retention::{PartitionRetention, RetentionReport};
 
 /// Names starting with this are internal topics (Kafka's `__consumer_offsets`), created
@@ -115,6 +118,9 @@ struct Shared {
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// The last error of a background pass, cleared by a pass that succeeds.
     background_error: Mutex<Option<String>>,
+    /// The consumer-group coordinator and `__consumer_offsets` store, opened on first use
+    /// (`groups.rs`).
+    groups: Mutex<Option<std::sync::Arc<GroupService>>>,
 }
 
 /// An open topic and its stored config (which `alter_topic_config` may have changed since
@@ -168,6 +174,7 @@ impl Broker {
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             background_error: Mutex::new(None),
+            groups: Mutex::new(None),
         };
         let shared = Arc::new(shared);
         let background = if shared.config.background_threads {
@@ -294,6 +301,7 @@ impl Shared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.groups.lock().take();
         let topics = std::mem::take(&mut *self.topics.write());
         let mut first_error = None;
         for entry in topics.values() {

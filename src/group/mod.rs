@@ -10,6 +10,7 @@ pub mod assignor;
 pub mod coordinator;
 mod error;
 pub mod offsets;
+pub(crate) mod service;
 
 pub use assignor::{
     Assignor, CooperativeStickyAssignor, MemberAssignment, MemberId, MemberSubscription,

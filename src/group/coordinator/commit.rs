@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
+use crate::group::offsets::OffsetAndMetadata;
 
 use super::context::Ctx;
 use super::group::Group;
-use super::persist::{AppendError, CommittedOffset, Pending, PersistRecord};
+use super::persist::{AppendError, Pending, PersistRecord};
 use super::requests::OffsetCommitRequest;
 use super::responses::{OffsetCommitResponse, ReplyTo, Response};
 use super::state::GroupState;
@@ -59,7 +60,7 @@ pub(super) fn commit(
             refused.push((tp, GroupError::OffsetMetadataTooLarge));
             continue;
         }
-        let value = CommittedOffset {
+        let value = OffsetAndMetadata {
             offset: commit.offset,
             leader_epoch: commit.leader_epoch,
             metadata: commit.metadata,
@@ -122,7 +123,7 @@ fn validate(group: &Group, req: &OffsetCommitRequest) -> Result<(), GroupError> 
 pub(super) fn commit_stored(
     mut group: Option<&mut Group>,
     reply_to: ReplyTo,
-    stored: Vec<(TopicPartition, CommittedOffset)>,
+    stored: Vec<(TopicPartition, OffsetAndMetadata)>,
     refused: Vec<(TopicPartition, GroupError)>,
     result: Result<u64, AppendError>,
     cx: &mut Ctx,
@@ -157,7 +158,7 @@ pub(super) fn commit_stored(
 pub(super) fn fetch(
     group: Option<&Group>,
     partitions: Option<&[TopicPartition]>,
-) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
+) -> Vec<(TopicPartition, Option<OffsetAndMetadata>)> {
     let lookup = |tp: &TopicPartition| {
         group
             .and_then(|g| g.offsets.get(tp))

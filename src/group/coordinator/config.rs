@@ -33,9 +33,6 @@ pub struct CoordinatorConfig {
     pub member_id_seed: u64,
 }
 
-/// The longest group id: it is written as an `i16`-length string in `__consumer_offsets` keys.
-pub const MAX_GROUP_ID_BYTES: usize = i16::MAX as usize;
-
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {

@@ -2,11 +2,11 @@
 //! current time, the outputs being collected, appends in flight and the id generator.
 
 use crate::group::GroupError;
+use crate::group::offsets::partition_for_group;
 
 use super::config::CoordinatorConfig;
 use super::member::MemberIds;
 use super::persist::{Pending, PersistRecord, Persists};
-use super::placement::partition_for_group;
 use super::responses::{JoinGroupResponse, Output, ReplyTo, Response, SyncGroupResponse};
 
 /// The environment of one call into the coordinator.

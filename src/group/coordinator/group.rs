@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
+use crate::group::offsets::{GroupMetadata, MemberMetadata, OffsetAndMetadata};
 
 use super::context::Ctx;
 use super::member::Member;
-use super::persist::{CommittedOffset, GroupSnapshot, MemberSnapshot};
 use super::requests::GroupProtocol;
 use super::responses::Response;
 use super::state::GroupState;
@@ -42,7 +42,7 @@ pub(super) struct Group {
     /// A member joined during the initial delay: extend it once more.
     pub new_member_added: bool,
     /// Installed offsets with the `__consumer_offsets` offset of their record.
-    pub offsets: BTreeMap<TopicPartition, (CommittedOffset, u64)>,
+    pub offsets: BTreeMap<TopicPartition, (OffsetAndMetadata, u64)>,
     next_seq: u64,
 }
 
@@ -223,20 +223,22 @@ impl Group {
     }
 
     /// The group's metadata record, with `assignments` when given.
-    pub fn snapshot(&self, assignments: Option<&BTreeMap<String, Vec<u8>>>) -> GroupSnapshot {
+    pub fn snapshot(&self, assignments: Option<&BTreeMap<String, Vec<u8>>>) -> GroupMetadata {
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        GroupSnapshot {
-            protocol_type: self.protocol_type.clone(),
+        GroupMetadata {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
             generation: self.generation,
             protocol: self.protocol_name.clone(),
             leader: self.leader.clone(),
-            state_timestamp: self.state_timestamp,
+            current_state_timestamp: Some(self.state_timestamp),
             members: self
                 .members_in_order()
                 .into_iter()
-                .map(|m| MemberSnapshot {
+                .map(|m| MemberMetadata {
                     member_id: m.id.clone(),
+                    group_instance_id: None,
                     client_id: m.client_id.clone(),
+                    client_host: String::new(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     session_timeout_ms: m.session_timeout_ms,
                     subscription: m.metadata(&protocol),

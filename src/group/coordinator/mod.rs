@@ -11,14 +11,18 @@
 //! new-member join timeout). Every call with `now_ms` fires the group's due timers first.
 //!
 //! Files: `group.rs` (one group's data), `rebalance.rs` (phases and generations),
-//! `join.rs`, `sync.rs`, `heartbeat.rs` (heartbeat and leave), `commit.rs`, `timers.rs`,
-//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`, `placement.rs`.
+//! `join.rs`, `sync.rs`, `load.rs` (rebuilding groups on open), `heartbeat.rs` (heartbeat and leave), `commit.rs`, `timers.rs`,
+//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`. Placement and the stored
+//! formats are [`crate::group::offsets`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Result;
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
+use crate::group::offsets::{
+    GroupMetadata, MAX_GROUP_ID_BYTES, OffsetAndMetadata, OffsetsStore, partition_for_group,
+};
 
 mod commit;
 mod config;
@@ -26,9 +30,9 @@ mod context;
 mod group;
 mod heartbeat;
 mod join;
+mod load;
 mod member;
 mod persist;
-mod placement;
 mod rebalance;
 mod requests;
 mod responses;
@@ -36,12 +40,8 @@ mod state;
 mod sync;
 mod timers;
 
-pub use config::{CoordinatorConfig, MAX_GROUP_ID_BYTES};
-pub use persist::{
-    AppendError, CommittedOffset, GroupSnapshot, MemberSnapshot, PersistId, PersistRecord,
-    PersistRequest,
-};
-pub use placement::{java_string_hash, partition_for_group};
+pub use config::CoordinatorConfig;
+pub use persist::{AppendError, PersistId, PersistRecord, PersistRequest};
 pub use requests::{
     GroupProtocol, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommit,
     OffsetCommitRequest, SyncGroupRequest,
@@ -281,7 +281,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<&[TopicPartition]>,
-    ) -> Result<Vec<(TopicPartition, Option<CommittedOffset>)>, GroupError> {
+    ) -> Result<Vec<(TopicPartition, Option<OffsetAndMetadata>)>, GroupError> {
         self.check_group_id(group_id)?;
         Ok(commit::fetch(self.groups.get(group_id), partitions))
     }
@@ -407,6 +407,46 @@ impl GroupCoordinator {
                 .collect(),
             pending_members: g.pending_members.len(),
         })
+    }
+
+    /// Installs a group as `__consumer_offsets` holds it (Kafka's loading rules): with
+    /// members it is Stable with its generation, protocol, leader and members, each with a
+    /// fresh session from `now_ms`, so members that are gone expire and the group
+    /// rebalances; without members it is Empty, keeping its generation. `offsets` are its
+    /// committed offsets. A group already held is replaced.
+    pub fn load_group(
+        &mut self,
+        now_ms: i64,
+        group_id: &str,
+        metadata: Option<&GroupMetadata>,
+        offsets: impl IntoIterator<Item = ((String, u32), OffsetAndMetadata)>,
+    ) {
+        let group = load::loaded_group(group_id, now_ms, metadata, offsets);
+        if group.is_vacant() && metadata.is_none() {
+            self.groups.remove(group_id);
+        } else {
+            self.groups.insert(group_id.to_string(), group);
+        }
+    }
+
+    /// Loads every group of `store` (see [`GroupCoordinator::load_group`]) whose partition
+    /// this coordinator owns; returns how many groups were loaded.
+    pub fn load_from(&mut self, now_ms: i64, store: &OffsetsStore) -> usize {
+        let mut loaded = 0;
+        for group_id in store.groups() {
+            if self.check_group_id(&group_id).is_err() {
+                continue;
+            }
+            let metadata = store.group(&group_id);
+            self.load_group(
+                now_ms,
+                &group_id,
+                metadata.as_ref(),
+                store.fetch_all(&group_id),
+            );
+            loaded += 1;
+        }
+        loaded
     }
 
     /// The ids of the groups this coordinator holds.

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::error::Error;
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
+use crate::group::offsets::{GroupMetadata, OffsetAndMetadata};
 
 use super::responses::{Output, ReplyTo};
 
@@ -35,63 +36,14 @@ pub struct PersistRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PersistRecord {
     /// Offset commits, one record per partition (key group/topic/partition), in one batch.
-    Offsets(Vec<(TopicPartition, CommittedOffset)>),
+    Offsets(Vec<(TopicPartition, OffsetAndMetadata)>),
     /// The group's metadata after a generation formed or was assigned (key group).
-    Group(GroupSnapshot),
+    Group(GroupMetadata),
     /// Tombstones for the group's metadata and each of these offsets.
     DeleteGroup {
         /// The offsets to delete.
         offsets: Vec<TopicPartition>,
     },
-}
-
-/// A committed offset as stored and fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommittedOffset {
-    /// The next offset to consume.
-    pub offset: u64,
-    /// Leader epoch of the last consumed record, if known.
-    pub leader_epoch: Option<i32>,
-    /// The committer's free text.
-    pub metadata: String,
-    /// When the commit was accepted (ms).
-    pub commit_timestamp: i64,
-    /// `commit_timestamp + retention_ms` when the request set a retention.
-    pub expire_timestamp: Option<i64>,
-}
-
-/// A group's metadata record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupSnapshot {
-    /// E.g. `consumer`; `None` for a group without members ever.
-    pub protocol_type: Option<String>,
-    /// The generation.
-    pub generation: i32,
-    /// The chosen protocol.
-    pub protocol: Option<String>,
-    /// The leader.
-    pub leader: Option<String>,
-    /// When the group last changed state (ms).
-    pub state_timestamp: i64,
-    /// The members.
-    pub members: Vec<MemberSnapshot>,
-}
-
-/// One member in a [`GroupSnapshot`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberSnapshot {
-    /// The member.
-    pub member_id: String,
-    /// Its client id.
-    pub client_id: String,
-    /// Its rebalance timeout.
-    pub rebalance_timeout_ms: i32,
-    /// Its session timeout.
-    pub session_timeout_ms: i32,
-    /// Its metadata for the chosen protocol.
-    pub subscription: Vec<u8>,
-    /// Its assignment bytes.
-    pub assignment: Vec<u8>,
 }
 
 /// Why an append to `__consumer_offsets` failed, by Kafka's produce error.
@@ -165,7 +117,7 @@ pub(super) enum Pending {
     Commit {
         group_id: String,
         reply_to: ReplyTo,
-        stored: Vec<(TopicPartition, CommittedOffset)>,
+        stored: Vec<(TopicPartition, OffsetAndMetadata)>,
         refused: Vec<(TopicPartition, GroupError)>,
     },
     /// Hand out the leader's assignment of `generation`.

@@ -19,6 +19,7 @@ use super::hash::partition_for_group;
 use super::{GroupMetadata, OffsetAndMetadata, OffsetsRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
+use crate::group::coordinator::{PersistRecord, PersistRequest};
 use crate::record::Record;
 use crate::topic::{Topic, validate_topic_name};
 
@@ -408,20 +409,67 @@ impl OffsetsStore {
 
     /// Appends `records` to `partition` as one batch, then applies them to the cache. The
     /// caller holds the partition's lock.
-    fn append_locked(&self, partition: u32, records: Vec<OffsetsRecord>) -> Result<()> {
+    /// Returns the offset of the last record appended (`None` when there was none).
+    fn append_locked(&self, partition: u32, records: Vec<OffsetsRecord>) -> Result<Option<u64>> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let encoded = records
             .iter()
             .map(OffsetsRecord::to_record)
             .collect::<Result<Vec<Record>, RecordFormatError>>()?;
-        self.topic.partition(partition)?.append_records(&encoded)?;
+        let range = self.topic.partition(partition)?.append_records(&encoded)?;
         let mut cache = self.cache.write();
         for record in records {
             cache.apply(record);
         }
-        Ok(())
+        Ok(range.end.checked_sub(1))
+    }
+
+    /// Executes a coordinator's [`PersistRequest`]: offset commits, a group-metadata
+    /// record, or the tombstones of a deleted group, appended as one batch to the group's
+    /// partition. Returns the `__consumer_offsets` offset of the last record written (for
+    /// [`crate::GroupCoordinator::append_completed`]); an empty write returns the
+    /// partition's log end. Errors as for [`OffsetsStore::commit`]; nothing is written then.
+    pub fn persist(&self, request: &PersistRequest) -> Result<u64> {
+        let group = request.group_id.as_str();
+        validate_group_id(group)?;
+        let partition = self.partition_for(group);
+        let _lock = self.lock(partition);
+        let records = match &request.record {
+            PersistRecord::Offsets(offsets) => {
+                let mut records = Vec::with_capacity(offsets.len());
+                for ((topic, p), value) in offsets {
+                    validate_topic_name(topic)?;
+                    records.push(OffsetsRecord::OffsetCommit {
+                        group: group.to_owned(),
+                        topic: topic.clone(),
+                        partition: *p,
+                        value: Some(value.clone()),
+                    });
+                }
+                records
+            }
+            PersistRecord::Group(metadata) => vec![OffsetsRecord::GroupMetadata {
+                group: group.to_owned(),
+                value: Some(metadata.clone()),
+            }],
+            PersistRecord::DeleteGroup { offsets } => {
+                let mut records: Vec<OffsetsRecord> = offsets
+                    .iter()
+                    .map(|(topic, p)| commit_tombstone(group, topic, *p))
+                    .collect();
+                records.push(OffsetsRecord::GroupMetadata {
+                    group: group.to_owned(),
+                    value: None,
+                });
+                records
+            }
+        };
+        match self.append_locked(partition, records)? {
+            Some(offset) => Ok(offset),
+            None => Ok(self.topic.partition(partition)?.log_end_offset()),
+        }
     }
 }
 

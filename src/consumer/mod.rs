@@ -1,0 +1,480 @@
+//! [`Consumer`]: the application-facing consumer (issue 5; S8, S9, S16): subscribe to
+//! topics as a member of a consumer group, or [`Consumer::assign`] partitions without one;
+//! [`Consumer::poll`] records from each partition's leader up to its high watermark;
+//! commit positions to `__consumer_offsets`; seek; positions, committed offsets and lag.
+//!
+//! Files: `config.rs` ([`ConsumerConfig`], [`AutoOffsetReset`], [`RebalanceListener`]),
+//! `record.rs` ([`ConsumerRecord`]), `membership.rs` (join / sync / rebalance inside
+//! `poll`), `fetch.rs` (positions and reads). The group coordinator runs in the broker's
+//! group service (`group/service.rs`).
+
+mod config;
+mod fetch;
+mod membership;
+mod record;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::broker::{Broker, BrokerHandle};
+use crate::error::{Error, Result};
+use crate::group::coordinator::{LeaveGroupRequest, OffsetCommit, OffsetCommitRequest, Response};
+use crate::group::service::GroupService;
+
+pub use config::{AutoOffsetReset, ConsumerConfig, RebalanceListener};
+pub use record::ConsumerRecord;
+
+use config::SharedListener;
+
+/// Where a consumer is in its group's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Unjoined,
+    /// A JoinGroup is waiting for its answer (token).
+    Joining(u64),
+    /// A SyncGroup is waiting for its answer (token).
+    Syncing(u64),
+    Stable,
+}
+
+/// How the consumer gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    None,
+    Subscribed,
+    Assigned,
+}
+
+#[derive(Debug)]
+struct Inner {
+    mode: Mode,
+    subscription: Vec<String>,
+    /// Subscription changed while Stable: rejoin on the next poll.
+    resubscribe: bool,
+    membership: Membership,
+    member_id: String,
+    generation: i32,
+    assignment: Vec<(String, u32)>,
+    /// The next offset to read per assigned partition; `None` until resolved from the
+    /// committed offset or `auto.offset.reset`.
+    positions: BTreeMap<(String, u32), Option<u64>>,
+    /// Which assigned partition the next fetch starts with (fairness).
+    next_partition: usize,
+    last_auto_commit_ms: i64,
+    closed: bool,
+}
+
+impl Inner {
+    fn resolved_positions(&self, partitions: &[(String, u32)]) -> Vec<((String, u32), u64)> {
+        partitions
+            .iter()
+            .filter_map(|tp| Some((tp.clone(), (*self.positions.get(tp)?)?)))
+            .collect()
+    }
+}
+
+/// A consumer: reads records of the partitions it is assigned, as a member of a consumer
+/// group (its partitions come from the group's assignor and change with rebalances) or
+/// standalone ([`Consumer::assign`]). Create it with [`Broker::consumer`]. It is `Send`:
+/// use one per thread; many consumers in many threads of one process share the broker's
+/// group coordinator. Joins, syncs, heartbeats, auto-commits and rebalance callbacks all
+/// happen inside [`Consumer::poll`].
+///
+/// ```
+/// use std::time::Duration;
+/// use streamlog::{AutoOffsetReset, Broker, BrokerConfig, ConsumerConfig, Record, TopicConfig};
+/// # fn main() -> streamlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let mut config = BrokerConfig::default();
+/// config.group_coordinator.initial_rebalance_delay_ms = 0; // form the first generation at once
+/// let broker = Broker::open(dir.path(), config)?;
+/// let orders = broker.create_topic("orders", TopicConfig::default().partitions(2))?;
+/// orders.append(Record::new(b"coffee".to_vec()).with_key(b"alice".to_vec()))?;
+///
+/// let consumer = broker.consumer(ConsumerConfig::new("billing")
+///     .auto_offset_reset(AutoOffsetReset::Earliest))?;
+/// consumer.subscribe(&["orders"])?;
+/// let records = consumer.poll(500, Duration::from_secs(5))?;
+/// assert_eq!(records[0].value(), Some(&b"coffee"[..]));
+/// assert_eq!(consumer.assignment(), [("orders".to_string(), 0), ("orders".to_string(), 1)]);
+/// consumer.commit()?;
+/// let (topic, partition) = (records[0].topic(), records[0].partition());
+/// assert_eq!(consumer.committed(topic, partition)?, Some(records[0].offset() + 1));
+/// assert_eq!(consumer.lag(topic, partition)?, 0);
+/// consumer.close()?; // leaves the group at once
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    config: ConsumerConfig,
+    broker: BrokerHandle,
+    /// The broker's group service; `None` for a consumer without a group id.
+    service: Option<Arc<GroupService>>,
+    /// This consumer's id with the group service (for its heartbeat duty).
+    registration: u64,
+    listener: Option<SharedListener>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("config", &self.config)
+            .field("inner", &*self.inner.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A consumer with `config` ([`ConsumerConfig::validate`] first: an empty or oversize
+    /// group id is [`Error::InvalidGroupId`]). The first consumer with a group id opens the
+    /// broker's group coordinator, which creates `__consumer_offsets` if needed and
+    /// rebuilds every group from it.
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        config.validate()?;
+        let service = match config.group_id {
+            Some(_) => Some(self.group_service()?),
+            None => None,
+        };
+        let registration = service.as_ref().map_or(0, |s| s.token());
+        let now = service.as_ref().map_or(0, |s| s.now_ms());
+        Ok(Consumer {
+            listener: config.listener(),
+            broker: self.handle(),
+            service,
+            registration,
+            inner: Mutex::new(Inner {
+                mode: Mode::None,
+                subscription: Vec::new(),
+                resubscribe: false,
+                membership: Membership::Unjoined,
+                member_id: String::new(),
+                generation: -1,
+                assignment: Vec::new(),
+                positions: BTreeMap::new(),
+                next_partition: 0,
+                last_auto_commit_ms: now,
+                closed: false,
+            }),
+            config,
+        })
+    }
+}
+
+impl Consumer {
+    /// The settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    fn group_id(&self) -> Result<&str> {
+        self.config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| Error::IllegalConsumerState {
+                reason: "the consumer has no group id".into(),
+            })
+    }
+
+    fn check_open(inner: &Inner) -> Result<()> {
+        if inner.closed {
+            return Err(Error::IllegalConsumerState {
+                reason: "the consumer is closed".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Subscribes to `topics` as a member of the group (replacing an earlier subscription;
+    /// the group rebalances on the next poll). Topics that do not exist yet are ignored by
+    /// the assignment. Needs a group id; not after [`Consumer::assign`].
+    pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
+        self.group_id()?;
+        let mut inner = self.inner.lock();
+        Self::check_open(&inner)?;
+        if inner.mode == Mode::Assigned {
+            return Err(Error::IllegalConsumerState {
+                reason: "subscribe after assign".into(),
+            });
+        }
+        let mut topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        topics.sort();
+        topics.dedup();
+        if inner.mode == Mode::Subscribed && inner.subscription != topics {
+            inner.resubscribe = inner.membership == Membership::Stable;
+        }
+        inner.mode = Mode::Subscribed;
+        inner.subscription = topics;
+        Ok(())
+    }
+
+    /// Reads exactly these partitions, without group membership (a standalone consumer;
+    /// with a group id, commits go to that group as a simple group). Every partition must
+    /// exist ([`Error::UnknownTopic`], [`Error::UnknownPartition`]); not after
+    /// [`Consumer::subscribe`].
+    pub fn assign(&self, partitions: &[(&str, u32)]) -> Result<()> {
+        for (topic, partition) in partitions {
+            self.broker.topic(topic)?.partition(*partition)?;
+        }
+        let mut inner = self.inner.lock();
+        Self::check_open(&inner)?;
+        if inner.mode == Mode::Subscribed {
+            return Err(Error::IllegalConsumerState {
+                reason: "assign after subscribe".into(),
+            });
+        }
+        let mut list: Vec<(String, u32)> = partitions
+            .iter()
+            .map(|(t, p)| ((*t).to_owned(), *p))
+            .collect();
+        list.sort();
+        list.dedup();
+        let old = std::mem::take(&mut inner.positions);
+        inner.positions = list
+            .iter()
+            .map(|tp| (tp.clone(), old.get(tp).copied().flatten()))
+            .collect();
+        inner.assignment = list;
+        inner.mode = Mode::Assigned;
+        Ok(())
+    }
+
+    /// The generation of the group this consumer is a Stable member of, if it is one.
+    pub fn generation(&self) -> Option<i32> {
+        let inner = self.inner.lock();
+        (inner.membership == Membership::Stable && inner.generation > 0).then_some(inner.generation)
+    }
+
+    /// The partitions currently assigned, sorted.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.inner.lock().assignment.clone()
+    }
+
+    /// Up to `max_records` records from the assigned partitions, waiting up to `timeout`
+    /// for some (an empty vector when none came). A subscribed consumer first runs its
+    /// group's protocol (join, sync, heartbeat; rebalance callbacks run here, on this
+    /// thread) and auto-commits when due. Positions move past the records returned.
+    /// Errors: [`Error::NoOffsetForPartition`] under `auto.offset.reset = none`,
+    /// [`Error::Group`] for a group error the consumer cannot handle, storage errors.
+    pub fn poll(&self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        let mode = {
+            let inner = self.inner.lock();
+            Self::check_open(&inner)?;
+            inner.mode
+        };
+        if mode == Mode::Subscribed {
+            self.ensure_active(deadline)?;
+        }
+        self.maybe_auto_commit();
+        loop {
+            let records = self.fetch(max_records)?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+            match &self.service {
+                Some(service) => service.idle(deadline),
+                None => std::thread::sleep(
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(crate::group::service::WAIT_STEP),
+                ),
+            }
+            if mode == Mode::Subscribed {
+                self.ensure_active(deadline)?;
+            }
+        }
+    }
+
+    /// Commits the positions of every assigned partition (synchronously). Needs a group id.
+    /// A member whose generation ended gets [`Error::Group`] (Kafka's
+    /// `CommitFailedException`); its next poll rejoins.
+    pub fn commit(&self) -> Result<()> {
+        let group = self.group_id()?.to_owned();
+        let positions = {
+            let inner = self.inner.lock();
+            Self::check_open(&inner)?;
+            inner.resolved_positions(&inner.assignment)
+        };
+        self.send_commit(&group, &positions)
+    }
+
+    /// Commits these offsets (the next offset to read, per partition). Every partition must
+    /// exist and every offset be at most the partition's log end offset
+    /// ([`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::OffsetOutOfRange`]);
+    /// nothing is committed otherwise.
+    pub fn commit_offsets(&self, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        let group = self.group_id()?.to_owned();
+        Self::check_open(&self.inner.lock())?;
+        let list: Vec<((String, u32), u64)> = offsets
+            .iter()
+            .map(|(t, p, o)| (((*t).to_owned(), *p), *o))
+            .collect();
+        self.send_commit(&group, &list)
+    }
+
+    /// Validates and sends an OffsetCommit (as a member when Stable, else as a simple
+    /// group).
+    fn send_commit(&self, group: &str, offsets: &[((String, u32), u64)]) -> Result<()> {
+        for ((topic, partition), offset) in offsets {
+            let p = self.broker.topic(topic)?.partition(*partition)?;
+            let log_end = p.log_end_offset();
+            if *offset > log_end {
+                return Err(Error::OffsetOutOfRange {
+                    requested: *offset,
+                    log_start: p.log_start_offset(),
+                    log_end,
+                });
+            }
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let Some(service) = &self.service else {
+            return Err(Error::IllegalConsumerState {
+                reason: "the consumer has no group id".into(),
+            });
+        };
+        let (member_id, generation) = {
+            let inner = self.inner.lock();
+            if inner.mode == Mode::Subscribed && inner.generation > 0 {
+                (inner.member_id.clone(), inner.generation)
+            } else {
+                (String::new(), -1)
+            }
+        };
+        let req = OffsetCommitRequest {
+            group_id: group.to_owned(),
+            member_id,
+            generation,
+            retention_ms: None,
+            offsets: offsets
+                .iter()
+                .map(|(tp, offset)| {
+                    let commit = OffsetCommit {
+                        offset: *offset,
+                        leader_epoch: None,
+                        metadata: String::new(),
+                    };
+                    (tp.clone(), commit)
+                })
+                .collect(),
+        };
+        let response = service.call(|c, now, to| c.commit_offsets(now, to, req));
+        let failed = |error| Error::Group {
+            group: group.to_owned(),
+            operation: "commit",
+            error,
+        };
+        match response {
+            Some(Response::Commit(r)) => {
+                if let Some((_, Err(error))) = r.partitions.iter().find(|(_, r)| r.is_err()) {
+                    return Err(failed(*error));
+                }
+                Ok(())
+            }
+            _ => Err(failed(crate::group::GroupError::UnknownServerError)),
+        }
+    }
+
+    fn maybe_auto_commit(&self) {
+        let (Some(service), Some(group)) = (&self.service, self.config.group_id.as_deref()) else {
+            return;
+        };
+        if !self.config.enable_auto_commit {
+            return;
+        }
+        let now = service.now_ms();
+        let interval =
+            i64::try_from(self.config.auto_commit_interval.as_millis()).unwrap_or(i64::MAX);
+        let positions = {
+            let mut inner = self.inner.lock();
+            if now.saturating_sub(inner.last_auto_commit_ms) < interval {
+                return;
+            }
+            inner.last_auto_commit_ms = now;
+            inner.resolved_positions(&inner.assignment)
+        };
+        // Kafka logs auto-commit failures and goes on; so do we.
+        let _ = self.send_commit(group, &positions);
+    }
+
+    /// The committed offset of a partition for this consumer's group (`None` if none).
+    pub fn committed(&self, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let group = self.group_id()?;
+        let Some(service) = &self.service else {
+            return Ok(None);
+        };
+        let tp = [(topic.to_owned(), partition)];
+        let fetched = service
+            .read(|c| c.fetch_offsets(group, Some(&tp)))
+            .map_err(|error| Error::Group {
+                group: group.to_owned(),
+                operation: "fetch offsets",
+                error,
+            })?;
+        Ok(fetched
+            .into_iter()
+            .next()
+            .and_then(|(_, o)| o)
+            .map(|o| o.offset))
+    }
+
+    /// Leaves the group at once (after an auto-commit and the revoked callback), so the
+    /// others rebalance without waiting for a timeout. Dropping a consumer does the same.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let (revoked, positions, was_member, commits) = {
+            let inner = self.inner.lock();
+            if inner.closed {
+                return Ok(());
+            }
+            let was_member =
+                inner.membership == Membership::Stable && inner.mode == Mode::Subscribed;
+            let positions = inner.resolved_positions(&inner.assignment);
+            let commits = was_member || inner.mode == Mode::Assigned;
+            (inner.assignment.clone(), positions, was_member, commits)
+        };
+        let mut result = Ok(());
+        if let Some(group) = self.config.group_id.as_deref()
+            && self.config.enable_auto_commit
+            && commits
+        {
+            result = self.send_commit(group, &positions);
+        }
+        if was_member {
+            self.fire_revoked(&revoked);
+        }
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        if let (Some(service), Some(group)) = (&self.service, self.config.group_id.as_deref()) {
+            service.set_live(self.registration, None);
+            if let Membership::Joining(t) | Membership::Syncing(t) = inner.membership {
+                service.forget(t);
+            }
+            if !inner.member_id.is_empty() {
+                let req = LeaveGroupRequest {
+                    group_id: group.to_owned(),
+                    member_ids: vec![inner.member_id.clone()],
+                };
+                let token = service.submit(|c, now, to| c.leave_group(now, to, req));
+                service.forget(token);
+            }
+        }
+        inner.assignment.clear();
+        inner.positions.clear();
+        inner.membership = Membership::Unjoined;
+        result
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

@@ -1,0 +1,507 @@
+//! The `Consumer` through the public API: subscribe / poll / commit, restart from committed
+//! offsets (S18), `auto.offset.reset`, seek, standalone `assign`, bad input, rebalances when
+//! consumers join and leave (threads, bounded waits), rebalance callbacks,
+//! `max.poll.interval.ms`, and a property test of at-least-once / exactly-once processing
+//! by a changing group.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use proptest::prelude::*;
+use streamlog::{
+    AutoOffsetReset, Broker, BrokerConfig, Consumer, ConsumerConfig, Error, RebalanceListener,
+    Record, TopicConfig,
+};
+
+const SHORT: Duration = Duration::from_millis(20);
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config() -> BrokerConfig {
+    let mut config = BrokerConfig::default().background_threads(false);
+    config.group_coordinator.initial_rebalance_delay_ms = 0;
+    config.offsets = config.offsets.num_partitions(4);
+    config
+}
+
+fn open(dir: &Path) -> Broker {
+    Broker::open(dir, config()).unwrap()
+}
+
+fn produce(broker: &Broker, topic: &str, n: u32) {
+    let t = broker.topic(topic).unwrap();
+    for i in 0..n {
+        t.append_to(
+            i % t.partition_count(),
+            vec![Record::new(i.to_be_bytes().to_vec())],
+        )
+        .unwrap();
+    }
+}
+
+fn earliest(group: &str) -> ConsumerConfig {
+    ConsumerConfig::new(group)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .enable_auto_commit(false)
+}
+
+/// Polls until `done` or WAIT passes; returns every record's (partition, offset).
+fn poll_until(c: &Consumer, mut done: impl FnMut(&Consumer, usize) -> bool) -> Vec<(u32, u64)> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while !done(c, seen.len()) {
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out; assignment {:?}",
+            c.assignment()
+        );
+        for r in c.poll(1000, SHORT).unwrap() {
+            seen.push((r.partition(), r.offset()));
+        }
+    }
+    seen
+}
+
+#[test]
+fn subscribe_poll_commit_and_resume_after_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("orders", TopicConfig::default().partitions(3))
+        .unwrap();
+    produce(&broker, "orders", 30);
+    let c = broker.consumer(earliest("billing")).unwrap();
+    c.subscribe(&["orders"]).unwrap();
+    let seen = poll_until(&c, |_, n| n >= 30);
+    assert_eq!(seen.len(), 30);
+    c.commit().unwrap();
+    for p in 0..3 {
+        assert_eq!(c.committed("orders", p).unwrap(), Some(10));
+        assert_eq!(c.position("orders", p).unwrap(), 10);
+        assert_eq!(c.lag("orders", p).unwrap(), 0);
+    }
+    c.close().unwrap();
+    produce(&broker, "orders", 6);
+    broker.close().unwrap();
+
+    let broker = open(dir.path());
+    let c = broker.consumer(earliest("billing")).unwrap();
+    c.subscribe(&["orders"]).unwrap();
+    let seen = poll_until(&c, |_, n| n >= 6);
+    assert_eq!(
+        seen.len(),
+        6,
+        "resumed from the committed offsets: {seen:?}"
+    );
+    assert!(seen.iter().all(|(_, o)| *o >= 10));
+    assert!(c.poll(100, SHORT).unwrap().is_empty());
+}
+
+#[test]
+fn auto_offset_reset_earliest_latest_and_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(1))
+        .unwrap();
+    produce(&broker, "t", 5);
+    let latest = broker
+        .consumer(ConsumerConfig::new("g-latest").enable_auto_commit(false))
+        .unwrap();
+    latest.assign(&[("t", 0)]).unwrap();
+    assert!(latest.poll(10, SHORT).unwrap().is_empty());
+    assert_eq!(latest.position("t", 0).unwrap(), 5);
+    produce(&broker, "t", 1);
+    let got = latest.poll(10, SHORT).unwrap();
+    assert_eq!(got.iter().map(|r| r.offset()).collect::<Vec<_>>(), [5]);
+
+    let early = broker.consumer(earliest("g-early")).unwrap();
+    early.assign(&[("t", 0)]).unwrap();
+    assert_eq!(early.poll(100, SHORT).unwrap().len(), 6);
+
+    let none = broker
+        .consumer(ConsumerConfig::new("g-none").auto_offset_reset(AutoOffsetReset::None))
+        .unwrap();
+    none.assign(&[("t", 0)]).unwrap();
+    assert!(matches!(
+        none.poll(10, SHORT),
+        Err(Error::NoOffsetForPartition { partition: 0, .. })
+    ));
+    // A committed offset is a position: none is satisfied.
+    none.commit_offsets(&[("t", 0, 4)]).unwrap();
+    let got = none.poll(10, SHORT).unwrap();
+    assert_eq!(got.first().map(|r| r.offset()), Some(4));
+}
+
+#[test]
+fn seek_and_bad_input_are_typed_errors_that_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    produce(&broker, "t", 10);
+    let c = broker.consumer(earliest("g")).unwrap();
+    c.assign(&[("t", 0), ("t", 1)]).unwrap();
+    c.seek("t", 0, 3).unwrap();
+    assert_eq!(c.position("t", 0).unwrap(), 3);
+    assert!(matches!(
+        c.seek("t", 0, 6),
+        Err(Error::OffsetOutOfRange {
+            requested: 6,
+            log_end: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        c.seek("t", 7, 0),
+        Err(Error::UnknownPartition { .. })
+    ));
+    assert!(matches!(c.seek("u", 0, 0), Err(Error::UnknownTopic { .. })));
+    assert_eq!(c.position("t", 0).unwrap(), 3);
+    let got = c.poll(100, SHORT).unwrap();
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.partition() == 0)
+            .map(|r| r.offset())
+            .min(),
+        Some(3)
+    );
+
+    c.commit_offsets(&[("t", 0, 2)]).unwrap();
+    assert!(matches!(
+        c.commit_offsets(&[("t", 1, 1), ("nope", 0, 1)]),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert!(matches!(
+        c.commit_offsets(&[("t", 1, 1), ("t", 9, 1)]),
+        Err(Error::UnknownPartition { .. })
+    ));
+    assert!(matches!(
+        c.commit_offsets(&[("t", 1, 1), ("t", 0, 99)]),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(c.committed("t", 0).unwrap(), Some(2));
+    assert_eq!(c.committed("t", 1).unwrap(), None);
+    assert!(matches!(
+        c.subscribe(&["t"]),
+        Err(Error::IllegalConsumerState { .. })
+    ));
+
+    assert!(matches!(
+        broker.consumer(ConsumerConfig::new("")),
+        Err(Error::InvalidGroupId { .. })
+    ));
+    let long = "g".repeat(300);
+    assert!(matches!(
+        broker.consumer(ConsumerConfig::new(long)),
+        Err(Error::InvalidGroupId { .. })
+    ));
+    assert!(matches!(
+        broker.consumer(ConsumerConfig::new("g").assignor("cooperative-sticky")),
+        Err(Error::InvalidConfig { .. })
+    ));
+}
+
+#[test]
+fn a_standalone_consumer_reads_what_it_is_assigned_and_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    produce(&broker, "t", 8);
+    let c = broker
+        .consumer(ConsumerConfig::standalone().auto_offset_reset(AutoOffsetReset::Earliest))
+        .unwrap();
+    assert!(matches!(
+        c.assign(&[("t", 5)]),
+        Err(Error::UnknownPartition { .. })
+    ));
+    c.assign(&[("t", 1)]).unwrap();
+    let got = c.poll(100, SHORT).unwrap();
+    assert_eq!(got.len(), 4);
+    assert!(got.iter().all(|r| r.partition() == 1 && r.topic() == "t"));
+    assert!(matches!(
+        c.commit(),
+        Err(Error::IllegalConsumerState { .. })
+    ));
+    assert!(matches!(
+        c.subscribe(&["t"]),
+        Err(Error::IllegalConsumerState { .. })
+    ));
+    assert!(!broker.topics().contains(&"__consumer_offsets".to_string()));
+}
+
+/// Records each generation's revoked and assigned partitions, committing on revoke.
+#[derive(Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+}
+
+struct Listener(Arc<Log>);
+
+impl RebalanceListener for Listener {
+    fn on_partitions_revoked(&mut self, consumer: &Consumer, partitions: &[(String, u32)]) {
+        consumer.commit().unwrap();
+        self.0
+            .events
+            .lock()
+            .push(format!("revoked {}", partitions.len()));
+    }
+    fn on_partitions_assigned(&mut self, _: &Consumer, partitions: &[(String, u32)]) {
+        self.0
+            .events
+            .lock()
+            .push(format!("assigned {}", partitions.len()));
+    }
+    fn on_partitions_lost(&mut self, _: &Consumer, partitions: &[(String, u32)]) {
+        self.0
+            .events
+            .lock()
+            .push(format!("lost {}", partitions.len()));
+    }
+}
+
+#[test]
+fn the_group_rebalances_when_a_consumer_joins_and_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(4))
+        .unwrap();
+    produce(&broker, "t", 40);
+    let log = Arc::new(Log::default());
+    let a = broker
+        .consumer(earliest("g").rebalance_listener(Listener(log.clone())))
+        .unwrap();
+    a.subscribe(&["t"]).unwrap();
+    let first = poll_until(&a, |_, n| n >= 40);
+    assert_eq!(a.assignment().len(), 4);
+
+    let joined = Arc::new(AtomicUsize::new(0));
+    let b = broker.consumer(earliest("g")).unwrap();
+    let flag = joined.clone();
+    let second = std::thread::spawn(move || {
+        b.subscribe(&["t"]).unwrap();
+        poll_until(&b, |c, _| c.assignment().len() == 2);
+        flag.store(1, Ordering::SeqCst);
+        // Keep polling until told to leave.
+        poll_until(&b, |_, _| flag.load(Ordering::SeqCst) == 2);
+        b.close().unwrap();
+    });
+    let again = poll_until(&a, |c, _| {
+        c.assignment().len() == 2 && joined.load(Ordering::SeqCst) == 1
+    });
+    assert!(
+        again.is_empty(),
+        "the revoke committed everything: {again:?}"
+    );
+    joined.store(2, Ordering::SeqCst);
+    poll_until(&a, |c, _| c.assignment().len() == 4);
+    second.join().unwrap();
+    let events = log.events.lock().clone();
+    assert_eq!(
+        events[..3],
+        ["assigned 4", "revoked 4", "assigned 2"],
+        "{events:?}"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("assigned 4"));
+    assert_eq!(first.len(), 40);
+}
+
+#[test]
+fn a_consumer_that_stops_polling_past_max_poll_interval_loses_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let slow_log = Arc::new(Log::default());
+    let slow = broker
+        .consumer(
+            earliest("g")
+                .max_poll_interval(Duration::from_millis(150))
+                .rebalance_listener(Listener(slow_log.clone())),
+        )
+        .unwrap();
+    let fast = broker.consumer(earliest("g")).unwrap();
+    slow.subscribe(&["t"]).unwrap();
+    fast.subscribe(&["t"]).unwrap();
+    // Both poll (from this one thread, with zero timeouts) until the group is split.
+    let start = Instant::now();
+    while slow.assignment().len() != 1 || fast.assignment().len() != 1 {
+        assert!(start.elapsed() < WAIT);
+        slow.poll(10, Duration::ZERO).unwrap();
+        fast.poll(10, Duration::ZERO).unwrap();
+    }
+    // Only the fast one polls: once the slow one is past its max.poll.interval.ms it is
+    // removed, and the fast one takes everything.
+    poll_until(&fast, |c, _| c.assignment().len() == 2);
+    assert!(slow.assignment().len() == 1, "it does not know yet");
+    // The slow one polls again: its partitions are lost (no commit), and it rejoins.
+    let start = Instant::now();
+    while slow.assignment().len() != 1 || fast.assignment().len() != 1 {
+        assert!(start.elapsed() < WAIT);
+        slow.poll(10, Duration::ZERO).unwrap();
+        fast.poll(10, Duration::ZERO).unwrap();
+    }
+    let events = slow_log.events.lock().clone();
+    assert_eq!(
+        events,
+        [
+            "assigned 2",
+            "revoked 2",
+            "assigned 1",
+            "lost 1",
+            "assigned 1"
+        ]
+    );
+}
+
+#[test]
+fn many_consumers_in_many_threads_share_the_work_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(open(dir.path()));
+    broker
+        .create_topic("t", TopicConfig::default().partitions(8))
+        .unwrap();
+    produce(&broker, "t", 400);
+    let processed: Arc<Mutex<BTreeMap<(u32, u64), u32>>> = Arc::default();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (broker, processed) = (broker.clone(), processed.clone());
+            std::thread::spawn(move || {
+                let c = broker.consumer(earliest("g")).unwrap();
+                c.subscribe(&["t"]).unwrap();
+                let start = Instant::now();
+                while processed.lock().len() < 400 {
+                    assert!(
+                        start.elapsed() < WAIT,
+                        "stuck at {}",
+                        processed.lock().len()
+                    );
+                    let records = c.poll(50, SHORT).unwrap();
+                    for r in &records {
+                        *processed
+                            .lock()
+                            .entry((r.partition(), r.offset()))
+                            .or_default() += 1;
+                    }
+                    if !records.is_empty() {
+                        c.commit().unwrap();
+                    }
+                }
+                c.close().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let processed = processed.lock();
+    assert_eq!(processed.len(), 400);
+    assert!(processed.values().all(|n| *n == 1));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Produce(u8),
+    Poll(usize),
+    Join,
+    Leave(usize),
+    Crash(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1u8..20).prop_map(Op::Produce),
+        6 => (0usize..4).prop_map(Op::Poll),
+        1 => Just(Op::Join),
+        1 => (0usize..4).prop_map(Op::Leave),
+        1 => (0usize..4).prop_map(Op::Crash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Every record produced is processed at least once by a changing group that commits
+    /// after each poll; exactly once when no member dies between processing and commit.
+    #[test]
+    fn every_record_is_processed_at_least_once_and_exactly_once_without_crashes(
+        ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path());
+        broker.create_topic("t", TopicConfig::default().partitions(3)).unwrap();
+        let mut produced = 0u32;
+        let mut processed: BTreeMap<(u32, u64), u32> = BTreeMap::new();
+        let mut crashed = false;
+        let new = |broker: &Broker| {
+            let c = broker.consumer(earliest("g")).unwrap();
+            c.subscribe(&["t"]).unwrap();
+            c
+        };
+        let mut members = vec![new(&broker)];
+        let poll = |c: &Consumer, processed: &mut BTreeMap<(u32, u64), u32>, commit: bool| {
+            let records = c.poll(7, Duration::ZERO).unwrap();
+            for r in &records {
+                *processed.entry((r.partition(), r.offset())).or_default() += 1;
+            }
+            // A commit after the generation ended fails; the records are processed again.
+            if commit && !records.is_empty() && c.commit().is_err() {
+                return false;
+            }
+            true
+        };
+        for op in ops {
+            match op {
+                Op::Produce(n) => {
+                    produce(&broker, "t", u32::from(n));
+                    produced += u32::from(n);
+                }
+                Op::Poll(i) if !members.is_empty() => {
+                    let i = i % members.len();
+                    if !poll(&members[i], &mut processed, true) {
+                        crashed = true;
+                    }
+                }
+                Op::Join if members.len() < 4 => members.push(new(&broker)),
+                Op::Leave(i) if !members.is_empty() => {
+                    members.remove(i % members.len()).close().unwrap();
+                }
+                Op::Crash(i) if !members.is_empty() => {
+                    let c = members.remove(i % members.len());
+                    let got = c.poll(7, Duration::ZERO).unwrap();
+                    for r in &got {
+                        *processed.entry((r.partition(), r.offset())).or_default() += 1;
+                    }
+                    crashed |= !got.is_empty();
+                    drop(c); // no commit
+                }
+                _ => {}
+            }
+        }
+        if members.is_empty() {
+            members.push(new(&broker));
+        }
+        let start = Instant::now();
+        while processed.len() < produced as usize {
+            prop_assert!(start.elapsed() < WAIT, "stuck: {} of {produced}", processed.len());
+            for c in &members {
+                if !poll(c, &mut processed, true) {
+                    crashed = true;
+                }
+            }
+        }
+        prop_assert_eq!(processed.len(), produced as usize);
+        if !crashed {
+            let twice: Vec<_> = processed.iter().filter(|(_, n)| **n > 1).collect();
+            prop_assert!(twice.is_empty(), "processed twice: {:?}", twice);
+        }
+    }
+}
