@@ -24,16 +24,19 @@ use std::hint::black_box;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use commitlog::message::{MessageBuf, MessageSet};
 use commitlog::{CommitLog, LogOptions, ReadLimit};
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamlog::record::encode_batch;
 use streamlog::{Compression, FlushPolicy, LogConfig, Partition, Record};
 use tempfile::TempDir;
 
 /// Bytes in each record's value.
+mod common;
+use common::{configure, temp_dir, timed};
+
 const VALUE_BYTES: usize = 100;
 /// Records in the sequential-read log unless `STREAMLOG_BENCH_RECORDS` says otherwise.
 const DEFAULT_READ_RECORDS: u64 = 1_000_000;
@@ -47,8 +50,6 @@ const GROUP_COMMIT_THREADS: u64 = 8;
 const COMMITLOG_READ_BYTES: usize = 1 << 20;
 /// What commitlog may return per random lookup (one record is 120 bytes in its format).
 const COMMITLOG_LOOKUP_BYTES: usize = 4096;
-
-type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 fn records(n: usize) -> Vec<Record> {
     (0..n)
@@ -70,10 +71,6 @@ fn encoded(records: &[Record]) -> Vec<u8> {
     out
 }
 
-fn temp_dir() -> TempDir {
-    tempfile::tempdir().expect("create a temporary directory")
-}
-
 fn open_streamlog(dir: &Path, policy: FlushPolicy) -> Partition {
     let config = LogConfig::default().flush_policy(policy);
     Partition::open(dir.join("bench-0"), config).expect("open a streamlog partition")
@@ -89,26 +86,6 @@ fn commitlog_append(log: &mut CommitLog, buf: &mut MessageBuf, payloads: &[&[u8]
         buf.push(p).expect("push a commitlog message");
     }
     log.append(buf).expect("commitlog append");
-}
-
-/// Times `iters` calls of `step` on state made fresh (untimed) by `setup`; the state is
-/// dropped (closing logs, removing files) after the clock stops.
-fn timed<S>(iters: u64, setup: impl FnOnce() -> S, mut step: impl FnMut(&mut S)) -> Duration {
-    let mut state = setup();
-    let start = Instant::now();
-    for _ in 0..iters {
-        step(&mut state);
-    }
-    let elapsed = start.elapsed();
-    drop(state);
-    elapsed
-}
-
-fn configure(group: &mut Group<'_>, measurement_secs: u64) {
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(measurement_secs));
 }
 
 /// One group: raw file, commitlog and streamlog appending batches of `batch` records,

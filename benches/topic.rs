@@ -35,15 +35,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use criterion::{
-    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
-};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use streamlog::{
     CleanupPolicy, Env, FlushPolicy, LogConfig, Partition, Record, Topic, TopicConfig,
 };
 use tempfile::TempDir;
 
 /// Bytes in each record's value.
+mod common;
+use common::{Group, configure, temp_dir, timed};
+
 const VALUE_BYTES: usize = 100;
 /// Records in the append pool (and in each appended batch); keyed records have distinct
 /// keys `user-0` .. `user-999`.
@@ -65,8 +66,6 @@ const COMPACT_BUILD_BATCH: usize = 1000;
 /// The compacted log's partition directory, in the prepared directory and in each copy.
 const COMPACT_PARTITION: &str = "compacted-0";
 
-type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
-
 fn value(i: usize) -> Vec<u8> {
     vec![b'a' + (i % 26) as u8; VALUE_BYTES]
 }
@@ -83,30 +82,6 @@ fn records(n: usize, keyed: bool) -> Vec<Record> {
             }
         })
         .collect()
-}
-
-fn temp_dir() -> TempDir {
-    tempfile::tempdir().expect("create a temporary directory")
-}
-
-/// Times `iters` calls of `step` on state made fresh (untimed) by `setup`; the state is
-/// dropped (closing logs, removing files) after the clock stops.
-fn timed<S>(iters: u64, setup: impl FnOnce() -> S, mut step: impl FnMut(&mut S)) -> Duration {
-    let mut state = setup();
-    let start = Instant::now();
-    for _ in 0..iters {
-        step(&mut state);
-    }
-    let elapsed = start.elapsed();
-    drop(state);
-    elapsed
-}
-
-fn configure(group: &mut Group<'_>, measurement_secs: u64) {
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(measurement_secs));
 }
 
 /// Where appends go: a bare partition or a topic. Both sides are called with records they
