@@ -31,9 +31,9 @@ pub use group::offsets::{
     java_string_hash_code, partition_for_group,
 };
 pub use group::{
-    Assignor, CooperativeStickyAssignor, GroupCoordinator, GroupError, MemberAssignment,
-    MemberSubscription, RangeAssignor, RebalanceProtocol, RoundRobinAssignor, StickyAssignor,
-    assignor_by_name,
+    Assignor, CooperativeStickyAssignor, GroupCoordinator, GroupDescription, GroupError,
+    GroupState, MemberAssignment, MemberSubscription, RangeAssignor, RebalanceProtocol,
+    RoundRobinAssignor, StickyAssignor, assignor_by_name,
 };
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
 pub use log::{

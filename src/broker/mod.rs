@@ -53,7 +53,6 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::group::service::GroupService;
 use crate::storage::{DirLock, Env};
 use crate::topic::{Topic, TopicConfig};
 
@@ -64,6 +63,7 @@ pub use compaction::{CompactionReport, PartitionCompaction};
 pub use config::{BrokerConfig, DEFAULT_RETENTION_CHECK_INTERVAL_MS};
 pub use describe::{PartitionDescription, TopicDescription};
 pub(crate) use groups::BrokerHandle;
+use groups::GroupsSlot;
 pub use retention::{PartitionRetention, RetentionReport};
 
 /// Names starting with this are internal topics (Kafka's `__consumer_offsets`), created
@@ -118,9 +118,10 @@ struct Shared {
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// The last error of a background pass, cleared by a pass that succeeds.
     background_error: Mutex<Option<String>>,
-    /// The consumer-group coordinator and `__consumer_offsets` store, opened on first use
-    /// (`groups.rs`).
-    groups: Mutex<Option<std::sync::Arc<GroupService>>>,
+    /// The consumer-group coordinator and `__consumer_offsets` store, opened when the
+    /// broker opens if the topic exists, else on first use (`groups.rs`), with the thread
+    /// that fires its timers.
+    groups: Mutex<Option<GroupsSlot>>,
 }
 
 /// An open topic and its stored config (which `alter_topic_config` may have changed since
@@ -182,7 +183,9 @@ impl Broker {
         } else {
             None
         };
-        Ok(Broker { shared, background })
+        let broker = Broker { shared, background };
+        broker.load_groups()?;
+        Ok(broker)
     }
 
     /// The broker's id (`broker.id`).

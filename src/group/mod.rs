@@ -17,5 +17,5 @@ pub use assignor::{
     RangeAssignor, RebalanceProtocol, RoundRobinAssignor, StickyAssignor, TopicPartition,
     assignor_by_name,
 };
-pub use coordinator::GroupCoordinator;
+pub use coordinator::{GroupCoordinator, GroupDescription, GroupState};
 pub use error::GroupError;

@@ -99,6 +99,21 @@ impl GroupService {
         })
     }
 
+    /// The `__consumer_offsets` store.
+    pub(crate) fn store(&self) -> &OffsetsStore {
+        &self.store
+    }
+
+    /// Fires due timers and runs the heartbeat duty at the clock's current time, waking
+    /// waiting callers (the broker's timer thread calls this).
+    pub(crate) fn tick(&self) {
+        let mut state = self.state.lock();
+        let now = self.now_ms();
+        self.maintain(&mut state, now);
+        drop(state);
+        self.replied.notify_all();
+    }
+
     /// The current time of the broker's clock.
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
