@@ -13,6 +13,7 @@ pub mod group;
 pub mod index;
 pub mod log;
 pub mod record;
+pub mod replication;
 pub mod segment;
 pub mod storage;
 pub mod topic;
@@ -40,6 +41,7 @@ pub use log::{
     CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,
 };
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
+pub use replication::{Acks, BrokerId, PartitionKey, PartitionState, ReplicaError};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};
 pub use topic::{DefaultPartitioner, Partitioner, StickyPartitioner, Topic, TopicConfig, murmur2};
