@@ -6,12 +6,25 @@
 //!   replica answers with ([`ReplicaError`], Kafka's error codes).
 //! - [`PartitionState`]: what the consensus store holds for a partition — replicas,
 //!   leader, leader epoch, ISR — written with compare-and-set on its version.
+//! - [`LeaderState`] (`leader.rs`): the leader's view of its followers
+//!   ([`RemoteReplica`]), the ISR and its two-phase changes, the high watermark, and the
+//!   `acks=all` gates.
+//! - [`validate_fetch`] (`fetch_validation.rs`): leader-epoch fencing and divergence.
+//! - [`truncation_offset`] (`truncation.rs`): where a follower cuts its log.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
 
+mod fetch_validation;
+mod leader;
 pub mod messages;
 mod partition_state;
+mod remote_replica;
+mod truncation;
 
+pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
+pub use leader::{IsrChange, LeaderConfig, LeaderState};
 pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
 pub use partition_state::{LeaderRecoveryState, PartitionState};
+pub use remote_replica::RemoteReplica;
+pub use truncation::{Truncation, truncation_offset};
