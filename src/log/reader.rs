@@ -205,18 +205,32 @@ impl Records {
         Ok(false)
     }
 
-    /// Decodes the next batch into `pending`. Returns false when the read is over.
+    /// Decodes the next batch into `current`. Returns false when the read is over.
     fn load_next_batch(&mut self) -> Result<bool> {
+        let Some((segment, position, bytes)) = self.next_raw_batch()? else {
+            return Ok(false);
+        };
+        let mut batch = open_batch(&bytes, segment.log_path(), position)?;
+        segment.check_follows(self.expected_base, &batch.header, position)?;
+        self.expected_base = Some(batch.end_offset());
+        self.skip_ahead(&mut batch)?;
+        self.current = Some(batch);
+        Ok(true)
+    }
+
+    /// The next batch's bytes (not yet validated) with its segment and position, within
+    /// the bound and the byte budget; `None` when the read is over.
+    fn next_raw_batch(&mut self) -> Result<Option<(Arc<Segment>, u64, Bytes)>> {
         loop {
             if self.next_offset >= self.bound {
-                return Ok(false);
+                return Ok(None);
             }
             if self.read_a_batch && self.budget == Some(0) {
-                return Ok(false);
+                return Ok(None);
             }
             let Some(segment) = self.segment.clone() else {
                 if !self.seek()? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 continue;
             };
@@ -224,25 +238,80 @@ impl Records {
                 // End of this segment: move on by offset.
                 self.segment = None;
                 if !self.seek()? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 continue;
             };
             if let Some(budget) = self.budget {
                 if self.read_a_batch && size > budget {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 self.budget = Some(budget.saturating_sub(size));
             }
             self.read_a_batch = true;
             let bytes = self.chunk.slice(self.chunk_pos..self.chunk_pos + size);
             self.chunk_pos += size;
-            let mut batch = open_batch(&bytes, segment.log_path(), position)?;
-            segment.check_follows(self.expected_base, &batch.header, position)?;
-            self.expected_base = Some(batch.end_offset());
-            self.skip_ahead(&mut batch)?;
-            self.current = Some(batch);
-            return Ok(true);
+            return Ok(Some((segment, position, bytes)));
+        }
+    }
+
+    /// The next whole batch as stored: CRC-checked, not decompressed, not split — what a
+    /// follower's fetch carries. The batch holding the read's start offset comes whole,
+    /// with any records it has below that offset. Use either this or record iteration on
+    /// one reader: a batch whose records were partly taken is skipped.
+    ///
+    /// ```
+    /// # use streamlog::{LogConfig, Partition, ReadBound, ReadOptions, Record};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
+    /// log.append_batch(vec![Record::new(b"a".to_vec()), Record::new(b"b".to_vec())])?;
+    /// log.append(Record::new(b"c".to_vec()))?;
+    /// let mut batches = log.read(1, ReadOptions::default().bound(ReadBound::LogEnd))?;
+    /// let first = batches.next_batch().unwrap()?;
+    /// assert_eq!(streamlog::RecordBatch::parse(&first)?.header().base_offset, 0);
+    /// assert!(batches.next_batch().unwrap().is_ok());
+    /// assert!(batches.next_batch().is_none());
+    /// assert_eq!(batches.next_offset(), 3);
+    /// # Ok::<(), streamlog::Error>(())
+    /// ```
+    pub fn next_batch(&mut self) -> Option<Result<Bytes>> {
+        if self.done {
+            return None;
+        }
+        if let Some(current) = self.current.take() {
+            self.next_offset = self.next_offset.max(current.end_offset());
+        }
+        match self.next_whole_batch() {
+            Ok(Some(bytes)) => Some(Ok(bytes)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn next_whole_batch(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let Some((segment, position, bytes)) = self.next_raw_batch()? else {
+                return Ok(None);
+            };
+            let path = segment.log_path();
+            let batch = RecordBatch::parse(&bytes).map_err(|e| e.in_file(path, position))?;
+            batch
+                .ensure_valid()
+                .map_err(|e| e.in_file(path, position))?;
+            let header = *batch.header();
+            segment.check_follows(self.expected_base, &header, position)?;
+            let end = header.last_offset().max(-1) as u64 + 1;
+            self.expected_base = Some(end);
+            if end > self.next_offset {
+                self.next_offset = end;
+                return Ok(Some(bytes));
+            }
         }
     }
 

@@ -506,3 +506,79 @@ fn a_truncation_that_fails_closes_the_log_and_reopening_gives_a_consistent_log()
     let next = log.log_end_offset();
     assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
 }
+
+/// Raw batches read from `from` to the log end, as (base offset, records).
+fn raw_batches(log: &Partition, from: u64, max_bytes: Option<usize>) -> (Vec<(i64, i32)>, u64) {
+    let mut options = ReadOptions::default().bound(ReadBound::LogEnd);
+    if let Some(max) = max_bytes {
+        options = options.max_bytes(max);
+    }
+    let mut reader = log.read(from, options).unwrap();
+    let mut batches = Vec::new();
+    while let Some(bytes) = reader.next_batch() {
+        let bytes = bytes.unwrap();
+        let batch = crate::record::RecordBatch::parse(&bytes).unwrap();
+        batch.ensure_valid().unwrap();
+        let h = batch.header();
+        batches.push((h.base_offset, h.records_count));
+    }
+    (batches, reader.next_offset())
+}
+
+#[test]
+fn whole_batches_come_back_as_stored_across_segments_and_within_a_budget() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..40 {
+        log.append_batch(vec![
+            Record::new(value(2 * i)),
+            Record::new(value(2 * i + 1)),
+        ])
+        .unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    let (all, next) = raw_batches(&log, 0, None);
+    assert_eq!(all.len(), 40);
+    assert!(all.iter().enumerate().all(|(i, b)| *b == (2 * i as i64, 2)));
+    assert_eq!(next, 80);
+    // From the middle of a batch: that batch comes whole.
+    let (from_mid, _) = raw_batches(&log, 7, None);
+    assert_eq!(from_mid.first(), Some(&(6, 2)));
+    assert_eq!(from_mid.len(), 37);
+    // A budget smaller than one batch still returns one.
+    let (one, next) = raw_batches(&log, 10, Some(1));
+    assert_eq!((one, next), (vec![(10, 2)], 12));
+    // The high watermark bounds a consumer's read.
+    log.set_high_watermark(20);
+    let mut reader = log.read(0, ReadOptions::default()).unwrap();
+    let mut n = 0;
+    while let Some(b) = reader.next_batch() {
+        b.unwrap();
+        n += 1;
+    }
+    assert_eq!((n, reader.next_offset()), (10, 20));
+}
+
+#[test]
+fn a_damaged_batch_is_an_error_naming_its_file_and_position() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    log.append_batch(vec![Record::new(value(0))]).unwrap();
+    let first = log.size_bytes() as usize;
+    log.append_batch(vec![Record::new(value(1))]).unwrap();
+    // Flip a byte inside the second batch's records, under the open log.
+    let path = log.segments()[0].log_path().to_path_buf();
+    let mut bytes = sim.read_file(&path).unwrap();
+    bytes[first + 70] ^= 0xff;
+    sim.write_file(&path, &bytes);
+    let mut r = log
+        .read(0, ReadOptions::default().bound(ReadBound::LogEnd))
+        .unwrap();
+    assert!(r.next_batch().unwrap().is_ok());
+    let err = r.next_batch();
+    assert!(
+        matches!(err, Some(Err(Error::Corrupt { ref path, position, .. })) if path.ends_with("00000000000000000000.log") && (first as u64..first as u64 + 79).contains(&position)),
+        "{err:?} (second batch at {first})"
+    );
+    assert!(r.next_batch().is_none());
+}
