@@ -201,7 +201,11 @@ fn seek_and_bad_input_are_typed_errors_that_change_nothing() {
         Err(Error::InvalidGroupId { .. })
     ));
     assert!(matches!(
-        broker.consumer(ConsumerConfig::new("g").assignor("cooperative-sticky")),
+        broker.consumer(ConsumerConfig::new("g").assignor("cooperative-sticky,nope")),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        broker.consumer(ConsumerConfig::new("g").assignor("range,range")),
         Err(Error::InvalidConfig { .. })
     ));
 }

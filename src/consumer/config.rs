@@ -29,11 +29,17 @@ pub enum AutoOffsetReset {
 /// consumer itself so that the application can commit (e.g. [`Consumer::commit`]) before
 /// it loses partitions. Do not call `poll` from a callback.
 pub trait RebalanceListener: Send {
-    /// Before a rebalance: the consumer gives up `partitions` (its whole assignment; the
-    /// consumer uses the eager protocol). Commits still succeed here.
+    /// The consumer gives up `partitions`; commits of them still succeed here (with
+    /// auto-commit on, their positions were just committed). Eager protocol: before every
+    /// rebalance, with the whole assignment (possibly empty). Cooperative protocol
+    /// (`cooperative-sticky`): after a rebalance, with only the partitions that move to
+    /// another member, and only when there are some; also before a rejoin for the
+    /// partitions of topics no longer subscribed. On [`Consumer::close`]: everything owned.
     fn on_partitions_revoked(&mut self, consumer: &Consumer, partitions: &[(String, u32)]);
 
-    /// After a rebalance: the consumer's new assignment.
+    /// After a rebalance. Eager protocol: the consumer's whole new assignment. Cooperative
+    /// protocol: only the partitions added to what it kept (called even when that is
+    /// empty); [`Consumer::assignment`] has the whole assignment.
     fn on_partitions_assigned(&mut self, consumer: &Consumer, partitions: &[(String, u32)]);
 
     /// The consumer was already out of the group (it stopped polling for longer than
@@ -79,8 +85,15 @@ pub struct ConsumerConfig {
     /// `max.poll.interval.ms` (5 min): a consumer that does not poll for this long leaves
     /// the group and loses its partitions; also the rebalance timeout.
     pub max_poll_interval: Duration,
-    /// `partition.assignment.strategy` (`range`): `range`, `roundrobin` or `sticky`
-    /// (eager assignors; `cooperative-sticky` is not supported by this consumer yet).
+    /// `partition.assignment.strategy` (`range`): `range`, `roundrobin`, `sticky` or
+    /// `cooperative-sticky`, or several separated by commas in order of preference (the
+    /// group uses one that every member lists). When every listed assignor is cooperative
+    /// (`cooperative-sticky`) the consumer uses Kafka's incremental cooperative rebalance
+    /// protocol (KIP-429): it keeps its partitions and keeps reading them through a
+    /// rebalance, and gives up only those that move, in a follow-up rebalance. Otherwise
+    /// it uses the eager protocol: it gives up everything before each rebalance. A
+    /// member listing `cooperative-sticky,range` can join a group of `range` members
+    /// (the group then uses `range`, eagerly) and of `cooperative-sticky` members.
     pub assignor: String,
     listener: Option<SharedListener>,
 }
@@ -177,7 +190,8 @@ impl ConsumerConfig {
         self
     }
 
-    /// Sets `partition.assignment.strategy` (one assignor name).
+    /// Sets `partition.assignment.strategy`: one assignor name, or several separated by
+    /// commas in order of preference (see [`ConsumerConfig::assignor`]).
     #[must_use]
     pub fn assignor(mut self, name: impl Into<String>) -> Self {
         self.assignor = name.into();
@@ -195,6 +209,25 @@ impl ConsumerConfig {
         self.listener.clone()
     }
 
+    /// The assignor names of `partition.assignment.strategy`, in order of preference.
+    pub(crate) fn assignor_names(&self) -> Vec<&str> {
+        self.assignor.split(',').map(str::trim).collect()
+    }
+
+    /// The rebalance protocol this consumer follows: cooperative when every listed
+    /// assignor is cooperative, else eager (Kafka's `ConsumerCoordinator` rule).
+    pub(crate) fn rebalance_protocol(&self) -> RebalanceProtocol {
+        let cooperative = self.assignor_names().iter().all(|name| {
+            assignor_by_name(name)
+                .is_some_and(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative)
+        });
+        if cooperative {
+            RebalanceProtocol::Cooperative
+        } else {
+            RebalanceProtocol::Eager
+        }
+    }
+
     /// Checks every value: [`Error::InvalidGroupId`], or [`Error::InvalidConfig`] naming
     /// the setting.
     pub fn validate(&self) -> Result<()> {
@@ -207,15 +240,12 @@ impl ConsumerConfig {
                 reason: reason.to_owned(),
             })
         };
-        match assignor_by_name(&self.assignor) {
-            None => return invalid("partition.assignment.strategy", "unknown assignor"),
-            Some(a) if a.rebalance_protocol() != RebalanceProtocol::Eager => {
-                return invalid(
-                    "partition.assignment.strategy",
-                    "only eager assignors (range, roundrobin, sticky) are supported",
-                );
-            }
-            Some(_) => {}
+        let names = self.assignor_names();
+        if names.iter().any(|name| assignor_by_name(name).is_none()) {
+            return invalid("partition.assignment.strategy", "unknown assignor");
+        }
+        if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
+            return invalid("partition.assignment.strategy", "an assignor listed twice");
         }
         let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
         if ms(self.session_timeout) < 1 || ms(self.max_poll_interval) < 1 {

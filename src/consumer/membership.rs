@@ -1,18 +1,35 @@
 //! The group side of a [`Consumer`]: joining, the leader's assignment, syncing, reacting to
 //! rebalances (auto-commit, revoked / lost / assigned callbacks) — all driven from `poll`.
+//!
+//! Two rebalance protocols, as Kafka's `ConsumerCoordinator` runs them:
+//! - eager: before rejoining, the member auto-commits, calls `on_partitions_revoked` with
+//!   everything and gives it all up; after SyncGroup it calls `on_partitions_assigned` with
+//!   the new assignment, whose positions are resolved afresh.
+//! - cooperative (KIP-429; every configured assignor cooperative): the member rejoins
+//!   keeping its partitions (it auto-commits, and gives up only those of topics it no
+//!   longer subscribes to) and sends them with its generation in its subscription; the
+//!   cooperative-sticky leader never hands a partition to a new owner in the rebalance
+//!   that takes it from the old one. After SyncGroup: `revoked = owned − assigned` is
+//!   committed (auto-commit), passed to `on_partitions_revoked` if not empty and dropped;
+//!   `added = assigned − owned` goes to `on_partitions_assigned` (even when empty); kept
+//!   partitions keep their positions; and if anything was revoked the member rejoins at
+//!   once so the follow-up rebalance gives those partitions out.
+//!
+//! Either way a member that is out of the group (session expired, fenced, late for
+//! `max.poll.interval.ms`) calls `on_partitions_lost` and joins afresh.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::{Consumer, Membership};
 use crate::error::{Error, Result};
-use crate::group::GroupError;
 use crate::group::assignor::assignor_by_name;
 use crate::group::assignor::protocol::{Assignment, Subscription};
 use crate::group::coordinator::{
     GroupProtocol, JoinGroupRequest, JoinGroupResponse, Response, SyncGroupRequest,
 };
 use crate::group::service::{Liveness, Rejoin};
+use crate::group::{GroupError, RebalanceProtocol};
 
 /// The protocol type of consumer groups.
 const CONSUMER: &str = "consumer";
@@ -76,9 +93,9 @@ impl Consumer {
         let rejoin = service.polled(self.registration);
         let mut inner = self.inner.lock();
         let membership = inner.membership;
-        let reason = rejoin.or(inner.resubscribe.then_some(Rejoin::Rebalance));
+        let reason = rejoin.or(inner.rejoin_needed.then_some(Rejoin::Rebalance));
         if let (Membership::Stable, Some(reason)) = (membership, reason) {
-            inner.resubscribe = false;
+            inner.rejoin_needed = false;
             service.set_live(self.registration, None);
             if reason == Rejoin::Lost {
                 let lost = std::mem::take(&mut inner.assignment);
@@ -87,6 +104,9 @@ impl Consumer {
                 inner.member_id.clear();
                 inner.generation = -1;
                 return Ok(Step::Callback(Callback::Lost, lost));
+            }
+            if self.protocol == RebalanceProtocol::Cooperative {
+                return Ok(self.prepare_cooperative_rejoin(inner, &group));
             }
             // Kafka's onJoinPrepare: auto-commit, then the revoked callback, while the
             // consumer still owns its partitions in the current generation, so that
@@ -107,14 +127,28 @@ impl Consumer {
         match membership {
             Membership::Stable => Ok(Step::Done),
             Membership::Unjoined => {
-                let subscription = Subscription {
-                    topics: inner.subscription.clone(),
-                    ..Subscription::default()
+                let subscription = match self.protocol {
+                    RebalanceProtocol::Eager => Subscription {
+                        topics: inner.subscription.clone(),
+                        ..Subscription::default()
+                    },
+                    // What the member keeps through the rebalance, and since when.
+                    RebalanceProtocol::Cooperative => Subscription {
+                        topics: inner.subscription.clone(),
+                        user_data: None,
+                        owned_partitions: inner.assignment.clone(),
+                        generation: (inner.generation > 0).then_some(inner.generation),
+                    },
                 };
-                let protocol =
-                    GroupProtocol::new(self.config.assignor.clone(), subscription.encode());
+                let metadata = subscription.encode();
+                let protocols = self
+                    .config
+                    .assignor_names()
+                    .into_iter()
+                    .map(|name| GroupProtocol::new(name, metadata.clone()))
+                    .collect();
                 let req =
-                    JoinGroupRequest::new(&group, &self.config.client_id, CONSUMER, vec![protocol])
+                    JoinGroupRequest::new(&group, &self.config.client_id, CONSUMER, protocols)
                         .member_id(inner.member_id.clone())
                         .timeouts(
                             ms(self.config.session_timeout),
@@ -179,14 +213,16 @@ impl Consumer {
                 let mut partitions = assignment.partitions;
                 partitions.sort();
                 partitions.dedup();
-                inner.assignment = partitions.clone();
-                inner.positions = partitions.iter().map(|tp| (tp.clone(), None)).collect();
+                if self.protocol == RebalanceProtocol::Eager {
+                    inner.assignment = partitions.clone();
+                    inner.positions = partitions.iter().map(|tp| (tp.clone(), None)).collect();
+                }
                 inner.membership = Membership::Stable;
                 let now = service.now_ms();
                 service.set_live(
                     self.registration,
                     Some(Liveness {
-                        group_id: group,
+                        group_id: group.clone(),
                         member_id: inner.member_id.clone(),
                         generation: inner.generation,
                         last_poll_ms: now,
@@ -206,9 +242,88 @@ impl Consumer {
                         rejoin: None,
                     }),
                 );
-                Ok(Step::Callback(Callback::Assigned, partitions))
+                match self.protocol {
+                    RebalanceProtocol::Eager => Ok(Step::Callback(Callback::Assigned, partitions)),
+                    RebalanceProtocol::Cooperative => {
+                        Ok(self.complete_cooperative(inner, &group, partitions))
+                    }
+                }
             }
         }
+    }
+
+    /// Kafka's cooperative `onJoinPrepare`: auto-commit, give up only the partitions of
+    /// topics no longer subscribed (revoked callback), keep the rest with their positions
+    /// and rejoin.
+    fn prepare_cooperative_rejoin(
+        &self,
+        inner: parking_lot::MutexGuard<'_, super::Inner>,
+        group: &str,
+    ) -> Step {
+        let unsubscribed: Vec<(String, u32)> = inner
+            .assignment
+            .iter()
+            .filter(|(topic, _)| !inner.subscription.contains(topic))
+            .cloned()
+            .collect();
+        let positions = inner.resolved_positions(&inner.assignment);
+        drop(inner);
+        if self.config.enable_auto_commit {
+            // As Kafka: a failed auto-commit before a rebalance is not an error of poll.
+            let _ = self.send_commit(group, &positions);
+        }
+        if !unsubscribed.is_empty() {
+            self.fire(Callback::Revoked, &unsubscribed);
+        }
+        let mut inner = self.inner.lock();
+        inner.assignment.retain(|tp| !unsubscribed.contains(tp));
+        inner.positions.retain(|tp, _| !unsubscribed.contains(tp));
+        inner.membership = Membership::Unjoined;
+        Step::Continue
+    }
+
+    /// Kafka's cooperative `onJoinComplete`, once the member is Stable in the new
+    /// generation with `assigned`: revoke `owned − assigned` (auto-commit, then the revoked
+    /// callback while the member still holds them, so commits of them succeed), keep the
+    /// positions of what stays, and ask for a follow-up rebalance if anything was revoked;
+    /// the caller then fires the assigned callback with `assigned − owned`.
+    fn complete_cooperative(
+        &self,
+        inner: parking_lot::MutexGuard<'_, super::Inner>,
+        group: &str,
+        assigned: Vec<(String, u32)>,
+    ) -> Step {
+        let owned = inner.assignment.clone();
+        let revoked: Vec<(String, u32)> = owned
+            .iter()
+            .filter(|tp| assigned.binary_search(tp).is_err())
+            .cloned()
+            .collect();
+        let added: Vec<(String, u32)> = assigned
+            .iter()
+            .filter(|tp| owned.binary_search(tp).is_err())
+            .cloned()
+            .collect();
+        let positions = inner.resolved_positions(&revoked);
+        drop(inner);
+        if !revoked.is_empty() {
+            if self.config.enable_auto_commit {
+                let _ = self.send_commit(group, &positions);
+            }
+            self.fire(Callback::Revoked, &revoked);
+        }
+        let mut inner = self.inner.lock();
+        inner
+            .positions
+            .retain(|tp, _| assigned.binary_search(tp).is_ok());
+        for tp in &added {
+            inner.positions.entry(tp.clone()).or_insert(None);
+        }
+        inner.assignment = assigned;
+        if !revoked.is_empty() {
+            inner.rejoin_needed = true;
+        }
+        Step::Callback(Callback::Assigned, added)
     }
 
     /// A JoinGroup or SyncGroup error: rejoin for the ones a member recovers from, a typed
@@ -222,6 +337,24 @@ impl Consumer {
         member_id: String,
         deadline: Instant,
     ) -> Result<Step> {
+        // A cooperative member holds its partitions while it rejoins; once the group no
+        // longer knows it (or its generation), they may be someone else's: lost.
+        let fenced = matches!(
+            error,
+            GroupError::UnknownMemberId | GroupError::IllegalGeneration
+        );
+        if fenced && self.protocol == RebalanceProtocol::Cooperative {
+            if error == GroupError::UnknownMemberId {
+                inner.member_id.clear();
+            }
+            inner.generation = -1;
+            inner.positions.clear();
+            let lost = std::mem::take(&mut inner.assignment);
+            if !lost.is_empty() {
+                return Ok(Step::Callback(Callback::Lost, lost));
+            }
+            return Ok(Step::Continue);
+        }
         match error {
             GroupError::MemberIdRequired => inner.member_id = member_id,
             GroupError::UnknownMemberId => inner.member_id.clear(),

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use crate::broker::{Broker, BrokerHandle};
 use crate::error::{Error, Result};
+use crate::group::RebalanceProtocol;
 use crate::group::coordinator::{LeaveGroupRequest, OffsetCommit, OffsetCommitRequest, Response};
 use crate::group::service::GroupService;
 
@@ -52,8 +53,9 @@ enum Mode {
 struct Inner {
     mode: Mode,
     subscription: Vec<String>,
-    /// Subscription changed while Stable: rejoin on the next poll.
-    resubscribe: bool,
+    /// Rejoin on the next poll: the subscription changed while Stable, or a cooperative
+    /// rebalance revoked partitions (they are given out in a follow-up rebalance).
+    rejoin_needed: bool,
     membership: Membership,
     member_id: String,
     generation: i32,
@@ -114,6 +116,8 @@ pub struct Consumer {
     service: Option<Arc<GroupService>>,
     /// This consumer's id with the group service (for its heartbeat duty).
     registration: u64,
+    /// Eager or cooperative, from the configured assignors.
+    protocol: RebalanceProtocol,
     listener: Option<SharedListener>,
     inner: Mutex<Inner>,
 }
@@ -145,10 +149,11 @@ impl Broker {
             broker: self.handle(),
             service,
             registration,
+            protocol: config.rebalance_protocol(),
             inner: Mutex::new(Inner {
                 mode: Mode::None,
                 subscription: Vec::new(),
-                resubscribe: false,
+                rejoin_needed: false,
                 membership: Membership::Unjoined,
                 member_id: String::new(),
                 generation: -1,
@@ -203,7 +208,7 @@ impl Consumer {
         topics.sort();
         topics.dedup();
         if inner.mode == Mode::Subscribed && inner.subscription != topics {
-            inner.resubscribe = inner.membership == Membership::Stable;
+            inner.rejoin_needed = inner.membership == Membership::Stable;
         }
         inner.mode = Mode::Subscribed;
         inner.subscription = topics;
@@ -290,7 +295,10 @@ impl Consumer {
 
     /// Commits the positions of every assigned partition (synchronously). Needs a group id.
     /// A member whose generation ended gets [`Error::Group`] (Kafka's
-    /// `CommitFailedException`); its next poll rejoins.
+    /// `CommitFailedException`); its next poll rejoins. A cooperative member keeps its
+    /// partitions while it rejoins; between its JoinGroup and SyncGroup answers its commits
+    /// get [`Error::Group`] with `RebalanceInProgress` (commit again after a later poll, or
+    /// in `on_partitions_revoked`, where commits succeed).
     pub fn commit(&self) -> Result<()> {
         let group = self.group_id()?.to_owned();
         let positions = {
@@ -422,8 +430,11 @@ impl Consumer {
             .map(|o| o.offset))
     }
 
-    /// Leaves the group at once (after an auto-commit and the revoked callback), so the
-    /// others rebalance without waiting for a timeout. Dropping a consumer does the same.
+    /// Leaves the group at once (after an auto-commit and the revoked callback with every
+    /// partition it owns), so the others rebalance without waiting for a timeout. Dropping
+    /// a consumer does the same. The result is the auto-commit's: a cooperative member
+    /// closed between its JoinGroup and SyncGroup answers gets [`Error::Group`]
+    /// (`RebalanceInProgress`), as its commits do then.
     pub fn close(self) -> Result<()> {
         self.shutdown()
     }
@@ -434,8 +445,10 @@ impl Consumer {
             if inner.closed {
                 return Ok(());
             }
-            let was_member =
-                inner.membership == Membership::Stable && inner.mode == Mode::Subscribed;
+            // A cooperative member keeps its partitions while it rejoins; an eager one owns
+            // nothing outside Stable.
+            let was_member = inner.mode == Mode::Subscribed
+                && (inner.membership == Membership::Stable || !inner.assignment.is_empty());
             let positions = inner.resolved_positions(&inner.assignment);
             let commits = was_member || inner.mode == Mode::Assigned;
             (inner.assignment.clone(), positions, was_member, commits)
