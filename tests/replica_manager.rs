@@ -6,22 +6,757 @@
 #[path = "common/replicas.rs"]
 mod replicas;
 
-use replicas::{Sim, config, stored, values};
+use bytes::Bytes;
+use replicas::{Reply, Sim, batch, config, stored, values};
 use streamlog::ReadBound;
-use streamlog::replication::{Acks, ProduceOutcome, ReplicaError};
+use streamlog::record::BatchIter;
+use streamlog::replication::messages::{
+    EpochQuery, FetchPartition, FetchRequest, OffsetsForLeaderEpochRequest, ProduceResponse,
+};
+use streamlog::replication::{
+    Acks, EpochEndOffset, FollowerPhase, PartitionState, ProduceOutcome, ReplicaError,
+    ReplicaRequest, ReplicaResponse,
+};
+
+/// The base offsets of the batches in `records`.
+fn bases(records: &Bytes) -> Vec<u64> {
+    BatchIter::new(records, usize::MAX)
+        .map(|b| b.expect("batch").1.header().base_offset as u64)
+        .collect()
+}
+
+fn answered(outcome: ProduceOutcome) -> ProduceResponse {
+    match outcome {
+        ProduceOutcome::Done(r) => r,
+        other => panic!("expected an answer at once, got {other:?}"),
+    }
+}
+
+fn not_leader(leader: u32) -> Option<ReplicaError> {
+    Some(ReplicaError::NotLeaderOrFollower {
+        leader: Some(leader),
+    })
+}
+
+// --- acks -----------------------------------------------------------------------------------
 
 #[test]
 fn acks_one_answers_after_the_local_append() {
     let mut sim = Sim::new(3, config(1));
-    let (_, outcome) = sim.produce(Acks::Leader, &["a", "b"]);
-    let ProduceOutcome::Done(r) = outcome else {
-        panic!("acks=1 answers at once: {outcome:?}")
-    };
+    let r = answered(sim.produce(Acks::Leader, &["a", "b"]).1);
     assert_eq!((r.error, r.base_offset), (None, Some(0)));
     assert_eq!(sim.leo(0), 2);
     assert_eq!(sim.hw(0), 0, "followers have not fetched");
     sim.rounds(3, 1);
     assert_eq!(values(sim.log(1), 0), [(0, "a".into()), (1, "b".into())]);
     assert_eq!(sim.hws().values().copied().collect::<Vec<_>>(), [2, 2, 2]);
-    let _ = stored(sim.log(0), ReadBound::LogEnd);
+}
+
+#[test]
+fn acks_zero_answers_nothing_even_when_refused() {
+    let mut sim = Sim::new(3, config(1));
+    assert_eq!(sim.produce(Acks::None, &["a"]).1, ProduceOutcome::NoAnswer);
+    assert_eq!(sim.leo(0), 1, "written");
+    assert_eq!(
+        sim.produce_to(1, Acks::None, &["b"], 1_000).1,
+        ProduceOutcome::NoAnswer,
+        "a follower refuses silently"
+    );
+    assert_eq!(sim.leo(1), 0);
+    assert!(sim.done.is_empty());
+}
+
+#[test]
+fn acks_all_waits_until_every_isr_member_has_the_batch() {
+    let mut sim = Sim::new(3, config(2));
+    sim.rounds(1, 1);
+    let _ = answered(sim.produce(Acks::Leader, &["x"]).1);
+    let (token, outcome) = sim.produce(Acks::All, &["a", "b"]);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    for _ in 0..3 {
+        sim.now += 1;
+        sim.tick(1);
+        sim.deliver_all();
+    }
+    assert_eq!(sim.leo(1), 3);
+    assert_eq!(
+        sim.answer(token),
+        None,
+        "broker 2 is in the ISR and lacks it"
+    );
+    assert_eq!(sim.hw(0), 0);
+    sim.tick(2);
+    sim.deliver_all();
+    assert_eq!(sim.leo(2), 3);
+    assert_eq!(
+        sim.answer(token),
+        None,
+        "the fetch that carried the batch does not count: its offset is the log end before"
+    );
+    sim.now += 1;
+    sim.tick(2);
+    sim.deliver_all();
+    let r = sim.answer(token).expect("answered once 2 fetched past it");
+    assert_eq!((r.error, r.base_offset), (None, Some(1)));
+    assert_eq!(sim.hw(0), 3);
+}
+
+#[test]
+fn acks_all_times_out_when_followers_do_not_fetch() {
+    let mut sim = Sim::new(3, config(1));
+    let (token, outcome) = sim.produce_to(0, Acks::All, &["a"], 50);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    sim.now += 49;
+    sim.tick(0);
+    assert_eq!(sim.answer(token), None);
+    sim.now += 1;
+    sim.tick(0);
+    let r = sim.answer(token).expect("timed out");
+    assert_eq!(
+        (r.error, r.base_offset),
+        (Some(ReplicaError::RequestTimedOut), Some(0))
+    );
+    assert_eq!(sim.leo(0), 1, "the batch stays written");
+}
+
+#[test]
+fn acks_all_is_refused_before_the_append_below_min_insync() {
+    let mut state = PartitionState::new(vec![0, 1, 2]);
+    state.isr = vec![0, 1];
+    let mut sim = Sim::with_state(state, 3, config(3));
+    let r = answered(sim.produce(Acks::All, &["a"]).1);
+    assert_eq!(
+        (r.error, r.base_offset),
+        (Some(ReplicaError::NotEnoughReplicas), None)
+    );
+    assert_eq!(sim.leo(0), 0, "nothing written");
+    let r = answered(sim.produce(Acks::Leader, &["b"]).1);
+    assert_eq!(
+        (r.error, r.base_offset),
+        (None, Some(0)),
+        "acks=1 ignores min.insync"
+    );
+}
+
+#[test]
+fn acks_all_fails_after_the_append_when_the_isr_shrinks_below_min_insync() {
+    let mut sim = Sim::new(3, config(2));
+    sim.down.extend([1, 2]);
+    let (token, outcome) = sim.produce(Acks::All, &["a"]);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    sim.now += 101;
+    sim.tick(0);
+    assert_eq!(sim.alters.len(), 1, "the shrink is proposed");
+    assert_eq!(
+        sim.answer(token),
+        None,
+        "a shrink in flight still counts them"
+    );
+    sim.commit_isr();
+    assert_eq!(sim.state.isr, [0]);
+    let r = sim.answer(token).expect("answered when the shrink commits");
+    assert_eq!(
+        (r.error, r.base_offset),
+        (Some(ReplicaError::NotEnoughReplicasAfterAppend), Some(0))
+    );
+    assert_eq!(sim.leo(0), 1);
+}
+
+#[test]
+fn each_acks_all_produce_gets_its_own_answer() {
+    // Two produces wait; a follower's broker is fenced, so the next append alone moves the
+    // high watermark past both: each token gets its own answer with its own offset.
+    let mut sim = Sim::new(2, config(1));
+    let (first, outcome) = sim.produce(Acks::All, &["a"]);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    sim.managers[0].set_fenced_brokers(&[1]);
+    let (second, outcome) = sim.produce(Acks::All, &["b"]);
+    let r = answered(outcome);
+    assert_eq!((r.error, r.base_offset), (None, Some(1)), "{second:?}");
+    let r = sim
+        .answer(first)
+        .expect("the first produce is answered too");
+    assert_eq!((r.error, r.base_offset), (None, Some(0)));
+}
+
+#[test]
+fn a_produce_to_a_follower_names_the_leader() {
+    let mut sim = Sim::new(3, config(1));
+    for acks in [Acks::Leader, Acks::All] {
+        let r = answered(sim.produce_to(1, acks, &["a"], 1_000).1);
+        assert_eq!((r.error, r.base_offset), (not_leader(0), None));
+    }
+    assert_eq!(sim.leo(1), 0, "nothing written");
+    sim.elect(2, &[]);
+    let r = answered(sim.produce_to(0, Acks::All, &["a"], 1_000).1);
+    assert_eq!(r.error, not_leader(2));
+    assert_eq!(sim.leo(0), 0);
+}
+
+#[test]
+fn a_leader_change_fails_waiting_produces() {
+    let mut sim = Sim::new(3, config(1));
+    let (token, outcome) = sim.produce(Acks::All, &["a"]);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    let (acks_one, _) = sim.produce(Acks::Leader, &["b"]);
+    sim.elect(1, &[]);
+    let r = sim.answer(token).expect("failed at the leader change");
+    assert_eq!((r.error, r.base_offset), (not_leader(1), None));
+    assert_eq!(sim.answer(acks_one), None, "acks=1 was answered already");
+}
+
+// --- high watermark and ISR -------------------------------------------------------------------
+
+#[test]
+fn the_high_watermark_is_the_smallest_log_end_in_the_isr_and_never_moves_back() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.produce(Acks::Leader, &["b"]);
+    for _ in 0..2 {
+        sim.tick(1);
+        sim.deliver_all();
+    }
+    assert_eq!(sim.leo(1), 2);
+    assert_eq!(sim.hw(0), 0, "broker 2 is in the ISR and has not fetched");
+    sim.tick(2);
+    sim.deliver_all();
+    assert_eq!(sim.hw(0), 0, "broker 2's first fetch was at 0");
+    sim.tick(2);
+    sim.deliver_all();
+    assert_eq!(sim.hw(0), 2);
+    assert_eq!(
+        (sim.hw(1), sim.hw(2)),
+        (0, 0),
+        "answers carry the high watermark before the fetch"
+    );
+    sim.tick(1);
+    sim.deliver_all();
+    assert_eq!(sim.hw(1), 2, "a follower takes min(leader HW, own LEO)");
+    // Broker 2 becomes leader knowing a high watermark of 0: no broker's goes back.
+    sim.elect(2, &[]);
+    let mut last = sim.hws();
+    for _ in 0..6 {
+        sim.rounds(1, 1);
+        let now = sim.hws();
+        for (b, hw) in &now {
+            assert!(*hw >= last[b], "broker {b}: {} -> {hw}", last[b]);
+        }
+        last = now;
+    }
+    assert_eq!(last.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+}
+
+#[test]
+fn a_lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
+    let mut sim = Sim::new(3, config(1));
+    sim.down.insert(2);
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(10, 10);
+    assert_eq!(sim.now, 1_100);
+    assert_eq!(sim.state.isr, [0, 1, 2], "within replica.lag.time.max.ms");
+    assert_eq!(sim.hw(0), 0, "broker 2 holds it back");
+    sim.rounds(1, 10);
+    assert_eq!(sim.state.isr, [0, 1], "proposed out and written");
+    assert_eq!(sim.leader_isr(0), [0, 1]);
+    assert_eq!(sim.hw(0), 1, "the shrink lets the high watermark move");
+    sim.produce(Acks::Leader, &["b"]);
+    sim.down.remove(&2);
+    sim.now += 1;
+    sim.tick(2);
+    sim.deliver_all();
+    assert_eq!(sim.leo(2), 2);
+    assert!(
+        sim.alters.is_empty(),
+        "its fetch at 0 is below the high watermark"
+    );
+    sim.rounds(3, 1);
+    assert_eq!(
+        sim.state.isr,
+        [0, 1, 2],
+        "back in once it reached the high watermark"
+    );
+    assert_eq!(sim.leader_isr(0), [0, 1, 2]);
+    assert_eq!(sim.hws().values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+}
+
+#[test]
+fn a_fenced_broker_stops_holding_the_high_watermark_back() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    assert_eq!(sim.hws().values().copied().collect::<Vec<_>>(), [1, 1, 1]);
+    sim.down.insert(2);
+    for m in &mut sim.managers {
+        m.set_fenced_brokers(&[2]);
+    }
+    let (token, _) = sim.produce(Acks::All, &["b"]);
+    for _ in 0..2 {
+        sim.now += 1;
+        sim.tick(1);
+        sim.deliver_all();
+    }
+    assert_eq!(sim.hw(0), 2, "broker 2 (fenced, in the ISR) does not count");
+    assert!(sim.answer(token).is_some_and(|r| r.error.is_none()));
+    // The leader proposes it out at once; it stays fenced after the new state applies,
+    // though it was caught up a few ms ago.
+    sim.tick(0);
+    sim.commit_isr();
+    assert_eq!(sim.state.isr, [0, 1]);
+    let (token, _) = sim.produce(Acks::All, &["c"]);
+    for _ in 0..2 {
+        sim.now += 1;
+        sim.tick(1);
+        sim.deliver_all();
+    }
+    assert!(
+        sim.answer(token).is_some_and(|r| r.error.is_none()),
+        "high watermark {} held back by fenced broker 2",
+        sim.hw(0)
+    );
+    // A new leader knows broker 2 is fenced too.
+    sim.state.isr = vec![0, 1, 2];
+    sim.elect(1, &[]);
+    let (token, _) = sim.produce(Acks::All, &["d"]);
+    sim.rounds(3, 1);
+    assert!(
+        sim.answer(token).is_some_and(|r| r.error.is_none()),
+        "new leader 1's high watermark {} held back by fenced broker 2",
+        sim.hw(1)
+    );
+}
+
+// --- reads and fencing ------------------------------------------------------------------------
+
+#[test]
+fn consumers_only_see_records_below_the_high_watermark() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.produce(Acks::Leader, &["b"]);
+    let f = sim.consume(0, 0, None);
+    assert_eq!((f.error, f.high_watermark), (None, 0));
+    assert!(f.records.is_empty(), "nothing is committed yet");
+    sim.rounds(2, 1);
+    sim.produce(Acks::Leader, &["c"]);
+    assert_eq!((sim.hw(0), sim.leo(0)), (2, 3));
+    let f = sim.consume(0, 0, None);
+    assert_eq!((f.error, bases(&f.records)), (None, vec![0, 1]));
+    for offset in [2, 3] {
+        let f = sim.consume(0, offset, None);
+        assert_eq!(f.error, None, "at {offset}");
+        assert!(f.records.is_empty(), "at {offset}");
+    }
+    assert_eq!(
+        sim.consume(0, 4, None).error,
+        Some(ReplicaError::OffsetOutOfRange)
+    );
+    assert_eq!(sim.consume(1, 0, None).error, not_leader(0));
+}
+
+#[test]
+fn stale_and_future_leader_epochs_are_refused() {
+    let mut sim = Sim::new(3, config(1));
+    sim.elect(0, &[]); // epoch 1, same leader
+    let fenced = Some(ReplicaError::FencedLeaderEpoch);
+    let unknown = Some(ReplicaError::UnknownLeaderEpoch);
+    assert_eq!(sim.consume(0, 0, Some(0)).error, fenced);
+    assert_eq!(sim.consume(0, 0, Some(2)).error, unknown);
+    assert_eq!(sim.consume(0, 0, Some(1)).error, None);
+    // A follower reports a mismatched epoch first, then that it does not lead.
+    assert_eq!(sim.consume(1, 0, Some(0)).error, fenced);
+    assert_eq!(sim.consume(1, 0, Some(2)).error, unknown);
+    assert_eq!(sim.consume(1, 0, Some(1)).error, not_leader(0));
+    let query = |epoch| OffsetsForLeaderEpochRequest {
+        replica_id: Some(1),
+        partitions: vec![EpochQuery {
+            partition: sim.key.clone(),
+            current_leader_epoch: Some(epoch),
+            leader_epoch: 0,
+        }],
+    };
+    let (q0, q1, q2) = (query(0), query(1), query(2));
+    let answer = |sim: &mut Sim, b: usize, q| {
+        sim.managers[b]
+            .handle_offsets_for_leader_epoch(q)
+            .partitions
+            .remove(0)
+    };
+    assert_eq!(answer(&mut sim, 0, &q0).error, fenced);
+    assert_eq!(answer(&mut sim, 0, &q2).error, unknown);
+    let ok = answer(&mut sim, 0, &q1);
+    assert_eq!(
+        (ok.error, ok.end),
+        (
+            None,
+            Some(EpochEndOffset {
+                epoch: 0,
+                end_offset: 0
+            })
+        )
+    );
+    assert_eq!(answer(&mut sim, 2, &q1).error, not_leader(0));
+    // A broker that is not a replica: unknown epoch if it gives one, else not leader.
+    for (epoch, error) in [(Some(1), unknown), (None, not_leader(0))] {
+        let request = FetchRequest {
+            replica_id: Some(7),
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                partition: sim.key.clone(),
+                current_leader_epoch: epoch,
+                fetch_offset: 0,
+                last_fetched_epoch: None,
+                log_start_offset: Some(0),
+                max_bytes: 1 << 20,
+            }],
+        };
+        let (response, out) = sim.managers[0].handle_fetch(&request, sim.now);
+        assert_eq!(response.partitions[0].error, error);
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn a_follower_in_an_old_epoch_is_fenced_and_recovers_when_it_learns_the_new_one() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    // The store moves to epoch 1 and only the leader has heard.
+    sim.state.leader_epoch += 1;
+    sim.state.partition_epoch += 1;
+    sim.apply_on(0);
+    sim.produce(Acks::Leader, &["b"]);
+    sim.rounds(3, 20);
+    assert_eq!(sim.leo(1), 0, "its fetches in epoch 0 are fenced");
+    sim.apply_all();
+    sim.rounds(4, 20);
+    assert_eq!(values(sim.log(1), 0), values(sim.log(0), 0));
+    assert_eq!(sim.leo(1), 2);
+}
+
+// --- follower truncation ----------------------------------------------------------------------
+
+#[test]
+fn a_diverged_follower_truncates_to_where_the_epochs_part_and_fetches_the_new_leaders_records() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::All, &["a"]);
+    sim.produce(Acks::All, &["b"]);
+    sim.rounds(3, 1);
+    assert_eq!(sim.hws().values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+    // Leader 0 writes two more that never leave it, then dies.
+    sim.produce(Acks::Leader, &["c"]);
+    sim.produce(Acks::Leader, &["d"]);
+    sim.down.insert(0);
+    sim.elect(1, &[0]);
+    sim.produce(Acks::Leader, &["e"]);
+    sim.produce(Acks::Leader, &["f"]);
+    sim.produce(Acks::Leader, &["g"]);
+    sim.rounds(3, 1);
+    // Broker 0 returns as a follower of epoch 1.
+    sim.down.remove(&0);
+    sim.apply_on(0);
+    assert_eq!(sim.phase(0), Some(FollowerPhase::Truncating));
+    sim.now += 1;
+    sim.tick(0);
+    let request = sim.network.pop_front().expect("a request");
+    assert!(
+        matches!(&request.request, ReplicaRequest::OffsetsForLeaderEpoch(r) if r.partitions[0].leader_epoch == 0),
+        "asks where its last epoch ends: {request:?}"
+    );
+    let reply = sim.serve(request).expect("served");
+    sim.respond(reply);
+    assert_eq!(sim.leo(0), 2, "cut where epoch 0 ends on the leader");
+    assert_eq!(sim.hw(0), 2);
+    assert_eq!(sim.phase(0), Some(FollowerPhase::Fetching));
+    sim.rounds(3, 1);
+    assert_eq!(
+        stored(sim.log(0), ReadBound::LogEnd),
+        stored(sim.log(1), ReadBound::LogEnd)
+    );
+    let v: Vec<String> = values(sim.log(0), 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(v, ["a", "b", "e", "f", "g"]);
+    sim.assert_agree_below_hw();
+}
+
+#[test]
+fn a_follower_does_not_truncate_to_its_high_watermark_when_the_leader_has_its_records() {
+    let mut sim = Sim::new(3, config(1));
+    for v in ["a", "b", "c"] {
+        sim.produce(Acks::Leader, &[v]);
+    }
+    sim.rounds(2, 1);
+    assert_eq!(
+        (sim.leo(2), sim.hw(2)),
+        (3, 0),
+        "has them all, knows none committed"
+    );
+    let before = stored(sim.log(2), ReadBound::LogEnd);
+    sim.down.insert(0);
+    sim.elect(1, &[0]);
+    for _ in 0..3 {
+        sim.now += 1;
+        sim.tick(2);
+        sim.deliver_all();
+        assert_eq!(sim.leo(2), 3, "never cut below what the leader has");
+    }
+    assert_eq!(stored(sim.log(2), ReadBound::LogEnd), before);
+    assert_eq!(sim.phase(2), Some(FollowerPhase::Fetching));
+    sim.rounds(2, 1);
+    assert_eq!(sim.hw(1), 3);
+    assert_eq!(sim.hw(2), 3);
+}
+
+#[test]
+fn kip_101_an_acknowledged_record_survives_the_follower_becoming_leader() {
+    // Leader A (0), follower B (1). B has both records, but the high watermark it knows
+    // is behind the second; A dies; B leads. Truncating B to its high watermark would lose
+    // an acknowledged record.
+    let mut sim = Sim::new(2, config(1));
+    sim.rounds(1, 1);
+    let (m1, _) = sim.produce(Acks::All, &["m1"]);
+    sim.rounds(2, 1);
+    let (m2, _) = sim.produce(Acks::All, &["m2"]);
+    sim.rounds(2, 1);
+    assert!(sim.answer(m1).is_some_and(|r| r.error.is_none()));
+    let r = sim.answer(m2).expect("m2 acknowledged");
+    assert_eq!((r.error, r.base_offset), (None, Some(1)));
+    assert_eq!((sim.leo(1), sim.hw(1)), (2, 1));
+    sim.down.insert(0);
+    sim.elect(1, &[0]);
+    sim.produce(Acks::Leader, &["m3"]);
+    sim.down.remove(&0);
+    sim.apply_on(0);
+    sim.rounds(4, 1);
+    let v: Vec<String> = values(sim.log(1), 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(v, ["m1", "m2", "m3"]);
+    assert_eq!(
+        stored(sim.log(0), ReadBound::LogEnd),
+        stored(sim.log(1), ReadBound::LogEnd)
+    );
+    assert_eq!((sim.hw(0), sim.hw(1)), (3, 3));
+}
+
+#[test]
+fn kip_101_diverged_logs_end_identical_up_to_the_high_watermark() {
+    // A (0) leads and writes m1, m2; B (1) fetches only m1 and both know high watermark 1.
+    // A dies before B fetches m2; B leads in epoch 1 and writes m3 at offset 1; A returns.
+    let mut sim = Sim::new(2, config(1));
+    sim.produce(Acks::Leader, &["m1"]);
+    sim.rounds(3, 1);
+    assert_eq!((sim.hw(0), sim.hw(1)), (1, 1));
+    sim.produce(Acks::Leader, &["m2"]);
+    sim.down.insert(0);
+    sim.elect(1, &[0]);
+    sim.produce(Acks::Leader, &["m3"]);
+    sim.down.remove(&0);
+    sim.apply_on(0);
+    sim.rounds(4, 1);
+    assert_eq!(values(sim.log(0), 0), [(0, "m1".into()), (1, "m3".into())]);
+    assert_eq!(
+        stored(sim.log(0), ReadBound::LogEnd),
+        stored(sim.log(1), ReadBound::LogEnd)
+    );
+    assert_eq!((sim.hw(0), sim.hw(1)), (2, 2));
+    sim.assert_agree_below_hw();
+}
+
+#[test]
+fn logs_of_unrelated_epochs_reconcile_to_exactly_the_leaders_log() {
+    // Replica epochs [0, 2, 4] against a leader's [1, 3, 5]: several epoch round trips,
+    // then the follower's log, log start, log end and high watermark equal the leader's.
+    let mut sim = Sim::offline(2, config(1));
+    for (epoch, v) in [(1, "a1"), (3, "b3"), (5, "c5")] {
+        sim.write_as(0, epoch, &[v]);
+    }
+    for (epoch, v) in [(0, "x0"), (2, "y2"), (4, "z4")] {
+        sim.write_as(1, epoch, &[v]);
+    }
+    sim.set_leader(0, 5, &[0, 1]);
+    sim.rounds(10, 1);
+    assert_eq!(
+        stored(sim.log(1), ReadBound::LogEnd),
+        stored(sim.log(0), ReadBound::LogEnd)
+    );
+    assert_eq!(
+        (sim.log(1).log_start_offset(), sim.leo(1), sim.hw(1)),
+        (sim.log(0).log_start_offset(), sim.leo(0), sim.hw(0))
+    );
+    assert_eq!(sim.hw(0), 3);
+    assert_eq!(sim.log(1).leader_epochs(), sim.log(0).leader_epochs());
+}
+
+#[test]
+fn a_diverging_epoch_in_a_fetch_answer_truncates_without_appending() {
+    // ISR {0, 2}; broker 1 follows in epoch 1 outside the ISR. A stray append of epoch-0
+    // records the leader never had (a zombie's) diverges broker 1's log while it fetches.
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a", "b"]);
+    sim.rounds(3, 1);
+    sim.elect(0, &[1]);
+    assert_eq!(sim.state.isr, [0, 2]);
+    // Broker 1 settles its truncation (nothing to cut) and is fetching.
+    sim.now += 1;
+    sim.tick(1);
+    sim.deliver_all();
+    assert_eq!(sim.phase(1), Some(FollowerPhase::Fetching));
+    assert_eq!((sim.leo(1), sim.hw(1)), (2, 2));
+    sim.write_as(1, 0, &["zombie-1", "zombie-2", "zombie-3"]);
+    assert_eq!(sim.leo(1), 5);
+    let epochs_before = sim.log(1).leader_epochs();
+    sim.produce(Acks::Leader, &["c"]);
+    sim.produce(Acks::Leader, &["d"]);
+    for _ in 0..3 {
+        // Broker 2: epoch round trip, then the fetch of c, d, then one at 4.
+        sim.now += 1;
+        sim.tick(2);
+        sim.deliver_all();
+    }
+    assert_eq!(sim.hw(0), 4);
+    sim.now += 1;
+    sim.tick(1);
+    let request = sim.network.pop_front().expect("a fetch");
+    assert!(
+        matches!(&request.request, ReplicaRequest::Fetch(f) if f.partitions[0].last_fetched_epoch == Some(0)),
+        "{request:?}"
+    );
+    let Reply {
+        to,
+        from,
+        correlation_id,
+        response,
+    } = sim.serve(request).expect("served");
+    let ReplicaResponse::Fetch(mut response) = response else {
+        panic!("a fetch answer")
+    };
+    let p = &mut response.partitions[0];
+    assert_eq!(
+        p.diverging_epoch,
+        Some(EpochEndOffset {
+            epoch: 0,
+            end_offset: 2
+        })
+    );
+    assert!(p.records.is_empty());
+    // Even if records came with it (the leader's batch at 2), none is appended.
+    p.records = batch(&["not-appended"]);
+    sim.respond(Reply {
+        to,
+        from,
+        correlation_id,
+        response: ReplicaResponse::Fetch(response),
+    });
+    assert_eq!(sim.leo(1), 2, "cut to where epoch 0 ends on the leader");
+    assert_eq!(sim.hw(1), 2, "the high watermark does not move");
+    assert_eq!(
+        sim.log(1).leader_epochs(),
+        epochs_before,
+        "epoch 0 still starts at 0"
+    );
+    assert_eq!(sim.phase(1), Some(FollowerPhase::Fetching));
+    sim.rounds(3, 1);
+    assert_eq!(
+        stored(sim.log(1), ReadBound::LogEnd),
+        stored(sim.log(0), ReadBound::LogEnd)
+    );
+    assert_eq!(sim.state.isr, [0, 1, 2]);
+}
+
+#[test]
+fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    sim.down.insert(2);
+    for v in ["b", "c", "d", "e", "f"] {
+        sim.produce(Acks::Leader, &[v]);
+    }
+    sim.rounds(15, 10);
+    assert_eq!(sim.state.isr, [0, 1]);
+    assert_eq!(sim.hw(0), 6);
+    for b in [0, 1] {
+        sim.log(b).delete_records_before(4).expect("delete");
+    }
+    assert_eq!(sim.log(0).log_start_offset(), 4);
+    sim.down.remove(&2);
+    assert_eq!(sim.leo(2), 1);
+    sim.rounds(5, 10);
+    assert_eq!(
+        sim.log(2).log_start_offset(),
+        4,
+        "started over at the leader's start"
+    );
+    assert_eq!(values(sim.log(2), 4), values(sim.log(0), 4));
+    assert_eq!((sim.leo(2), sim.hw(2)), (6, 6));
+    assert_eq!(sim.state.isr, [0, 1, 2]);
+}
+
+#[test]
+fn re_applying_the_same_state_does_not_truncate_again() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    assert_eq!(sim.phase(1), Some(FollowerPhase::Fetching));
+    for _ in 0..2 {
+        sim.apply_all();
+        // an ISR-only change (same leader epoch, newer partition epoch)
+        sim.state.partition_epoch += 1;
+        sim.apply_all();
+        assert_eq!(sim.phase(1), Some(FollowerPhase::Fetching));
+        sim.now += 1;
+        sim.tick(1);
+        let e = sim.network.pop_back().expect("a request");
+        assert!(
+            matches!(e.request, ReplicaRequest::Fetch(_)),
+            "no second epoch round trip: {e:?}"
+        );
+        sim.network.push_back(e);
+        sim.deliver_all();
+    }
+    assert_eq!(sim.leo(1), 1);
+}
+
+#[test]
+fn late_duplicated_and_stale_answers_are_dropped() {
+    let mut sim = Sim::new(3, config(1));
+    sim.rounds(1, 1);
+    sim.produce(Acks::Leader, &["a"]);
+    sim.now += 1;
+    sim.tick(1);
+    let reply = sim.serve_next().expect("served");
+    // A wrong correlation id first: dropped, the request stays in flight.
+    let mut wrong = reply.clone();
+    wrong.correlation_id += 100;
+    sim.respond(wrong);
+    assert_eq!(sim.leo(1), 0);
+    sim.respond(reply.clone());
+    assert_eq!(sim.leo(1), 1);
+    // The same answer again: dropped (appending it twice would fail the replica).
+    sim.respond(reply);
+    assert_eq!(sim.leo(1), 1);
+    assert_eq!(sim.phase(1), Some(FollowerPhase::Fetching));
+    // An answer that arrives after its request timed out and was asked again.
+    sim.produce(Acks::Leader, &["b"]);
+    sim.now += 1;
+    sim.tick(1);
+    let late = sim.serve_next().expect("served");
+    sim.now += 50;
+    sim.tick(1);
+    assert_eq!(
+        sim.network.len(),
+        1,
+        "asked again after the request timeout"
+    );
+    sim.respond(late);
+    assert_eq!(sim.leo(1), 1, "the timed-out answer is dropped");
+    sim.deliver_all();
+    assert_eq!(sim.leo(1), 2);
+    // An answer computed before a leader change.
+    sim.produce(Acks::Leader, &["c"]);
+    sim.now += 1;
+    sim.tick(1);
+    let stale = sim.serve_next().expect("served");
+    sim.elect(2, &[]);
+    sim.respond(stale);
+    assert_eq!(sim.leo(1), 2, "from the old leader's epoch: dropped");
+    assert_eq!(sim.phase(1), Some(FollowerPhase::Truncating));
+    sim.rounds(3, 1);
+    assert_eq!(values(sim.log(1), 0), values(sim.log(2), 0));
+    sim.assert_agree_below_hw();
 }

@@ -490,3 +490,47 @@ impl Sim {
             .collect()
     }
 }
+
+impl Sim {
+    /// `n` brokers with an offline partition (no leader) in leader epoch 0: nothing moves
+    /// until the test writes the logs and elects a leader with [`Sim::set_leader`].
+    pub fn offline(n: u32, config: ReplicaConfig) -> Self {
+        let mut state = PartitionState::new((0..n).collect());
+        state.leader = None;
+        Self::with_state(state, n, config)
+    }
+
+    /// The store names `b` leader of `epoch` with the ISR `isr` (partition epoch bumped);
+    /// applied on every broker that is up.
+    pub fn set_leader(&mut self, b: BrokerId, epoch: i32, isr: &[BrokerId]) {
+        self.state.leader = Some(b);
+        self.state.leader_epoch = epoch;
+        self.state.partition_epoch += 1;
+        self.state.isr = isr.to_vec();
+        self.apply_all();
+    }
+
+    /// Broker `b`'s follower phase, `None` when it does not follow.
+    pub fn phase(&self, b: BrokerId) -> Option<streamlog::replication::FollowerPhase> {
+        match self.managers[b as usize]
+            .replica(&self.key)
+            .expect("hosted")
+            .role()
+        {
+            streamlog::replication::Role::Follower(f) => Some(f.phase),
+            _ => None,
+        }
+    }
+
+    /// The ISR as the leader `b` has it committed.
+    pub fn leader_isr(&self, b: BrokerId) -> Vec<BrokerId> {
+        match self.managers[b as usize]
+            .replica(&self.key)
+            .expect("hosted")
+            .role()
+        {
+            streamlog::replication::Role::Leader(l) => l.isr().to_vec(),
+            _ => panic!("broker {b} does not lead"),
+        }
+    }
+}
