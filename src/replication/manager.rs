@@ -137,6 +137,9 @@ pub struct ReplicaManager {
     in_flight: BTreeMap<BrokerId, InFlight>,
     backoff_until: BTreeMap<BrokerId, i64>,
     next_correlation: u64,
+    /// Outputs produced where they could not be returned (other produces answered by an
+    /// append), handed out by the next call that returns outputs.
+    deferred: Vec<ReplicaOutput>,
 }
 
 impl ReplicaManager {
@@ -150,6 +153,7 @@ impl ReplicaManager {
             in_flight: BTreeMap::new(),
             backoff_until: BTreeMap::new(),
             next_correlation: 0,
+            deferred: Vec::new(),
         }
     }
 
@@ -203,12 +207,12 @@ impl ReplicaManager {
         };
         let applied = replica.apply(state, self.config.leader, now_ms)?;
         let leader = replica.leader();
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.deferred);
         match applied {
             Applied::StoppedLeading => {
-                out = self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader });
+                out.extend(self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader }));
             }
-            Applied::Leader => out = self.complete_pending(key),
+            Applied::Leader => out.extend(self.complete_pending(key)),
             Applied::Follower | Applied::Unchanged => {}
         }
         Ok(out)
@@ -269,7 +273,9 @@ impl ReplicaManager {
     }
 
     /// Handles a produce as leader. `acks=all` answers come later as
-    /// [`ReplicaOutput::ProduceDone`] with `token` (or at once on an error).
+    /// [`ReplicaOutput::ProduceDone`] with `token` (or at once on an error, or when the
+    /// append itself moves the high watermark past the batch). Earlier waiting produces
+    /// that this append completes are answered by the next call returning outputs.
     pub fn handle_produce(
         &mut self,
         request: &ProduceRequest,
@@ -310,13 +316,19 @@ impl ReplicaManager {
                     required_offset: range.end,
                     deadline_ms: now_ms + i64::from(request.timeout_ms),
                 });
-                let done = self.complete_pending(key);
-                match done.into_iter().next() {
-                    Some(ReplicaOutput::ProduceDone { response, .. }) => {
-                        ProduceOutcome::Done(response)
+                // The append may move the high watermark past earlier waiting produces
+                // too (a fenced follower, a leader alone in the ISR): theirs come out at
+                // the next call that returns outputs.
+                let mut outcome = ProduceOutcome::Waiting;
+                for done in self.complete_pending(key) {
+                    match done {
+                        ReplicaOutput::ProduceDone { token: t, response } if t == token => {
+                            outcome = ProduceOutcome::Done(response)
+                        }
+                        other => self.deferred.push(other),
                     }
-                    _ => ProduceOutcome::Waiting,
                 }
+                outcome
             }
         }
     }
@@ -328,7 +340,7 @@ impl ReplicaManager {
         request: &FetchRequest,
         now_ms: i64,
     ) -> (FetchResponse, Vec<ReplicaOutput>) {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.deferred);
         let mut budget = request.max_bytes.max(1);
         let mut partitions = Vec::with_capacity(request.partitions.len());
         for fetch in &request.partitions {
@@ -388,7 +400,9 @@ impl ReplicaManager {
             leader.isr_change_committed(isr.clone(), partition_epoch, log.log_end_offset(), now_ms);
             log.set_high_watermark(leader.high_watermark());
         }
-        self.complete_pending(key)
+        let mut out = std::mem::take(&mut self.deferred);
+        out.extend(self.complete_pending(key));
+        out
     }
 
     /// The ISR proposed for `key` was refused (a newer state exists).
@@ -411,7 +425,7 @@ impl ReplicaManager {
     /// Time passes: ISR shrinks are proposed, waiting produces time out, and followers
     /// send their next requests to their leaders.
     pub fn tick(&mut self, now_ms: i64) -> Vec<ReplicaOutput> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.deferred);
         let keys: Vec<PartitionKey> = self.replicas.keys().cloned().collect();
         for key in &keys {
             let Some(replica) = self.replicas.get_mut(key) else {
