@@ -137,6 +137,9 @@ pub struct ReplicaManager {
     in_flight: BTreeMap<BrokerId, InFlight>,
     backoff_until: BTreeMap<BrokerId, i64>,
     next_correlation: u64,
+    /// Brokers marked gone by [`ReplicaManager::set_fenced_brokers`], given to every
+    /// leader state (a new state rebuilds it).
+    fenced: Vec<BrokerId>,
     /// Outputs produced where they could not be returned (other produces answered by an
     /// append), handed out by the next call that returns outputs.
     deferred: Vec<ReplicaOutput>,
@@ -154,6 +157,7 @@ impl ReplicaManager {
             backoff_until: BTreeMap::new(),
             next_correlation: 0,
             deferred: Vec::new(),
+            fenced: Vec::new(),
         }
     }
 
@@ -206,6 +210,10 @@ impl ReplicaManager {
             return Ok(Vec::new());
         };
         let applied = replica.apply(state, self.config.leader, now_ms)?;
+        if let Some(leader) = replica.leader_mut() {
+            // The applied state built a fresh leader state: the gone brokers stay gone.
+            leader.set_fenced(self.fenced.clone());
+        }
         let leader = replica.leader();
         let mut out = std::mem::take(&mut self.deferred);
         match applied {
@@ -413,8 +421,10 @@ impl ReplicaManager {
     }
 
     /// Marks followers on gone brokers: they stop holding the high watermark back and
-    /// leave the ISR at the next [`ReplicaManager::tick`].
+    /// leave the ISR at the next [`ReplicaManager::tick`]. The set replaces the previous
+    /// one and holds for every partition this broker leads, now or after a later state.
     pub fn set_fenced_brokers(&mut self, fenced: &[BrokerId]) {
+        self.fenced = fenced.to_vec();
         for replica in self.replicas.values_mut() {
             if let Some(leader) = replica.leader_mut() {
                 leader.set_fenced(fenced.to_vec());
