@@ -192,9 +192,14 @@ impl LeaderState {
     /// Whether an `acks=all` append ending at `required_offset` (its last offset + 1) is
     /// done: `None` while the high watermark is below it; then `Ok` or, if the ISR has
     /// shrunk below the minimum meanwhile, [`ReplicaError::NotEnoughReplicasAfterAppend`].
+    /// Below it the committed ISR also fails the append at once: the high watermark does
+    /// not move while the committed ISR is under `min.insync.replicas`, so waiting could
+    /// only end in a timeout.
     pub fn check_replicated(&self, required_offset: u64) -> Option<Result<(), ReplicaError>> {
         if self.high_watermark < required_offset {
-            return None;
+            return self
+                .is_under_min_isr()
+                .then_some(Err(ReplicaError::NotEnoughReplicasAfterAppend));
         }
         if self.maximal_isr().len() < self.effective_min_isr() {
             return Some(Err(ReplicaError::NotEnoughReplicasAfterAppend));
