@@ -762,3 +762,197 @@ fn late_duplicated_and_stale_answers_are_dropped() {
     assert_eq!(values(sim.log(1), 0), values(sim.log(2), 0));
     sim.assert_agree_below_hw();
 }
+
+#[test]
+fn a_leader_deposed_before_writing_in_its_epoch_catches_up() {
+    // Broker 0 is re-elected (epoch 1 begins at its log end, empty), then broker 1 leads
+    // epoch 2 and writes. Broker 0's empty epoch 1 must go, or every fetch it makes
+    // diverges at its log end again and it never catches up (found by the proptest).
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["v1"]);
+    sim.rounds(1, 1);
+    sim.elect(0, &[]);
+    sim.elect(1, &[]);
+    sim.produce(Acks::Leader, &["v2"]);
+    sim.rounds(4, 1);
+    assert_eq!(sim.log(0).latest_epoch(), Some(2));
+    assert_eq!(values(sim.log(0), 0), [(0, "v1".into()), (1, "v2".into())]);
+    assert_eq!(sim.hws().values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+}
+
+// --- random interleavings -----------------------------------------------------------------------
+
+mod interleavings {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::replicas::{Sim, config, values};
+    use streamlog::replication::{Acks, BrokerId, ProduceOutcome, ProduceToken};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Produce one record to the leader, acks=all or acks=1.
+        Produce { all: bool },
+        /// Every broker ticks, every request is answered, ISR proposals are written.
+        Round,
+        /// One broker ticks and its requests are answered.
+        Fetch { broker: BrokerId },
+        /// The next request is served but its answer is lost.
+        DropAnswer,
+        /// The next request is served and its answer delivered twice.
+        DuplicateAnswer,
+        /// The store elects the `nth` member of the ISR (maybe the same leader) in a new
+        /// epoch.
+        LeaderChange { nth: usize },
+        /// Time passes.
+        Tick { ms: i64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => any::<bool>().prop_map(|all| Op::Produce { all }),
+            4 => Just(Op::Round),
+            3 => (0..3u32).prop_map(|broker| Op::Fetch { broker }),
+            1 => Just(Op::DropAnswer),
+            1 => Just(Op::DuplicateAnswer),
+            1 => (0..3usize).prop_map(|nth| Op::LeaderChange { nth }),
+            2 => (0..150i64).prop_map(|ms| Op::Tick { ms }),
+        ]
+    }
+
+    struct Model {
+        sim: Sim,
+        /// acks=all produces waiting, with their value.
+        waiting: BTreeMap<ProduceToken, String>,
+        /// acks=all produces acknowledged: offset → value.
+        acked: BTreeMap<u64, String>,
+        seen: usize,
+        hws: BTreeMap<BrokerId, u64>,
+        next_value: u64,
+    }
+
+    impl Model {
+        fn step(&mut self, op: &Op) {
+            let sim = &mut self.sim;
+            match *op {
+                Op::Produce { all } => {
+                    self.next_value += 1;
+                    let v = format!("v{}", self.next_value);
+                    let acks = if all { Acks::All } else { Acks::Leader };
+                    let (token, outcome) = sim.produce(acks, &[&v]);
+                    match outcome {
+                        ProduceOutcome::Waiting => {
+                            assert!(all);
+                            self.waiting.insert(token, v);
+                        }
+                        ProduceOutcome::Done(r) if all => {
+                            if let (None, Some(base)) = (r.error, r.base_offset) {
+                                self.acked.insert(base, v);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Op::Round => {
+                    sim.now += 1;
+                    sim.round();
+                }
+                Op::Fetch { broker } => {
+                    sim.now += 1;
+                    sim.tick(broker);
+                    sim.deliver_all();
+                    sim.commit_isr();
+                }
+                Op::DropAnswer => {
+                    let _ = sim.serve_next();
+                }
+                Op::DuplicateAnswer => {
+                    if let Some(reply) = sim.serve_next() {
+                        sim.respond(reply.clone());
+                        sim.respond(reply);
+                    }
+                }
+                Op::LeaderChange { nth } => {
+                    let to = sim.state.isr[nth % sim.state.isr.len()];
+                    sim.elect(to, &[]);
+                }
+                Op::Tick { ms } => {
+                    sim.now += ms;
+                    sim.tick_all();
+                    sim.commit_isr();
+                }
+            }
+            for (token, response) in &self.sim.done[self.seen..] {
+                if let Some(v) = self.waiting.remove(token) {
+                    if let (None, Some(base)) = (response.error, response.base_offset) {
+                        self.acked.insert(base, v);
+                    }
+                }
+            }
+            self.seen = self.sim.done.len();
+        }
+
+        fn check(&mut self) {
+            let sim = &self.sim;
+            let now = sim.hws();
+            for (b, hw) in &now {
+                assert!(
+                    *hw >= self.hws[b],
+                    "broker {b}'s high watermark went back: {} -> {hw}",
+                    self.hws[b]
+                );
+            }
+            self.hws = now;
+            sim.assert_agree_below_hw();
+            let leader = sim.leader();
+            for (offset, v) in &self.acked {
+                let found = values(sim.log(leader), *offset).into_iter().next();
+                assert_eq!(
+                    found,
+                    Some((*offset, v.clone())),
+                    "acknowledged {v} at {offset} is not in leader {leader}'s log"
+                );
+            }
+            let isr: BTreeSet<_> = sim.state.isr.iter().collect();
+            assert!(isr.contains(&leader), "the leader is in the ISR");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn replicas_never_lose_acknowledged_records_nor_disagree_below_the_high_watermark(
+            ops in proptest::collection::vec(op(), 1..60),
+            min_isr in 1usize..=2,
+        ) {
+            let sim = Sim::new(3, config(min_isr));
+            let hws = sim.hws();
+            let mut model = Model {
+                sim,
+                waiting: BTreeMap::new(),
+                acked: BTreeMap::new(),
+                seen: 0,
+                hws,
+                next_value: 0,
+            };
+            for op in &ops {
+                model.step(op);
+                model.check();
+            }
+            // Quiet network (lost requests time out after 50 ms): everyone converges on
+            // the leader's log.
+            for _ in 0..10 {
+                model.step(&Op::Tick { ms: 20 });
+                model.step(&Op::Round);
+                model.check();
+            }
+            let sim = &model.sim;
+            let leader = sim.leader();
+            for b in 0..3 {
+                prop_assert_eq!(values(sim.log(b), 0), values(sim.log(leader), 0), "broker {}", b);
+            }
+        }
+    }
+}
