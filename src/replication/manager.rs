@@ -678,11 +678,10 @@ fn truncate_to_divergence(
             .map(|(epoch, end_offset)| super::messages::EpochEndOffset { epoch, end_offset })
     };
     let t = truncation_offset(leader_end, log.log_end_offset(), log.high_watermark(), own);
-    let result = if t.offset < log.log_end_offset() {
-        log.truncate_to(t.offset).map(drop)
-    } else {
-        Ok(())
-    };
+    // Also at the log end: that drops an epoch this replica began as leader without
+    // writing to it, which the new leader does not have. Kept, it makes every later fetch
+    // diverge at the log end again (and truncate nothing): the follower never catches up.
+    let result = log.truncate_to(t.offset).map(drop);
     if let Some(follower) = replica.follower_mut() {
         follower.phase = match result {
             Err(_) => FollowerPhase::Failed,
