@@ -920,7 +920,11 @@ mod interleavings {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        // 64 cases; PROPTEST_CASES=n runs more.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn replicas_never_lose_acknowledged_records_nor_disagree_below_the_high_watermark(
