@@ -884,10 +884,10 @@ mod interleavings {
                 }
             }
             for (token, response) in &self.sim.done[self.seen..] {
-                if let Some(v) = self.waiting.remove(token) {
-                    if let (None, Some(base)) = (response.error, response.base_offset) {
-                        self.acked.insert(base, v);
-                    }
+                if let Some(v) = self.waiting.remove(token)
+                    && let (None, Some(base)) = (response.error, response.base_offset)
+                {
+                    self.acked.insert(base, v);
                 }
             }
             self.seen = self.sim.done.len();
