@@ -13,12 +13,15 @@
 //! - [`truncation_offset`] (`truncation.rs`): where a follower cuts its log.
 //! - [`Replica`] (`replica.rs`): one hosted partition — log, applied state, role — and
 //!   the leader's answers to fetch, epoch and produce requests.
+//! - [`controller`]: the controller's decisions — replica placement (S6), clean and
+//!   unclean leader election, ISR cleanup, preferred-leader rebalancing.
 //! - [`ReplicaManager`] (`manager.rs`): all of a broker's replicas; the followers'
 //!   fetching, waiting `acks=all` produces, ISR proposals, as [`ReplicaOutput`]s.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
 
+pub mod controller;
 mod fetch_validation;
 mod leader;
 mod manager;
