@@ -11,6 +11,9 @@
 //!   `acks=all` gates.
 //! - [`validate_fetch`] (`fetch_validation.rs`): leader-epoch fencing and divergence.
 //! - [`truncation_offset`] (`truncation.rs`): where a follower cuts its log.
+//! - [`transport`]: the [`Transport`] trait that carries these messages between brokers,
+//!   their versioned binary encoding, and [`InMemoryTransport`], an in-process network
+//!   with seeded faults for simulation.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
@@ -20,6 +23,7 @@ mod leader;
 pub mod messages;
 mod partition_state;
 mod remote_replica;
+pub mod transport;
 mod truncation;
 
 pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
@@ -27,4 +31,5 @@ pub use leader::{IsrChange, LeaderConfig, LeaderState};
 pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
 pub use partition_state::{LeaderRecoveryState, PartitionState};
 pub use remote_replica::RemoteReplica;
+pub use transport::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use truncation::{Truncation, truncation_offset};

@@ -47,8 +47,8 @@ pub use requests::{
     OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 pub use responses::{
-    JoinGroupResponse, JoinedMember, LeaveGroupResponse, OffsetCommitResponse,
-    OffsetFetchResponse, Output, ReplyTo, Response, SyncGroupResponse,
+    JoinGroupResponse, JoinedMember, LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse,
+    Output, ReplyTo, Response, SyncGroupResponse,
 };
 pub use state::GroupState;
 

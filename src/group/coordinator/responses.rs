@@ -135,5 +135,8 @@ pub struct OffsetFetchResponse {
     /// A group-level error (e.g. `InvalidGroupId`); then `partitions` is empty.
     pub error: Option<GroupError>,
     /// Each partition: its committed offset, or `None` if never committed.
-    pub partitions: Vec<(TopicPartition, Option<crate::group::offsets::OffsetAndMetadata>)>,
+    pub partitions: Vec<(
+        TopicPartition,
+        Option<crate::group::offsets::OffsetAndMetadata>,
+    )>,
 }
