@@ -123,3 +123,6 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         (**self).receive(broker, max, wait)
     }
 }
+
+#[cfg(test)]
+mod tests;
