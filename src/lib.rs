@@ -41,7 +41,9 @@ pub use log::{
     CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,
 };
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
-pub use replication::{Acks, BrokerId, PartitionKey, PartitionState, ReplicaError};
+pub use replication::{
+    Acks, BrokerId, ConsensusStore, InMemoryConsensus, PartitionKey, PartitionState, ReplicaError,
+};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};
 pub use topic::{DefaultPartitioner, Partitioner, StickyPartitioner, Topic, TopicConfig, murmur2};

@@ -11,10 +11,15 @@
 //!   `acks=all` gates.
 //! - [`validate_fetch`] (`fetch_validation.rs`): leader-epoch fencing and divergence.
 //! - [`truncation_offset`] (`truncation.rs`): where a follower cuts its log.
+//! - [`consensus`]: the [`ConsensusStore`] trait (what ZooKeeper held for Kafka: broker
+//!   leases, the controller seat, topics and partition states with compare-and-set, a
+//!   change feed) and [`InMemoryConsensus`], its in-process implementation with fault
+//!   hooks.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
 
+pub mod consensus;
 mod fetch_validation;
 mod leader;
 pub mod messages;
@@ -22,6 +27,10 @@ mod partition_state;
 mod remote_replica;
 mod truncation;
 
+pub use consensus::{
+    BrokerRegistration, Change, Changes, ConsensusSession, ConsensusStore, Controller,
+    InMemoryConsensus, TopicRecord, Versioned,
+};
 pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
 pub use leader::{IsrChange, LeaderConfig, LeaderState};
 pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
