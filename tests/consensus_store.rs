@@ -278,6 +278,36 @@ fn a_topic_write_based_on_a_read_before_a_partition_write_conflicts() {
 }
 
 #[test]
+fn a_topic_write_reports_each_partition_it_changes() {
+    let (_clock, store) = store();
+    let created = store.create_topic("orders", record(2)).unwrap();
+    let seen = store.revision().unwrap();
+    let mut next = record(3);
+    next.partitions[1].leader = Some(2);
+    next.partitions[1].leader_epoch = 1;
+    let version = store.set_topic("orders", next.clone(), created).unwrap();
+    assert_eq!(
+        changes(&*store, seen),
+        vec![
+            Change::PartitionChanged {
+                topic: "orders".into(),
+                partition: 1,
+                version
+            },
+            Change::TopicChanged {
+                topic: "orders".into(),
+                version
+            },
+        ]
+    );
+    let versions: Vec<u64> = (0..3)
+        .map(|p| store.partition_state("orders", p).unwrap().unwrap().version)
+        .collect();
+    assert_eq!(versions, [created, version, version]);
+    assert_eq!(store.topic("orders").unwrap().unwrap().value, next);
+}
+
+#[test]
 fn partition_writes_name_the_missing_topic_or_partition() {
     let (_clock, store) = store();
     store.create_topic("orders", record(2)).unwrap();

@@ -50,6 +50,16 @@ fn partition_key(topic: &str, partition: u32) -> String {
     format!("/brokers/topics/{topic}/partitions/{partition}/state")
 }
 
+/// Topic `name`'s entry, or `UnknownTopic`.
+fn entry_mut<'a>(
+    topics: &'a mut BTreeMap<String, TopicEntry>,
+    name: &str,
+) -> Result<&'a mut TopicEntry> {
+    topics
+        .get_mut(name)
+        .ok_or_else(|| Error::UnknownTopic { name: name.into() })
+}
+
 fn count(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
@@ -140,10 +150,9 @@ impl State {
         if self.brokers.contains_key(&broker) {
             return Err(Error::BrokerAlreadyRegistered { broker });
         }
-        let broker_epoch = self.log.revision() + 1;
-        self.log.push(Change::BrokerRegistered {
+        let broker_epoch = self.log.push(Change::BrokerRegistered {
             broker,
-            broker_epoch,
+            broker_epoch: self.log.revision() + 1,
         });
         let lease = Lease {
             lease_ms,
@@ -242,19 +251,13 @@ impl State {
         self.topics.keys().cloned().collect()
     }
 
-    fn entry_mut(&mut self, name: &str) -> Result<&mut TopicEntry> {
-        self.topics
-            .get_mut(name)
-            .ok_or_else(|| Error::UnknownTopic { name: name.into() })
-    }
-
     pub(super) fn set_topic(
         &mut self,
         name: &str,
         record: TopicRecord,
         expected_version: u64,
     ) -> Result<u64> {
-        let entry = self.entry_mut(name)?;
+        let entry = entry_mut(&mut self.topics, name)?;
         if entry.version != expected_version {
             return Err(Error::VersionConflict {
                 key: topic_key(name),
@@ -273,36 +276,38 @@ impl State {
                 ),
             });
         }
-        let changed: Vec<u32> = (0..count(entry.partitions.len()))
-            .zip(&entry.partitions)
+        let changed: Vec<u32> = entry
+            .partitions
+            .iter()
             .zip(&record.partitions)
-            .filter(|((_, old), new)| old.value != **new)
-            .map(|((i, _), _)| i)
+            .enumerate()
+            .filter(|(_, (old, new))| old.value != **new)
+            .map(|(i, _)| count(i))
             .collect();
-        // Partition changes first, then the topic change that carries the final version.
+        // One revision per change: the partition changes, then the topic change, whose
+        // revision is the version of everything this write touched.
         let version = self.log.revision() + changed.len() as u64 + 1;
-        for &partition in &changed {
+        for (i, value) in record.partitions.into_iter().enumerate() {
+            match entry.partitions.get_mut(i) {
+                Some(slot) if slot.value != value => *slot = Versioned { version, value },
+                Some(_) => {}
+                None => entry.partitions.push(Versioned { version, value }),
+            }
+        }
+        entry.config = record.config;
+        entry.version = version;
+        for partition in changed {
             self.log.push(Change::PartitionChanged {
                 topic: name.into(),
                 partition,
                 version,
             });
         }
-        self.log.push(Change::TopicChanged {
+        let pushed = self.log.push(Change::TopicChanged {
             topic: name.into(),
             version,
         });
-        let entry = self.entry_mut(name)?;
-        let old = entry.partitions.len();
-        for (i, value) in record.partitions.into_iter().enumerate() {
-            if i >= old {
-                entry.partitions.push(Versioned { version, value });
-            } else if changed.contains(&count(i)) {
-                entry.partitions[i] = Versioned { version, value };
-            }
-        }
-        entry.config = record.config;
-        entry.version = version;
+        debug_assert_eq!(pushed, version);
         Ok(version)
     }
 
@@ -311,18 +316,14 @@ impl State {
         name: &str,
         partitions: Vec<PartitionState>,
     ) -> Result<u64> {
-        self.entry_mut(name)?;
+        let entry = entry_mut(&mut self.topics, name)?;
         if partitions.is_empty() {
             return Err(Error::InvalidConfig {
                 name: "partitions",
                 reason: "no partitions to add".into(),
             });
         }
-        let version = self.log.push(Change::TopicChanged {
-            topic: name.into(),
-            version: self.log.revision() + 1,
-        });
-        let entry = self.entry_mut(name)?;
+        let version = self.log.revision() + 1;
         entry.partitions.extend(
             partitions
                 .into_iter()
@@ -330,6 +331,10 @@ impl State {
         );
         entry.config.partitions = count(entry.partitions.len());
         entry.version = version;
+        self.log.push(Change::TopicChanged {
+            topic: name.into(),
+            version,
+        });
         Ok(version)
     }
 
