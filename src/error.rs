@@ -338,6 +338,23 @@ pub enum Error {
         reason: String,
     },
 
+    // --- Cluster ---
+    /// A replication factor the cluster cannot place (S6): below 1, above 10, or above
+    /// the number of live brokers.
+    #[error(
+        "replication factor {requested} is invalid: {reason} (max {max}, {live_brokers} live brokers)"
+    )]
+    InvalidReplicationFactor {
+        /// The replication factor asked for.
+        requested: u16,
+        /// The largest replication factor allowed.
+        max: u16,
+        /// How many brokers are live.
+        live_brokers: usize,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
     /// An operating-system I/O error, with the file it happened on.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

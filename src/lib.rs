@@ -38,7 +38,8 @@ pub use group::{
 };
 pub use index::{IndexEntry, SparseIndex, TimeEntry, TimeIndex};
 pub use log::{
-    CleanerStats, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records, RetentionOutcome,
+    CleanerStats, EpochEntry, OffsetAndTimestamp, Partition, ReadBound, ReadOptions, Records,
+    RetentionOutcome,
 };
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
 pub use replication::{

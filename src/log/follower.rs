@@ -2,7 +2,8 @@
 //! log, or a tool restoring one. Offsets are kept as they are (gaps allowed, as compaction
 //! leaves them); they must lie at or after the log end and increase. A batch whose offsets
 //! would not fit the active segment's 32-bit relative range rolls a new segment based at
-//! `max(log end, the batch's first offset)`.
+//! `max(log end, the batch's first offset)`. A batch carrying a leader epoch newer than
+//! the log's latest records that epoch as starting at the batch's base offset.
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -67,7 +68,15 @@ impl Partition {
             .iter()
             .try_for_each(|(position, header)| {
                 let bytes = &batches[*position..][..header.size_bytes()];
-                inner.write_batch(bytes, header, inner.env.clock.now_ms())
+                // The epoch first (as Kafka does): a cache entry past the log end is
+                // trimmed below, while data without its epoch could never be found.
+                inner.observe_batch_epoch(header)?;
+                inner
+                    .write_batch(bytes, header, inner.env.clock.now_ms())
+                    .inspect_err(|_| {
+                        let end = inner.log_end_offset.load(Ordering::Acquire);
+                        let _ = inner.update_epochs(|c| c.truncate_from_end(end));
+                    })
             })
             .map(|()| first_offset..last_offset + 1);
         inner.after_append(writer, result)

@@ -11,7 +11,9 @@
 //!   fails with [`Error::Corrupt`] naming the file and byte;
 //! - index files without a `.log` are removed; missing index files are rebuilt;
 //! - the log start offset is `max(checkpointed log start, first segment's base)`; if the
-//!   log end falls below it, the log restarts as one empty segment at the log start.
+//!   log end falls below it, the log restarts as one empty segment at the log start;
+//! - the leader epochs come from `leader-epoch-checkpoint`, trimmed to the log start and
+//!   end; when that file is missing or unreadable they are rebuilt from the batch headers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::checkpoint::CheckpointFile;
 use super::durability::{Flusher, SyncState};
+use super::leader_epoch::{EpochCache, EpochCheckpoint};
 use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
@@ -109,6 +112,9 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         checkpoint.high_watermark.clamp(log_start, log_end)
     };
 
+    let epoch_file = EpochCheckpoint::new(dir);
+    let epochs = load_epochs(storage, &epoch_file, &segments, log_start, log_end)?;
+
     // From here on a crash must trigger recovery: the marker goes before any append.
     storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
     storage.sync_dir(dir)?;
@@ -134,6 +140,8 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         lock: Mutex::new(Some(lock)),
         pending_deletions: Default::default(),
         cleaner: Default::default(),
+        epochs: RwLock::new(epochs),
+        epoch_file,
         config,
     });
     inner.write_checkpoint()?;
@@ -141,6 +149,42 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         *inner.flusher.lock() = Some(Flusher::start(Arc::downgrade(&inner), interval));
     }
     Ok(inner)
+}
+
+/// The leader epochs as stored, trimmed to `[log_start, log_end)`; rebuilt from the batch
+/// headers (the first batch of each newer epoch) when the file is missing or invalid.
+/// Rewritten when anything changed.
+fn load_epochs(
+    storage: &dyn Storage,
+    file: &EpochCheckpoint,
+    segments: &BTreeMap<u64, Arc<Segment>>,
+    log_start: u64,
+    log_end: u64,
+) -> Result<EpochCache> {
+    let stored = file.read(storage)?;
+    let mut epochs = match &stored {
+        Some(cache) => cache.clone(),
+        None => {
+            let mut cache = EpochCache::default();
+            for segment in segments.values() {
+                let mut scanner = segment.scan_batches();
+                while let Some((_, batch)) = scanner.next_batch()? {
+                    let header = batch.header();
+                    let epoch = header.partition_leader_epoch;
+                    if epoch >= 0 && cache.latest().is_none_or(|l| l.epoch < epoch) {
+                        cache.assign(epoch, header.base_offset as u64);
+                    }
+                }
+            }
+            cache
+        }
+    };
+    epochs.truncate_from_end(log_end);
+    epochs.truncate_from_start(log_start);
+    if stored.as_ref() != Some(&epochs) {
+        file.write(storage, &epochs)?;
+    }
+    Ok(epochs)
 }
 
 /// Deletes leftovers and stray index files; returns the base offsets that have a `.log`

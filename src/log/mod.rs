@@ -8,7 +8,8 @@
 //!
 //! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
 //! `log-state.checkpoint` (log start, recovery point, HW), `cleaner-offset.checkpoint`
-//! (compacted logs: the first dirty offset), `.clean-shutdown` (present only between a clean
+//! (compacted logs: the first dirty offset), `leader-epoch-checkpoint` (the first offset of
+//! each leader epoch, see `leader_epoch`), `.clean-shutdown` (present only between a clean
 //! close and the next open), `.lock`, and `*.deleted` files of segments deleted by
 //! retention, waiting out `file.delete.delay.ms` (see `retention`).
 
@@ -16,6 +17,7 @@ mod checkpoint;
 mod cleaner;
 mod durability;
 mod follower;
+mod leader_epoch;
 mod load;
 mod reader;
 mod retention;
@@ -36,10 +38,15 @@ use crate::storage::{DirLock, Env};
 
 use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
+use leader_epoch::{EpochCache, EpochCheckpoint};
 
 pub use cleaner::CleanerStats;
+pub use leader_epoch::EpochEntry;
 pub use reader::{ReadBound, ReadOptions, Records};
 pub use retention::RetentionOutcome;
+
+/// The `partitionLeaderEpoch` of batches written without a leader epoch.
+const NO_EPOCH: i32 = -1;
 
 /// Name of the marker file a clean close leaves behind.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -102,6 +109,10 @@ struct Inner {
     pending_deletions: retention::PendingDeletions,
     /// Compaction: one pass at a time, and the first dirty offset.
     cleaner: cleaner::CleanerState,
+    /// The first offset of each leader epoch. Changed only under `writer`, and persisted
+    /// to `epoch_file` before the change is visible to appends.
+    epochs: RwLock<EpochCache>,
+    epoch_file: EpochCheckpoint,
 }
 
 #[derive(Debug)]
@@ -183,6 +194,62 @@ impl Partition {
             .values()
             .map(|s| s.size_bytes())
             .sum()
+    }
+
+    /// The latest leader epoch recorded in the log, if any (replicated logs only).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.inner.epochs.read().latest().map(|e| e.epoch)
+    }
+
+    /// The leader epochs recorded in the log with the first offset of each, oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.epochs.read().entries().to_vec()
+    }
+
+    /// Records that leader epoch `epoch` starts at the log end: what a replica does as it
+    /// becomes leader. From then on every batch appended through [`Partition::append`] and
+    /// friends carries `epoch`. Later epochs already recorded are dropped (Kafka's rule);
+    /// a repeat of the latest epoch changes nothing.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
+        leader_epoch::check_epoch(epoch)?;
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        inner.ensure_open()?;
+        let log_end = inner.log_end_offset.load(Ordering::Acquire);
+        inner.update_epochs(|c| c.assign(epoch, log_end))
+    }
+
+    /// The answer to an offsets-for-leader-epoch query: for the latest epoch, `(epoch,
+    /// log end)`; otherwise the start offset of the first epoch above `epoch`, paired
+    /// with the largest known epoch ≤ `epoch` (or `epoch` itself when every known epoch
+    /// is larger). `None` when no epoch ≥ `epoch` is known.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let epochs = self.inner.epochs.read();
+        epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Deletes every segment and starts over, empty, at `offset`: log start, log end,
+    /// high watermark and recovery point all become `offset` and the leader epochs are
+    /// forgotten. What a follower does when it has fallen behind its leader's log start.
+    pub fn truncate_fully_and_start_at(&self, offset: u64) -> Result<u64> {
+        let inner = &*self.inner;
+        let _writer = inner.writer.lock();
+        inner.ensure_open()?;
+        inner.restart_at(offset, inner.env.clock.now_ms())?;
+        inner.env.storage.sync_dir(&inner.dir)?;
+        cleaner::after_truncation(inner, offset)?;
+        for value in [
+            &inner.log_end_offset,
+            &inner.high_watermark,
+            &inner.recovery_point,
+        ] {
+            value.store(offset, Ordering::Release);
+        }
+        inner.sync.truncate_to(offset);
+        inner.sync.mark_durable(offset);
+        inner.write_checkpoint()?;
+        inner.update_epochs(EpochCache::clear)?;
+        Ok(offset)
     }
 
     /// Appends one record; returns its offset.
@@ -375,6 +442,34 @@ impl Inner {
             })
     }
 
+    /// Applies `change` to the leader epochs and, when it changed them, persists them.
+    /// Caller holds `writer`.
+    fn update_epochs(&self, change: impl FnOnce(&mut EpochCache) -> bool) -> Result<()> {
+        let mut next = self.epochs.read().clone();
+        if !change(&mut next) {
+            return Ok(());
+        }
+        self.epoch_file.write(&*self.env.storage, &next)?;
+        *self.epochs.write() = next;
+        Ok(())
+    }
+
+    /// Records the epoch of a batch copied from a leader when it is newer than the
+    /// latest known. Caller holds `writer`.
+    fn observe_batch_epoch(&self, header: &BatchHeader) -> Result<()> {
+        let epoch = header.partition_leader_epoch;
+        if epoch < 0
+            || self
+                .epochs
+                .read()
+                .latest()
+                .is_some_and(|l| l.epoch >= epoch)
+        {
+            return Ok(());
+        }
+        self.update_epochs(|c| c.assign(epoch, header.base_offset as u64))
+    }
+
     fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             log_start_offset: self.log_start_offset.load(Ordering::Acquire),
@@ -405,6 +500,8 @@ impl Inner {
         let base = self.log_end_offset.load(Ordering::Acquire);
         let last = base + u64::from(summary.last_offset_delta);
         crate::record::set_base_offset(buf, base as i64);
+        let epoch = self.epochs.read().latest().map_or(NO_EPOCH, |e| e.epoch);
+        crate::record::set_partition_leader_epoch(buf, epoch);
         let header = BatchHeader::parse(buf)?;
         self.write_batch(buf, &header, now_ms)?;
         Ok(base..last + 1)
@@ -530,6 +627,8 @@ impl Inner {
     fn truncate_locked(&self, offset: u64) -> Result<u64> {
         let end = self.log_end_offset.load(Ordering::Acquire);
         if offset >= end {
+            // An epoch begun at the log end holds no records yet: it goes (as in Kafka).
+            self.update_epochs(|c| c.truncate_from_end(offset))?;
             return Ok(end);
         }
         let now_ms = self.env.clock.now_ms();
@@ -549,7 +648,8 @@ impl Inner {
             self.recovery_point.store(floor_base, Ordering::Release);
             self.write_checkpoint()?;
         }
-        let mut new_end = if offset < log_start {
+        let mut restarted = offset < log_start;
+        let mut new_end = if restarted {
             // Nothing at or after `offset` may stay and nothing before it exists: start over.
             self.restart_at(offset, now_ms)?
         } else {
@@ -578,6 +678,7 @@ impl Inner {
             // The cut batch straddled the log start: nothing visible is left, and the log
             // start never moves back, so the log restarts empty there.
             new_end = self.restart_at(log_start, now_ms)?;
+            restarted = true;
         }
         storage.sync_dir(&self.dir)?;
         cleaner::after_truncation(self, new_end)?;
@@ -586,6 +687,11 @@ impl Inner {
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.sync.truncate_to(new_end);
         self.write_checkpoint()?;
+        if restarted {
+            self.update_epochs(EpochCache::clear)?;
+        } else {
+            self.update_epochs(|c| c.truncate_from_end(new_end))?;
+        }
         Ok(new_end)
     }
 
@@ -629,6 +735,7 @@ impl Inner {
         }
         self.log_start_offset.store(offset, Ordering::Release);
         self.write_checkpoint()?;
+        self.update_epochs(|c| c.truncate_from_start(offset))?;
         // Retention's log-start rule: renamed `*.deleted`, removed after the delay.
         self.delete_segments_below_log_start(self.env.clock.now_ms())?;
         Ok(offset)

@@ -222,6 +222,7 @@ impl Inner {
         let base = first_kept.unwrap_or(0);
         if self.log_start_offset.fetch_max(base, Ordering::AcqRel) < base {
             self.write_checkpoint()?;
+            self.update_epochs(|c| c.truncate_from_start(base))?;
         }
         {
             let mut segments = self.segments.write();

@@ -318,7 +318,6 @@ pub(crate) fn set_base_offset(batch: &mut [u8], base: i64) {
 }
 
 /// Writes `epoch` into a batch's `partitionLeaderEpoch` field (outside the CRC).
-#[cfg_attr(not(test), allow(dead_code))] // the leader stamps it once replication lands
 pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     put(batch, at::PARTITION_LEADER_EPOCH, &epoch.to_be_bytes());
 }

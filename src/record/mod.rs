@@ -26,8 +26,8 @@ mod record;
 mod varint;
 mod view;
 
-pub(crate) use batch::set_base_offset;
 pub use batch::{BatchHeader, BatchIter, RecordBatch, TimestampType, next_batch_size};
+pub(crate) use batch::{set_base_offset, set_partition_leader_epoch};
 pub use builder::{BatchBuilder, BatchSummary, encode_batch};
 pub use compression::Compression;
 pub use filter::{FilterOptions, FilterOutcome, filter_batch};

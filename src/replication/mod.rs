@@ -15,16 +15,25 @@
 //!   leases, the controller seat, topics and partition states with compare-and-set, a
 //!   change feed) and [`InMemoryConsensus`], its in-process implementation with fault
 //!   hooks.
+//! - [`Replica`] (`replica.rs`): one hosted partition — log, applied state, role — and
+//!   the leader's answers to fetch, epoch and produce requests.
+//! - [`controller`]: the controller's decisions — replica placement (S6), clean and
+//!   unclean leader election, ISR cleanup, preferred-leader rebalancing.
+//! - [`ReplicaManager`] (`manager.rs`): all of a broker's replicas; the followers'
+//!   fetching, waiting `acks=all` produces, ISR proposals, as [`ReplicaOutput`]s.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
 
 pub mod consensus;
+pub mod controller;
 mod fetch_validation;
 mod leader;
+mod manager;
 pub mod messages;
 mod partition_state;
 mod remote_replica;
+mod replica;
 mod truncation;
 
 pub use consensus::{
@@ -33,7 +42,12 @@ pub use consensus::{
 };
 pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
 pub use leader::{IsrChange, LeaderConfig, LeaderState};
+pub use manager::{
+    ProduceOutcome, ProduceToken, ReplicaConfig, ReplicaManager, ReplicaOutput, ReplicaRequest,
+    ReplicaResponse,
+};
 pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
 pub use partition_state::{LeaderRecoveryState, PartitionState};
 pub use remote_replica::RemoteReplica;
+pub use replica::{Applied, FollowerPhase, FollowerState, Replica, Role};
 pub use truncation::{Truncation, truncation_offset};

@@ -1,0 +1,708 @@
+//! [`ReplicaManager`]: every partition a broker hosts, sans-IO. It answers produce, fetch
+//! and offsets-for-leader-epoch requests as leader, drives its followers' fetching (one
+//! request in flight per leader), holds `acks=all` produces until the high watermark
+//! passes them, and proposes ISR changes. A driver feeds it requests, responses, partition
+//! states and the time, and carries out its [`ReplicaOutput`]s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::leader::{IsrChange, LeaderConfig};
+use super::messages::{
+    Acks, BrokerId, EpochQuery, FetchPartition, FetchRequest, FetchResponse, FetchedPartition,
+    OffsetsForLeaderEpochRequest, OffsetsForLeaderEpochResponse, PartitionKey, ProduceRequest,
+    ProduceResponse, ReplicaError,
+};
+use super::partition_state::PartitionState;
+use super::replica::{Applied, FollowerPhase, Replica};
+use super::truncation::truncation_offset;
+use crate::error::Result;
+use crate::log::Partition;
+
+/// The settings of a broker's replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// The leader's settings (`min.insync.replicas`, `replica.lag.time.max.ms`).
+    pub leader: LeaderConfig,
+    /// `replica.fetch.max.bytes` per partition (1 MiB).
+    pub fetch_max_bytes: u32,
+    /// `replica.fetch.response.max.bytes` per request (10 MiB).
+    pub fetch_response_max_bytes: u32,
+    /// How long a follower waits for an answer before asking again (ms).
+    pub request_timeout_ms: i64,
+    /// How long a follower waits after an error before asking again
+    /// (`replica.fetch.backoff.ms`, 1 s).
+    pub fetch_backoff_ms: i64,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            leader: LeaderConfig::default(),
+            fetch_max_bytes: 1 << 20,
+            fetch_response_max_bytes: 10 << 20,
+            request_timeout_ms: 30_000,
+            fetch_backoff_ms: 1_000,
+        }
+    }
+}
+
+/// A token the driver gives with a produce, returned with its delayed answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProduceToken(pub u64);
+
+/// A request a follower sends to its leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaRequest {
+    /// Fetch records.
+    Fetch(FetchRequest),
+    /// Find where epochs end.
+    OffsetsForLeaderEpoch(OffsetsForLeaderEpochRequest),
+}
+
+/// A leader's answer to a [`ReplicaRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaResponse {
+    /// Answers a fetch.
+    Fetch(FetchResponse),
+    /// Answers an offsets-for-leader-epoch request.
+    OffsetsForLeaderEpoch(OffsetsForLeaderEpochResponse),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaOutput {
+    /// Answer a produce that waited for replication (or failed while waiting).
+    ProduceDone {
+        /// The token given with the produce.
+        token: ProduceToken,
+        /// The answer.
+        response: ProduceResponse,
+    },
+    /// Write this ISR to the consensus store with compare-and-set on the partition epoch,
+    /// then report with [`ReplicaManager::isr_change_committed`] or
+    /// [`ReplicaManager::isr_change_failed`].
+    AlterIsr {
+        /// The partition.
+        partition: PartitionKey,
+        /// The proposal.
+        change: IsrChange,
+    },
+    /// Send a request to a leader; hand its answer to [`ReplicaManager::handle_response`].
+    Send {
+        /// The leader.
+        to: BrokerId,
+        /// Matches the answer to the request.
+        correlation_id: u64,
+        /// The request.
+        request: ReplicaRequest,
+    },
+}
+
+/// The outcome of a produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceOutcome {
+    /// Answer now.
+    Done(ProduceResponse),
+    /// `acks=0`: answer nothing.
+    NoAnswer,
+    /// `acks=all`: the answer comes as [`ReplicaOutput::ProduceDone`].
+    Waiting,
+}
+
+#[derive(Debug, Clone)]
+struct PendingProduce {
+    token: ProduceToken,
+    partition: PartitionKey,
+    base_offset: u64,
+    required_offset: u64,
+    deadline_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    correlation_id: u64,
+    sent_ms: i64,
+    /// Each partition asked for, with the leader epoch and log end it was asked at.
+    partitions: BTreeMap<PartitionKey, (i32, u64)>,
+}
+
+/// Every partition a broker hosts.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    me: BrokerId,
+    config: ReplicaConfig,
+    replicas: BTreeMap<PartitionKey, Replica>,
+    pending: Vec<PendingProduce>,
+    in_flight: BTreeMap<BrokerId, InFlight>,
+    backoff_until: BTreeMap<BrokerId, i64>,
+    next_correlation: u64,
+}
+
+impl ReplicaManager {
+    /// The replica manager of broker `me`.
+    pub fn new(me: BrokerId, config: ReplicaConfig) -> Self {
+        Self {
+            me,
+            config,
+            replicas: BTreeMap::new(),
+            pending: Vec::new(),
+            in_flight: BTreeMap::new(),
+            backoff_until: BTreeMap::new(),
+            next_correlation: 0,
+        }
+    }
+
+    /// The broker.
+    pub fn broker_id(&self) -> BrokerId {
+        self.me
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// Partition `key`, if hosted.
+    pub fn replica(&self, key: &PartitionKey) -> Option<&Replica> {
+        self.replicas.get(key)
+    }
+
+    /// Every hosted partition.
+    pub fn replicas(&self) -> impl Iterator<Item = &Replica> {
+        self.replicas.values()
+    }
+
+    /// Whether `partition` is hosted here.
+    pub fn hosts(&self, partition: &PartitionKey) -> bool {
+        self.replicas.contains_key(partition)
+    }
+
+    /// Hosts `key` on `log` (no role until [`ReplicaManager::apply_state`]).
+    pub fn add_replica(&mut self, key: PartitionKey, log: Arc<Partition>) {
+        self.replicas
+            .entry(key.clone())
+            .or_insert_with(|| Replica::new(key, self.me, log));
+    }
+
+    /// Stops hosting `key`; its waiting produces fail with `NotLeaderOrFollower`.
+    pub fn remove_replica(&mut self, key: &PartitionKey) -> Vec<ReplicaOutput> {
+        let leader = self.replicas.remove(key).and_then(|r| r.leader());
+        self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader })
+    }
+
+    /// Applies a partition state from the consensus store to a hosted partition.
+    pub fn apply_state(
+        &mut self,
+        key: &PartitionKey,
+        state: PartitionState,
+        now_ms: i64,
+    ) -> Result<Vec<ReplicaOutput>> {
+        let Some(replica) = self.replicas.get_mut(key) else {
+            return Ok(Vec::new());
+        };
+        let applied = replica.apply(state, self.config.leader, now_ms)?;
+        let leader = replica.leader();
+        let mut out = Vec::new();
+        match applied {
+            Applied::StoppedLeading => {
+                out = self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader });
+            }
+            Applied::Leader => out = self.complete_pending(key),
+            Applied::Follower | Applied::Unchanged => {}
+        }
+        Ok(out)
+    }
+
+    fn fail_pending(&mut self, key: &PartitionKey, error: ReplicaError) -> Vec<ReplicaOutput> {
+        let log_start = self
+            .replicas
+            .get(key)
+            .map_or(0, |r| r.log().log_start_offset());
+        let (failed, kept) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| &p.partition == key);
+        self.pending = kept;
+        failed
+            .into_iter()
+            .map(|p: PendingProduce| ReplicaOutput::ProduceDone {
+                token: p.token,
+                response: ProduceResponse {
+                    partition: p.partition,
+                    error: Some(error),
+                    base_offset: None,
+                    log_start_offset: log_start,
+                },
+            })
+            .collect()
+    }
+
+    /// Answers the waiting produces of `key` that are replicated (or failed).
+    fn complete_pending(&mut self, key: &PartitionKey) -> Vec<ReplicaOutput> {
+        let Some(replica) = self.replicas.get_mut(key) else {
+            return Vec::new();
+        };
+        let log_start = replica.log().log_start_offset();
+        let Some(leader) = replica.leader_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        self.pending.retain(|p| {
+            if &p.partition != key {
+                return true;
+            }
+            let Some(result) = leader.check_replicated(p.required_offset) else {
+                return true;
+            };
+            out.push(ReplicaOutput::ProduceDone {
+                token: p.token,
+                response: ProduceResponse {
+                    partition: p.partition.clone(),
+                    error: result.err(),
+                    base_offset: Some(p.base_offset),
+                    log_start_offset: log_start,
+                },
+            });
+            false
+        });
+        out
+    }
+
+    /// Handles a produce as leader. `acks=all` answers come later as
+    /// [`ReplicaOutput::ProduceDone`] with `token` (or at once on an error).
+    pub fn handle_produce(
+        &mut self,
+        request: &ProduceRequest,
+        token: ProduceToken,
+        now_ms: i64,
+    ) -> ProduceOutcome {
+        let key = &request.partition;
+        let answer = |error: Option<ReplicaError>, base: Option<u64>, log_start: u64| {
+            ProduceOutcome::Done(ProduceResponse {
+                partition: key.clone(),
+                error,
+                base_offset: base,
+                log_start_offset: log_start,
+            })
+        };
+        let Some(replica) = self.replicas.get_mut(key) else {
+            if request.acks == Acks::None {
+                return ProduceOutcome::NoAnswer;
+            }
+            return answer(
+                Some(ReplicaError::NotLeaderOrFollower { leader: None }),
+                None,
+                0,
+            );
+        };
+        let acks_all = request.acks == Acks::All;
+        let result = replica.append_as_leader(&request.records, acks_all, now_ms);
+        let log_start = replica.log().log_start_offset();
+        match (request.acks, result) {
+            (Acks::None, _) => ProduceOutcome::NoAnswer,
+            (_, Err(error)) => answer(Some(error), None, log_start),
+            (Acks::Leader, Ok(range)) => answer(None, Some(range.start), log_start),
+            (Acks::All, Ok(range)) => {
+                self.pending.push(PendingProduce {
+                    token,
+                    partition: key.clone(),
+                    base_offset: range.start,
+                    required_offset: range.end,
+                    deadline_ms: now_ms + i64::from(request.timeout_ms),
+                });
+                let done = self.complete_pending(key);
+                match done.into_iter().next() {
+                    Some(ReplicaOutput::ProduceDone { response, .. }) => {
+                        ProduceOutcome::Done(response)
+                    }
+                    _ => ProduceOutcome::Waiting,
+                }
+            }
+        }
+    }
+
+    /// Answers a fetch: records as leader, and — for a follower's fetch — ISR proposals
+    /// and produces completed by the high watermark moving.
+    pub fn handle_fetch(
+        &mut self,
+        request: &FetchRequest,
+        now_ms: i64,
+    ) -> (FetchResponse, Vec<ReplicaOutput>) {
+        let mut out = Vec::new();
+        let mut budget = request.max_bytes.max(1);
+        let mut partitions = Vec::with_capacity(request.partitions.len());
+        for fetch in &request.partitions {
+            let Some(replica) = self.replicas.get_mut(&fetch.partition) else {
+                partitions.push(unknown_partition(&fetch.partition));
+                continue;
+            };
+            let (answer, change) = replica.answer_fetch(request.replica_id, fetch, budget, now_ms);
+            budget = budget.saturating_sub(answer.records.len() as u32).max(1);
+            if let Some(change) = change {
+                out.push(ReplicaOutput::AlterIsr {
+                    partition: fetch.partition.clone(),
+                    change,
+                });
+            }
+            if request.replica_id.is_some() {
+                out.extend(self.complete_pending(&fetch.partition));
+            }
+            partitions.push(answer);
+        }
+        (FetchResponse { partitions }, out)
+    }
+
+    /// Answers offsets-for-leader-epoch as leader.
+    pub fn handle_offsets_for_leader_epoch(
+        &mut self,
+        request: &OffsetsForLeaderEpochRequest,
+    ) -> OffsetsForLeaderEpochResponse {
+        let partitions = request
+            .partitions
+            .iter()
+            .map(|q| match self.replicas.get_mut(&q.partition) {
+                Some(replica) => replica.answer_epoch_query(q),
+                None => super::messages::EpochAnswer {
+                    partition: q.partition.clone(),
+                    error: Some(ReplicaError::UnknownTopicOrPartition),
+                    end: None,
+                },
+            })
+            .collect();
+        OffsetsForLeaderEpochResponse { partitions }
+    }
+
+    /// The ISR proposed for `key` was written with `partition_epoch`.
+    pub fn isr_change_committed(
+        &mut self,
+        key: &PartitionKey,
+        isr: Vec<BrokerId>,
+        partition_epoch: i32,
+        now_ms: i64,
+    ) -> Vec<ReplicaOutput> {
+        let Some(replica) = self.replicas.get_mut(key) else {
+            return Vec::new();
+        };
+        let log = replica.log().clone();
+        if let Some(leader) = replica.leader_mut() {
+            leader.isr_change_committed(isr.clone(), partition_epoch, log.log_end_offset(), now_ms);
+            log.set_high_watermark(leader.high_watermark());
+        }
+        self.complete_pending(key)
+    }
+
+    /// The ISR proposed for `key` was refused (a newer state exists).
+    pub fn isr_change_failed(&mut self, key: &PartitionKey) {
+        if let Some(leader) = self.replicas.get_mut(key).and_then(|r| r.leader_mut()) {
+            leader.isr_change_failed();
+        }
+    }
+
+    /// Marks followers on gone brokers: they stop holding the high watermark back and
+    /// leave the ISR at the next [`ReplicaManager::tick`].
+    pub fn set_fenced_brokers(&mut self, fenced: &[BrokerId]) {
+        for replica in self.replicas.values_mut() {
+            if let Some(leader) = replica.leader_mut() {
+                leader.set_fenced(fenced.to_vec());
+            }
+        }
+    }
+
+    /// Time passes: ISR shrinks are proposed, waiting produces time out, and followers
+    /// send their next requests to their leaders.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<ReplicaOutput> {
+        let mut out = Vec::new();
+        let keys: Vec<PartitionKey> = self.replicas.keys().cloned().collect();
+        for key in &keys {
+            let Some(replica) = self.replicas.get_mut(key) else {
+                continue;
+            };
+            let log = replica.log().clone();
+            if let Some(leader) = replica.leader_mut() {
+                let log_end = log.log_end_offset();
+                if let Some(change) = leader.maybe_shrink_isr(now_ms, log_end) {
+                    out.push(ReplicaOutput::AlterIsr {
+                        partition: key.clone(),
+                        change,
+                    });
+                }
+                leader.maybe_advance_high_watermark(log_end, now_ms);
+                log.set_high_watermark(leader.high_watermark());
+                out.extend(self.complete_pending(key));
+            }
+        }
+        let log_starts: BTreeMap<PartitionKey, u64> = self
+            .replicas
+            .iter()
+            .map(|(k, r)| (k.clone(), r.log().log_start_offset()))
+            .collect();
+        self.pending.retain(|p| {
+            if now_ms < p.deadline_ms {
+                return true;
+            }
+            out.push(ReplicaOutput::ProduceDone {
+                token: p.token,
+                response: ProduceResponse {
+                    partition: p.partition.clone(),
+                    error: Some(ReplicaError::RequestTimedOut),
+                    base_offset: Some(p.base_offset),
+                    log_start_offset: log_starts.get(&p.partition).copied().unwrap_or(0),
+                },
+            });
+            false
+        });
+        out.extend(self.follower_requests(now_ms));
+        out
+    }
+
+    /// One request per leader with nothing in flight: offsets-for-leader-epoch for the
+    /// partitions still truncating, else a fetch for those fetching.
+    fn follower_requests(&mut self, now_ms: i64) -> Vec<ReplicaOutput> {
+        let timeout = self.config.request_timeout_ms;
+        self.in_flight.retain(|_, f| now_ms - f.sent_ms < timeout);
+        let mut truncating: BTreeMap<BrokerId, Vec<PartitionKey>> = BTreeMap::new();
+        let mut fetching: BTreeMap<BrokerId, Vec<PartitionKey>> = BTreeMap::new();
+        for (key, replica) in &mut self.replicas {
+            let log = replica.log().clone();
+            let Some(follower) = replica.follower_mut() else {
+                continue;
+            };
+            let Some(leader) = follower.leader else {
+                continue;
+            };
+            if follower.phase == FollowerPhase::Truncating && log.latest_epoch().is_none() {
+                // No epochs to compare (an empty log, or records from before epochs were
+                // kept): the high watermark is the only safe point.
+                let hw = log.high_watermark();
+                match log.truncate_to(hw) {
+                    Ok(_) => follower.phase = FollowerPhase::Fetching,
+                    Err(_) => follower.phase = FollowerPhase::Failed,
+                }
+            }
+            match follower.phase {
+                FollowerPhase::Truncating => {
+                    truncating.entry(leader).or_default().push(key.clone())
+                }
+                FollowerPhase::Fetching => fetching.entry(leader).or_default().push(key.clone()),
+                FollowerPhase::Failed => {}
+            }
+        }
+        let mut out = Vec::new();
+        let leaders: Vec<BrokerId> = truncating.keys().chain(fetching.keys()).copied().collect();
+        for leader in leaders {
+            if self.in_flight.contains_key(&leader)
+                || self.backoff_until.get(&leader).is_some_and(|&t| now_ms < t)
+            {
+                continue;
+            }
+            self.next_correlation += 1;
+            let correlation_id = self.next_correlation;
+            let mut asked = BTreeMap::new();
+            let request = if let Some(keys) = truncating.get(&leader) {
+                let partitions = keys
+                    .iter()
+                    .filter_map(|k| {
+                        let r = self.replicas.get(k)?;
+                        let epoch = r.log().latest_epoch()?;
+                        asked.insert(k.clone(), (r.leader_epoch(), r.log().log_end_offset()));
+                        Some(EpochQuery {
+                            partition: k.clone(),
+                            current_leader_epoch: Some(r.leader_epoch()),
+                            leader_epoch: epoch,
+                        })
+                    })
+                    .collect();
+                ReplicaRequest::OffsetsForLeaderEpoch(OffsetsForLeaderEpochRequest {
+                    replica_id: Some(self.me),
+                    partitions,
+                })
+            } else {
+                let Some(keys) = fetching.get(&leader) else {
+                    continue;
+                };
+                let partitions = keys
+                    .iter()
+                    .filter_map(|k| {
+                        let r = self.replicas.get(k)?;
+                        let log = r.log();
+                        asked.insert(k.clone(), (r.leader_epoch(), log.log_end_offset()));
+                        Some(FetchPartition {
+                            partition: k.clone(),
+                            current_leader_epoch: Some(r.leader_epoch()),
+                            fetch_offset: log.log_end_offset(),
+                            last_fetched_epoch: log.latest_epoch(),
+                            log_start_offset: Some(log.log_start_offset()),
+                            max_bytes: self.config.fetch_max_bytes,
+                        })
+                    })
+                    .collect();
+                ReplicaRequest::Fetch(FetchRequest {
+                    replica_id: Some(self.me),
+                    max_bytes: self.config.fetch_response_max_bytes,
+                    partitions,
+                })
+            };
+            self.in_flight.insert(
+                leader,
+                InFlight {
+                    correlation_id,
+                    sent_ms: now_ms,
+                    partitions: asked,
+                },
+            );
+            out.push(ReplicaOutput::Send {
+                to: leader,
+                correlation_id,
+                request,
+            });
+        }
+        out
+    }
+
+    /// A leader answered a follower request. Answers that are not to the request in
+    /// flight (late, duplicated) are dropped, as are partitions whose state moved on
+    /// since the request was sent.
+    pub fn handle_response(
+        &mut self,
+        from: BrokerId,
+        correlation_id: u64,
+        response: ReplicaResponse,
+        now_ms: i64,
+    ) -> Vec<ReplicaOutput> {
+        let Some(in_flight) = self.in_flight.get(&from) else {
+            return Vec::new();
+        };
+        if in_flight.correlation_id != correlation_id {
+            return Vec::new();
+        }
+        let asked = self
+            .in_flight
+            .remove(&from)
+            .map(|f| f.partitions)
+            .unwrap_or_default();
+        let mut errors = false;
+        match response {
+            ReplicaResponse::OffsetsForLeaderEpoch(r) => {
+                for answer in r.partitions {
+                    let Some(replica) = self.current(&answer.partition, from, &asked) else {
+                        continue;
+                    };
+                    if answer.error.is_some() {
+                        errors = true;
+                        continue;
+                    }
+                    truncate_to_divergence(replica, answer.end, true);
+                }
+            }
+            ReplicaResponse::Fetch(r) => {
+                for fetched in r.partitions {
+                    let Some(replica) = self.current(&fetched.partition, from, &asked) else {
+                        continue;
+                    };
+                    errors |= apply_fetched(replica, fetched);
+                }
+            }
+        }
+        if errors {
+            self.backoff_until
+                .insert(from, now_ms + self.config.fetch_backoff_ms);
+        }
+        Vec::new()
+    }
+
+    /// The follower replica of `key` if it still follows `leader` in the epoch and at the
+    /// log end it was asked at.
+    fn current(
+        &mut self,
+        key: &PartitionKey,
+        leader: BrokerId,
+        asked: &BTreeMap<PartitionKey, (i32, u64)>,
+    ) -> Option<&mut Replica> {
+        let &(epoch, log_end) = asked.get(key)?;
+        let replica = self.replicas.get_mut(key)?;
+        let same = replica.leader_epoch() == epoch
+            && replica.log().log_end_offset() == log_end
+            && replica
+                .follower_mut()
+                .is_some_and(|f| f.leader == Some(leader) && f.phase != FollowerPhase::Failed);
+        same.then_some(replica)
+    }
+}
+
+fn unknown_partition(key: &PartitionKey) -> FetchedPartition {
+    FetchedPartition {
+        partition: key.clone(),
+        error: Some(ReplicaError::UnknownTopicOrPartition),
+        high_watermark: 0,
+        log_start_offset: 0,
+        diverging_epoch: None,
+        records: bytes::Bytes::new(),
+    }
+}
+
+/// Truncates a follower to where its log and the leader's agree. From an
+/// offsets-for-leader-epoch answer (`settle`), a completed truncation moves it to
+/// fetching; from a fetch's diverging epoch it keeps fetching either way.
+fn truncate_to_divergence(
+    replica: &mut Replica,
+    leader_end: Option<super::messages::EpochEndOffset>,
+    settle: bool,
+) {
+    let log = replica.log().clone();
+    let own = |e| {
+        log.end_offset_for_epoch(e)
+            .map(|(epoch, end_offset)| super::messages::EpochEndOffset { epoch, end_offset })
+    };
+    let t = truncation_offset(leader_end, log.log_end_offset(), log.high_watermark(), own);
+    let result = if t.offset < log.log_end_offset() {
+        log.truncate_to(t.offset).map(drop)
+    } else {
+        Ok(())
+    };
+    if let Some(follower) = replica.follower_mut() {
+        follower.phase = match result {
+            Err(_) => FollowerPhase::Failed,
+            Ok(()) if settle && t.completed => FollowerPhase::Fetching,
+            Ok(()) if settle => FollowerPhase::Truncating,
+            Ok(()) => FollowerPhase::Fetching,
+        };
+    }
+}
+
+/// Applies one partition of a fetch answer to a follower; returns whether it was an
+/// error worth backing off for.
+fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
+    let log = replica.log().clone();
+    if let Some(error) = fetched.error {
+        if error == ReplicaError::OffsetOutOfRange {
+            if log.log_end_offset() < fetched.log_start_offset {
+                // Behind the leader's log start: start over from there.
+                let result = log.truncate_fully_and_start_at(fetched.log_start_offset);
+                if let (Err(_), Some(f)) = (result, replica.follower_mut()) {
+                    f.phase = FollowerPhase::Failed;
+                }
+            } else if let Some(f) = replica.follower_mut() {
+                // Ahead of the leader's log end: find the divergence point.
+                f.phase = FollowerPhase::Truncating;
+            }
+            return false;
+        }
+        return true;
+    }
+    if let Some(diverging) = fetched.diverging_epoch {
+        truncate_to_divergence(replica, Some(diverging), false);
+        return false;
+    }
+    if !fetched.records.is_empty() && log.append_as_follower(&fetched.records).is_err() {
+        // The local disk failed: this replica stops (Kafka takes the log dir offline).
+        if let Some(f) = replica.follower_mut() {
+            f.phase = FollowerPhase::Failed;
+        }
+        return true;
+    }
+    let hw = fetched.high_watermark.min(log.log_end_offset());
+    if hw > log.high_watermark() {
+        log.set_high_watermark(hw);
+    }
+    false
+}
