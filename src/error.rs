@@ -302,6 +302,61 @@ pub enum Error {
         reason: String,
     },
 
+    // --- Consensus store ---
+    /// A broker tried to register while a live lease for its id exists: another process
+    /// runs with the same id, or this one registered before and its lease has not lapsed
+    /// (renew it instead).
+    #[error("broker {broker} is already registered with a live lease")]
+    BrokerAlreadyRegistered {
+        /// The broker id.
+        broker: crate::replication::BrokerId,
+    },
+
+    /// The broker holds no live lease in the consensus store: it lapsed (the broker did not
+    /// renew in time, so the cluster already counts it as gone) or was never taken. The
+    /// broker must register again, and gets a new broker epoch.
+    #[error("broker {broker} has no live lease: register again")]
+    LeaseExpired {
+        /// The broker id.
+        broker: crate::replication::BrokerId,
+    },
+
+    /// A compare-and-set write was based on a stale read: the key changed since. Read it
+    /// again, decide again, and retry with the version read.
+    #[error("version conflict on {key}: expected version {expected}, the store holds {actual}")]
+    VersionConflict {
+        /// The key written (`/brokers/topics/<topic>` or
+        /// `/brokers/topics/<topic>/partitions/<n>/state`).
+        key: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version the store holds.
+        actual: u64,
+    },
+
+    /// The change log no longer holds the changes after `requested`; the caller fell too far
+    /// behind. Read the whole state again, then follow changes from `revision()`.
+    #[error(
+        "changes after revision {requested} were compacted; the oldest resumable revision is {oldest}"
+    )]
+    ChangesCompacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision `changes_since` still answers for.
+        oldest: u64,
+    },
+
+    /// The consensus store cannot be reached: it is down, or this broker is cut off from it.
+    /// Nothing was read or written; retry later. A broker cut off for longer than its
+    /// lease loses it.
+    #[error("consensus store unavailable{}: {reason}", broker.map_or_else(String::new, |b| format!(" to broker {b}")))]
+    ConsensusUnavailable {
+        /// The broker cut off from the store, or `None` when the store itself is down.
+        broker: Option<crate::replication::BrokerId>,
+        /// What is wrong.
+        reason: String,
+    },
+
     // --- Cluster ---
     /// A replication factor the cluster cannot place (S6): below 1, above 10, or above
     /// the number of live brokers.

@@ -42,7 +42,9 @@ pub use log::{
     RetentionOutcome,
 };
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
-pub use replication::{Acks, BrokerId, PartitionKey, PartitionState, ReplicaError};
+pub use replication::{
+    Acks, BrokerId, ConsensusStore, InMemoryConsensus, PartitionKey, PartitionState, ReplicaError,
+};
 pub use replication::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};

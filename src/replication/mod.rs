@@ -11,6 +11,10 @@
 //!   `acks=all` gates.
 //! - [`validate_fetch`] (`fetch_validation.rs`): leader-epoch fencing and divergence.
 //! - [`truncation_offset`] (`truncation.rs`): where a follower cuts its log.
+//! - [`consensus`]: the [`ConsensusStore`] trait (what ZooKeeper held for Kafka: broker
+//!   leases, the controller seat, topics and partition states with compare-and-set, a
+//!   change feed) and [`InMemoryConsensus`], its in-process implementation with fault
+//!   hooks.
 //! - [`Replica`] (`replica.rs`): one hosted partition — log, applied state, role — and
 //!   the leader's answers to fetch, epoch and produce requests.
 //! - [`controller`]: the controller's decisions — replica placement (S6), clean and
@@ -24,6 +28,7 @@
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
 
+pub mod consensus;
 pub mod controller;
 mod fetch_validation;
 mod leader;
@@ -35,6 +40,10 @@ mod replica;
 pub mod transport;
 mod truncation;
 
+pub use consensus::{
+    BrokerRegistration, Change, Changes, ConsensusSession, ConsensusStore, Controller,
+    InMemoryConsensus, TopicRecord, Versioned,
+};
 pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
 pub use leader::{IsrChange, LeaderConfig, LeaderState};
 pub use manager::{
