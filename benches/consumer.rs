@@ -8,7 +8,7 @@
 //! - `consume/<n>_records/...`, throughput in records (`Throughput::Elements`):
 //!   - `produce/1p`, `produce/8p`: the produce-only baseline, `Topic::append_to` of the
 //!     whole data set into a fresh topic of 1 or 8 partitions (opening the broker and
-//!     topic is untimed).
+//!     topic, and a first record in each partition, are untimed).
 //!   - `read_from/1p`, `read_from/8p`: the machine's own limit for reading the same data,
 //!     `Partition::read_from(0)` over every partition, owned records.
 //!   - `poll_commit/1c_1p`, `poll_commit/1c_8p`: one consumer of a group, subscribed and
@@ -172,15 +172,22 @@ fn bench_produce(group: &mut Group<'_>, n: u64, partitions: u32) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    // One append pass per fresh broker; opening it and closing it (and
-                    // removing its files) are untimed.
+                    // One append pass per fresh broker; opening it, a first record in each
+                    // partition (the first write to a fresh segment costs page faults a
+                    // long-lived log pays once per segment), closing it and removing its
+                    // files are untimed.
                     let setup = || {
                         let dir = temp_dir();
                         let broker =
                             Broker::open(dir.path(), broker_config()).expect("open a broker");
-                        broker
+                        let topic = broker
                             .create_topic(TOPIC, topic_config(partitions))
                             .expect("create the bench topic");
+                        for p in 0..partitions {
+                            topic
+                                .append_to(p, vec![Record::new(vec![b'a'; VALUE_BYTES])])
+                                .expect("first record");
+                        }
                         (broker, batches(n), dir)
                     };
                     timed(1, setup, |(broker, data, _)| {
