@@ -52,6 +52,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// Bytes handed to the transport codec are not a valid frame (wrong version, unknown
+    /// api key, truncated or trailing bytes, a field out of range).
+    #[error("invalid transport frame at byte {position}: {reason}")]
+    InvalidFrame {
+        /// Byte position of the fault, relative to the start of the bytes given.
+        position: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A transport frame would be (or claims to be) larger than the codec carries.
+    #[error("transport frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Size of the frame in bytes.
+        size: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+
     /// A file on disk holds bytes that fail validation.
     #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
     Corrupt {

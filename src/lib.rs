@@ -45,6 +45,7 @@ pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView
 pub use replication::{
     Acks, BrokerId, ConsensusStore, InMemoryConsensus, PartitionKey, PartitionState, ReplicaError,
 };
+pub use replication::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};
 pub use topic::{DefaultPartitioner, Partitioner, StickyPartitioner, Topic, TopicConfig, murmur2};

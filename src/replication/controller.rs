@@ -133,13 +133,12 @@ pub fn decide(
             }
             _ => (None, Some(Election::Offline)),
         };
-    } else if rebalance {
-        if let Some(preferred) = state.preferred_leader() {
-            if state.leader != Some(preferred) && eligible(&preferred) {
-                next.leader = Some(preferred);
-                election = Some(Election::Preferred);
-            }
-        }
+    } else if let Some(preferred) = state
+        .preferred_leader()
+        .filter(|p| rebalance && state.leader != Some(*p) && eligible(p))
+    {
+        next.leader = Some(preferred);
+        election = Some(Election::Preferred);
     }
     if next.leader != state.leader {
         next.leader_epoch = state.leader_epoch + 1;

@@ -21,6 +21,9 @@
 //!   unclean leader election, ISR cleanup, preferred-leader rebalancing.
 //! - [`ReplicaManager`] (`manager.rs`): all of a broker's replicas; the followers'
 //!   fetching, waiting `acks=all` produces, ISR proposals, as [`ReplicaOutput`]s.
+//! - [`transport`]: the [`Transport`] trait that carries these messages between brokers,
+//!   their versioned binary encoding, and [`InMemoryTransport`], an in-process network
+//!   with seeded faults for simulation.
 //!
 //! The state machines take inputs (a request, a response, the time) and return outputs;
 //! they own no threads, sockets or sleeps, so a seeded simulation can drive them.
@@ -34,6 +37,7 @@ pub mod messages;
 mod partition_state;
 mod remote_replica;
 mod replica;
+pub mod transport;
 mod truncation;
 
 pub use consensus::{
@@ -50,4 +54,5 @@ pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
 pub use partition_state::{LeaderRecoveryState, PartitionState};
 pub use remote_replica::RemoteReplica;
 pub use replica::{Applied, FollowerPhase, FollowerState, Replica, Role};
+pub use transport::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use truncation::{Truncation, truncation_offset};
