@@ -148,7 +148,9 @@ impl InMemoryConsensus {
         }
         let now_ms = self.clock.now_ms();
         inner.state.expire(now_ms);
-        op(&mut inner.state, now_ms)
+        let result = op(&mut inner.state, now_ms);
+        inner.state.debug_check();
+        result
     }
 
     /// A call made for `broker` (if the call names one).

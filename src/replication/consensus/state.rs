@@ -119,6 +119,15 @@ impl State {
         }
     }
 
+    /// The store's invariants, checked after every call in debug builds: the controller
+    /// holds a live lease and the newest epoch.
+    pub(super) fn debug_check(&self) {
+        if let Some(controller) = self.controller {
+            debug_assert!(self.brokers.contains_key(&controller.broker));
+            debug_assert_eq!(controller.epoch, self.controller_epoch);
+        }
+    }
+
     /// Gives every lease a fresh term from `now_ms` (the store came back from an outage in
     /// which nobody could renew).
     pub(super) fn refresh_leases(&mut self, now_ms: i64) {
