@@ -374,6 +374,45 @@ pub enum Error {
         reason: String,
     },
 
+    /// A partition has no leader right now (an election is under way, or no eligible
+    /// replica is live and unclean election is off).
+    #[error("partition {partition} of topic {topic:?} has no leader")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// No broker of that id belongs to the cluster.
+    #[error("no broker {broker} in the cluster (brokers: {brokers:?})")]
+    UnknownBroker {
+        /// The id asked for.
+        broker: u32,
+        /// The cluster's broker ids.
+        brokers: Vec<u32>,
+    },
+
+    /// The broker is stopped; start it with `Cluster::start_broker`.
+    #[error("broker {broker} is stopped")]
+    BrokerStopped {
+        /// The broker.
+        broker: u32,
+    },
+
+    /// A produce failed after every retry (or with an error not worth retrying).
+    #[error("produce to partition {partition} of {topic:?} failed after {attempts} attempts: {error}")]
+    Produce {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The last error a broker answered with.
+        error: crate::replication::ReplicaError,
+        /// How many times the batch was sent.
+        attempts: u32,
+    },
+
     /// An operating-system I/O error, with the file it happened on.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

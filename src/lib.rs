@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
@@ -22,6 +23,7 @@ pub use broker::{
     Broker, BrokerConfig, CompactionReport, INTERNAL_TOPIC_PREFIX, PartitionCompaction,
     PartitionDescription, PartitionRetention, RetentionReport, TopicDescription,
 };
+pub use cluster::{Cluster, ClusterConfig, Producer, ProducerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
