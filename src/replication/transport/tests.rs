@@ -652,3 +652,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn error_codes_decode_to_what_encoded_them() {
+    for code in i16::MIN..=i16::MAX {
+        if let Some(error) = GroupError::from_code(code) {
+            assert_eq!(error.code(), code);
+        }
+        if let Some(error) = ReplicaError::from_code(code, Some(1)) {
+            assert_eq!(error.code(), code);
+        }
+    }
+    assert_eq!(
+        GroupError::from_code(0),
+        None,
+        "0 means no error on the wire"
+    );
+    assert_eq!(ReplicaError::from_code(0, None), None);
+}
