@@ -401,7 +401,9 @@ pub enum Error {
     },
 
     /// A produce failed after every retry (or with an error not worth retrying).
-    #[error("produce to partition {partition} of {topic:?} failed after {attempts} attempts: {error}")]
+    #[error(
+        "produce to partition {partition} of {topic:?} failed after {attempts} attempts: {error}"
+    )]
     Produce {
         /// The topic.
         topic: String,

@@ -23,8 +23,8 @@ pub use broker::{
     Broker, BrokerConfig, CompactionReport, INTERNAL_TOPIC_PREFIX, PartitionCompaction,
     PartitionDescription, PartitionRetention, RetentionReport, TopicDescription,
 };
-pub use cluster::{Cluster, ClusterConfig, Producer, ProducerConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::{Cluster, ClusterConfig, Producer, ProducerConfig};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use error::{Error, Result};

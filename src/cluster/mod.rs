@@ -144,7 +144,9 @@ impl Cluster {
         config.validate()?;
         let consensus = &self.inner.consensus;
         let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
-        let start = name.bytes().fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
         let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
         let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
         consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;
@@ -219,6 +221,8 @@ impl Cluster {
             self.inner.transport.clone(),
             self.inner.env.clone(),
         )?);
+        // One step here, so that the broker hosts its partitions when this returns.
+        node.step(None)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (node, stop) = (node.clone(), stop.clone());
@@ -255,7 +259,10 @@ impl Cluster {
     /// Errors: [`Error::UnknownBroker`], [`Error::BrokerStopped`].
     pub fn broker(&self, id: BrokerId) -> Result<ClusterBroker> {
         self.inner.check_id(id)?;
-        let node = self.inner.node(id).ok_or(Error::BrokerStopped { broker: id })?;
+        let node = self
+            .inner
+            .node(id)
+            .ok_or(Error::BrokerStopped { broker: id })?;
         Ok(ClusterBroker { node })
     }
 

@@ -18,14 +18,11 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::config::ClusterConfig;
-use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::log::Partition;
 use crate::replication::consensus::{ConsensusStore, Versioned};
 use crate::replication::controller::{self, Election};
-use crate::replication::messages::{
-    FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
-};
+use crate::replication::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
 use crate::replication::transport::{Envelope, Message, Request, Response, Transport};
 use crate::replication::{
     BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, ProduceOutcome,
@@ -177,12 +174,16 @@ impl Node {
     }
 
     fn register(&self, state: &mut State, now: i64) -> Result<()> {
-        match self.consensus.register_broker(self.id, self.config.lease_ms) {
+        match self
+            .consensus
+            .register_broker(self.id, self.config.lease_ms)
+        {
             Ok(_) => {}
             Err(Error::BrokerAlreadyRegistered { .. }) => {
                 // A restart of this broker: its old registration is this one's to replace.
                 self.consensus.unregister_broker(self.id)?;
-                self.consensus.register_broker(self.id, self.config.lease_ms)?;
+                self.consensus
+                    .register_broker(self.id, self.config.lease_ms)?;
             }
             Err(e) => return Err(e),
         }
@@ -260,7 +261,9 @@ impl Node {
                 if !state.logs.contains_key(&key) {
                     self.host(state, &key, &record.config)?;
                 }
-                let outputs = state.manager.apply_state(&key, partition_state.clone(), now)?;
+                let outputs = state
+                    .manager
+                    .apply_state(&key, partition_state.clone(), now)?;
                 self.execute(state, outputs, now)?;
                 if partition_state.leader == Some(self.id)
                     && partition_state.leader_recovery == LeaderRecoveryState::Recovering
@@ -308,8 +311,7 @@ impl Node {
             return Ok(());
         };
         let mut next = current.value.clone();
-        if next.leader != Some(self.id) || next.leader_recovery == LeaderRecoveryState::Recovered
-        {
+        if next.leader != Some(self.id) || next.leader_recovery == LeaderRecoveryState::Recovered {
             return Ok(());
         }
         next.leader_recovery = LeaderRecoveryState::Recovered;
@@ -326,7 +328,8 @@ impl Node {
     fn control(&self, state: &mut State, now: i64) -> Result<()> {
         let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
         let rebalance = self.config.auto_leader_rebalance
-            && now - state.last_rebalance_ms >= self.config.leader_imbalance_check_interval_ms as i64;
+            && now - state.last_rebalance_ms
+                >= self.config.leader_imbalance_check_interval_ms as i64;
         if rebalance {
             state.last_rebalance_ms = now;
         }
@@ -393,7 +396,11 @@ impl Node {
                 }
                 Request::OffsetsForLeaderEpoch(request) => {
                     let response = state.manager.handle_offsets_for_leader_epoch(&request);
-                    self.reply(from, correlation_id, Response::OffsetsForLeaderEpoch(response))?;
+                    self.reply(
+                        from,
+                        correlation_id,
+                        Response::OffsetsForLeaderEpoch(response),
+                    )?;
                 }
                 Request::Produce(request) => {
                     // A producer in another process would be answered here; in-process
@@ -602,9 +609,10 @@ impl Node {
 
 /// A fetch answer with no records, no error and no divergence for any partition.
 fn nothing_new(response: &FetchResponse) -> bool {
-    response.partitions.iter().all(|p| {
-        p.error.is_none() && p.diverging_epoch.is_none() && p.records.is_empty()
-    })
+    response
+        .partitions
+        .iter()
+        .all(|p| p.error.is_none() && p.diverging_epoch.is_none() && p.records.is_empty())
 }
 
 fn ignore_conflict<T>(result: Result<T>) -> Result<()> {

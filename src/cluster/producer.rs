@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::record::{Record, encode_batch};
 use crate::replication::messages::{ProduceRequest, ProduceResponse};
 use crate::replication::{Acks, PartitionKey, ReplicaError};
-use crate::topic::partitioner::partition_for_key;
+use crate::topic::partition_for_key;
 
 /// The offset reported for an `acks=0` send: no answer was awaited (Kafka reports -1).
 pub const UNKNOWN_OFFSET: u64 = u64::MAX;
