@@ -52,6 +52,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// Bytes handed to the transport codec are not a valid frame (wrong version, unknown
+    /// api key, truncated or trailing bytes, a field out of range).
+    #[error("invalid transport frame at byte {position}: {reason}")]
+    InvalidFrame {
+        /// Byte position of the fault, relative to the start of the bytes given.
+        position: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A transport frame would be (or claims to be) larger than the codec carries.
+    #[error("transport frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Size of the frame in bytes.
+        size: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+
     /// A file on disk holds bytes that fail validation.
     #[error("corrupt data in {} at byte {position}: {reason}", path.display())]
     Corrupt {
@@ -281,6 +300,119 @@ pub enum Error {
     IllegalConsumerState {
         /// What is wrong.
         reason: String,
+    },
+
+    // --- Consensus store ---
+    /// A broker tried to register while a live lease for its id exists: another process
+    /// runs with the same id, or this one registered before and its lease has not lapsed
+    /// (renew it instead).
+    #[error("broker {broker} is already registered with a live lease")]
+    BrokerAlreadyRegistered {
+        /// The broker id.
+        broker: crate::replication::BrokerId,
+    },
+
+    /// The broker holds no live lease in the consensus store: it lapsed (the broker did not
+    /// renew in time, so the cluster already counts it as gone) or was never taken. The
+    /// broker must register again, and gets a new broker epoch.
+    #[error("broker {broker} has no live lease: register again")]
+    LeaseExpired {
+        /// The broker id.
+        broker: crate::replication::BrokerId,
+    },
+
+    /// A compare-and-set write was based on a stale read: the key changed since. Read it
+    /// again, decide again, and retry with the version read.
+    #[error("version conflict on {key}: expected version {expected}, the store holds {actual}")]
+    VersionConflict {
+        /// The key written (`/brokers/topics/<topic>` or
+        /// `/brokers/topics/<topic>/partitions/<n>/state`).
+        key: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The version the store holds.
+        actual: u64,
+    },
+
+    /// The change log no longer holds the changes after `requested`; the caller fell too far
+    /// behind. Read the whole state again, then follow changes from `revision()`.
+    #[error(
+        "changes after revision {requested} were compacted; the oldest resumable revision is {oldest}"
+    )]
+    ChangesCompacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision `changes_since` still answers for.
+        oldest: u64,
+    },
+
+    /// The consensus store cannot be reached: it is down, or this broker is cut off from it.
+    /// Nothing was read or written; retry later. A broker cut off for longer than its
+    /// lease loses it.
+    #[error("consensus store unavailable{}: {reason}", broker.map_or_else(String::new, |b| format!(" to broker {b}")))]
+    ConsensusUnavailable {
+        /// The broker cut off from the store, or `None` when the store itself is down.
+        broker: Option<crate::replication::BrokerId>,
+        /// What is wrong.
+        reason: String,
+    },
+
+    // --- Cluster ---
+    /// A replication factor the cluster cannot place (S6): below 1, above 10, or above
+    /// the number of live brokers.
+    #[error(
+        "replication factor {requested} is invalid: {reason} (max {max}, {live_brokers} live brokers)"
+    )]
+    InvalidReplicationFactor {
+        /// The replication factor asked for.
+        requested: u16,
+        /// The largest replication factor allowed.
+        max: u16,
+        /// How many brokers are live.
+        live_brokers: usize,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// A partition has no leader right now (an election is under way, or no eligible
+    /// replica is live and unclean election is off).
+    #[error("partition {partition} of topic {topic:?} has no leader")]
+    LeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+
+    /// No broker of that id belongs to the cluster.
+    #[error("no broker {broker} in the cluster (brokers: {brokers:?})")]
+    UnknownBroker {
+        /// The id asked for.
+        broker: u32,
+        /// The cluster's broker ids.
+        brokers: Vec<u32>,
+    },
+
+    /// The broker is stopped; start it with `Cluster::start_broker`.
+    #[error("broker {broker} is stopped")]
+    BrokerStopped {
+        /// The broker.
+        broker: u32,
+    },
+
+    /// A produce failed after every retry (or with an error not worth retrying).
+    #[error(
+        "produce to partition {partition} of {topic:?} failed after {attempts} attempts: {error}"
+    )]
+    Produce {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The last error a broker answered with.
+        error: crate::replication::ReplicaError,
+        /// How many times the batch was sent.
+        attempts: u32,
     },
 
     /// An operating-system I/O error, with the file it happened on.

@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
@@ -23,6 +24,7 @@ pub use broker::{
     PartitionDescription, PartitionRetention, RetentionReport, TopicDescription,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::{Cluster, ClusterConfig, Producer, ProducerConfig};
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener};
 pub use error::{Error, Result};
@@ -42,7 +44,10 @@ pub use log::{
     RetentionOutcome,
 };
 pub use record::{Compression, Header, LogRecord, Record, RecordBatch, RecordView};
-pub use replication::{Acks, BrokerId, PartitionKey, PartitionState, ReplicaError};
+pub use replication::{
+    Acks, BrokerId, ConsensusStore, InMemoryConsensus, PartitionKey, PartitionState, ReplicaError,
+};
+pub use replication::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use segment::Segment;
 pub use storage::{Env, FileStorage, PowerLoss, SimStorage, Storage};
 pub use topic::{DefaultPartitioner, Partitioner, StickyPartitioner, Topic, TopicConfig, murmur2};

@@ -1,13 +1,15 @@
 //! The broker's consumer-group side without a consumer in hand: groups and committed offsets
 //! are rebuilt from `__consumer_offsets` when the broker opens (S18) and can be listed and
 //! described; the broker's timer thread expires a member that stopped polling even when no
-//! other consumer calls in; and a member id from one group is refused by another.
+//! other consumer calls in; and a member id from one group is refused by every request to
+//! another (join, sync, heartbeat, commit, leave), which changes nothing and appends nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamlog::group::coordinator::{
-    GroupCoordinator, GroupProtocol, HeartbeatRequest, JoinGroupRequest, Output, ReplyTo, Response,
+    GroupCoordinator, GroupProtocol, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommit, OffsetCommitRequest, Output, ReplyTo, Response, SyncGroupRequest,
 };
 use streamlog::{
     AutoOffsetReset, Broker, BrokerConfig, ConsumerConfig, Env, GroupError, GroupState,
@@ -132,6 +134,62 @@ fn join(c: &mut GroupCoordinator, group: &str, token: u64) -> String {
     panic!("no join reply")
 }
 
+/// Feeds `out` back into the coordinator, completing every append at once (counted in
+/// `appends`), and returns the replies.
+fn drive(c: &mut GroupCoordinator, out: Vec<Output>, appends: &mut u64) -> Vec<Response> {
+    let mut replies = Vec::new();
+    let mut queue = out;
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for o in queue {
+            match o {
+                Output::Reply { response, .. } => replies.push(response),
+                Output::Persist(p) => {
+                    *appends += 1;
+                    next.extend(c.append_completed(0, p.id, Ok(*appends)));
+                }
+            }
+        }
+        queue = next;
+    }
+    replies
+}
+
+/// The only member of a new Stable group `group` (generation 1).
+fn stable_member(c: &mut GroupCoordinator, group: &str, token: u64, appends: &mut u64) -> String {
+    let id = join(c, group, token);
+    let sync = SyncGroupRequest {
+        group_id: group.into(),
+        member_id: id.clone(),
+        generation: 1,
+        ..Default::default()
+    };
+    let out = c.sync_group(0, ReplyTo(token + 1000), sync);
+    let replies = drive(c, out, appends);
+    assert!(
+        matches!(replies.as_slice(), [Response::Sync(s)] if s.error.is_none()),
+        "{replies:?}"
+    );
+    id
+}
+
+fn commit_req(group: &str, member: &str, generation: i32, offset: u64) -> OffsetCommitRequest {
+    OffsetCommitRequest {
+        group_id: group.into(),
+        member_id: member.into(),
+        generation,
+        retention_ms: None,
+        offsets: vec![(
+            ("t".into(), 0),
+            OffsetCommit {
+                offset,
+                leader_epoch: None,
+                metadata: String::new(),
+            },
+        )],
+    }
+}
+
 #[test]
 fn a_member_id_from_another_group_is_unknown_and_changes_nothing() {
     let config = streamlog::group::coordinator::CoordinatorConfig {
@@ -139,32 +197,125 @@ fn a_member_id_from_another_group_is_unknown_and_changes_nothing() {
         ..Default::default()
     };
     let mut c = GroupCoordinator::new(config).unwrap();
-    let a = join(&mut c, "a", 1);
-    let b = join(&mut c, "b", 2);
-    let before = (c.describe_group("a"), c.describe_group("b"));
-    let out = c.heartbeat(
-        0,
-        ReplyTo(3),
-        HeartbeatRequest {
-            group_id: "b".into(),
+    let mut appends = 0;
+    let a = stable_member(&mut c, "a", 1, &mut appends);
+    let b = stable_member(&mut c, "b", 2, &mut appends);
+    assert_ne!(a, b);
+    let out = c.commit_offsets(0, ReplyTo(3), commit_req("b", &b, 1, 5));
+    drive(&mut c, out, &mut appends);
+    let snapshot = |c: &GroupCoordinator| {
+        (
+            c.group_ids(),
+            c.describe_group("a"),
+            c.describe_group("b"),
+            c.fetch_offsets("a", None),
+            c.fetch_offsets("b", None),
+        )
+    };
+    let before = (snapshot(&c), appends);
+    assert_eq!(
+        before.0.1.as_ref().map(|g| g.state),
+        Some(GroupState::Stable)
+    );
+    assert_eq!(before.0.4.as_ref().map(Vec::len), Ok(1));
+
+    // `a`'s member id sent to group `b` (which exists) and to `c` (which does not).
+    for (group, commit_error) in [
+        ("b", GroupError::UnknownMemberId),
+        // Kafka: a commit with a generation to a group that does not exist.
+        ("c", GroupError::IllegalGeneration),
+    ] {
+        let mut token = 100;
+        let mut send =
+            |c: &mut GroupCoordinator,
+             appends: &mut u64,
+             f: &dyn Fn(&mut GroupCoordinator, ReplyTo) -> Vec<Output>| {
+                token += 1;
+                let out = f(c, ReplyTo(token));
+                drive(c, out, appends)
+            };
+        let join = JoinGroupRequest::new(
+            group,
+            "app",
+            "consumer",
+            vec![GroupProtocol::new("range", Vec::new())],
+        )
+        .member_id(a.clone())
+        .require_known_member_id(false);
+        let replies = send(&mut c, &mut appends, &|c, to| {
+            c.join_group(0, to, join.clone())
+        });
+        assert!(
+            matches!(replies.as_slice(), [Response::Join(j)] if j.error == Some(GroupError::UnknownMemberId)),
+            "join {group}: {replies:?}"
+        );
+        let sync = SyncGroupRequest {
+            group_id: group.into(),
             member_id: a.clone(),
             generation: 1,
-        },
+            assignments: [(a.clone(), vec![1, 2, 3])].into(),
+            ..Default::default()
+        };
+        let replies = send(&mut c, &mut appends, &|c, to| {
+            c.sync_group(0, to, sync.clone())
+        });
+        assert!(
+            matches!(replies.as_slice(), [Response::Sync(s)] if s.error == Some(GroupError::UnknownMemberId)),
+            "sync {group}: {replies:?}"
+        );
+        let heartbeat = HeartbeatRequest {
+            group_id: group.into(),
+            member_id: a.clone(),
+            generation: 1,
+        };
+        let replies = send(&mut c, &mut appends, &|c, to| {
+            c.heartbeat(0, to, heartbeat.clone())
+        });
+        assert!(
+            matches!(
+                replies.as_slice(),
+                [Response::Heartbeat(Err(GroupError::UnknownMemberId))]
+            ),
+            "heartbeat {group}: {replies:?}"
+        );
+        let commit = commit_req(group, &a, 1, 99);
+        let replies = send(&mut c, &mut appends, &|c, to| {
+            c.commit_offsets(0, to, commit.clone())
+        });
+        assert!(
+            matches!(replies.as_slice(), [Response::Commit(r)] if r.partitions == [(("t".to_string(), 0), Err(commit_error))]),
+            "commit {group}: {replies:?}"
+        );
+        let leave = LeaveGroupRequest {
+            group_id: group.into(),
+            member_ids: vec![a.clone()],
+        };
+        let replies = send(&mut c, &mut appends, &|c, to| {
+            c.leave_group(0, to, leave.clone())
+        });
+        assert!(
+            matches!(replies.as_slice(), [Response::Leave(l)] if l.error.is_none() && l.members == [(a.clone(), Err(GroupError::UnknownMemberId))]),
+            "leave {group}: {replies:?}"
+        );
+    }
+    assert_eq!(
+        (snapshot(&c), appends),
+        before,
+        "nothing changed, nothing appended"
     );
-    let replies: Vec<_> = out
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Reply { response, .. } => Some(response),
-            Output::Persist(_) => None,
-        })
-        .collect();
-    assert!(
-        matches!(
-            replies.as_slice(),
-            [Response::Heartbeat(Err(GroupError::UnknownMemberId))]
-        ),
-        "{replies:?}"
-    );
-    assert_eq!((c.describe_group("a"), c.describe_group("b")), before);
-    assert_ne!(a, b);
+
+    // Both members are still in their own groups.
+    for (group, member) in [("a", &a), ("b", &b)] {
+        let heartbeat = HeartbeatRequest {
+            group_id: group.into(),
+            member_id: member.clone(),
+            generation: 1,
+        };
+        let out = c.heartbeat(0, ReplyTo(999), heartbeat);
+        let replies = drive(&mut c, out, &mut appends);
+        assert!(
+            matches!(replies.as_slice(), [Response::Heartbeat(Ok(()))]),
+            "{group}: {replies:?}"
+        );
+    }
 }

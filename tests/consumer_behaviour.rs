@@ -1,6 +1,7 @@
 //! The `Consumer` through the public API: subscribe / poll / commit, restart from committed
-//! offsets (S18), `auto.offset.reset`, seek, standalone `assign`, bad input, rebalances when
-//! consumers join and leave (threads, bounded waits), rebalance callbacks,
+//! offsets (S18), `auto.offset.reset`, seek, standalone `assign`, bad input (seeks, commits
+//! by an assigned or a subscribed consumer, group ids: typed errors that change nothing),
+//! rebalances when consumers join and leave (threads, bounded waits), rebalance callbacks,
 //! `max.poll.interval.ms`, and a property test of at-least-once / exactly-once processing
 //! by a changing group.
 
@@ -208,6 +209,114 @@ fn seek_and_bad_input_are_typed_errors_that_change_nothing() {
         broker.consumer(ConsumerConfig::new("g").assignor("range,range")),
         Err(Error::InvalidConfig { .. })
     ));
+}
+
+/// Sum of the log end offsets of every `__consumer_offsets` partition.
+fn offsets_log_end(broker: &Broker) -> u64 {
+    let topic = broker.topic("__consumer_offsets").unwrap();
+    (0..topic.partition_count())
+        .map(|p| topic.partition(p).unwrap().log_end_offset())
+        .sum()
+}
+
+#[test]
+fn a_members_bad_commits_are_typed_errors_that_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    produce(&broker, "t", 10);
+    let c = broker.consumer(earliest("g")).unwrap();
+    c.subscribe(&["t"]).unwrap();
+    poll_until(&c, |_, n| n >= 10);
+    c.commit_offsets(&[("t", 0, 2)]).unwrap();
+    let generation = c.generation().expect("a Stable member");
+    let state = |c: &Consumer| {
+        (
+            c.generation(),
+            c.assignment(),
+            c.committed("t", 0).unwrap(),
+            c.committed("t", 1).unwrap(),
+            c.position("t", 0).unwrap(),
+            c.position("t", 1).unwrap(),
+        )
+    };
+    let before = (state(&c), offsets_log_end(&broker));
+    assert_eq!(before.0.2, Some(2));
+
+    // Each bad entry comes after a good one: the whole commit is refused.
+    let err = c
+        .commit_offsets(&[("t", 1, 1), ("nope", 0, 1)])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownTopic { ref name } if name == "nope"),
+        "{err}"
+    );
+    let err = c.commit_offsets(&[("t", 1, 1), ("t", 2, 1)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnknownPartition {
+                partition: 2,
+                partitions: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = c.commit_offsets(&[("t", 1, 1), ("t", 0, 6)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OffsetOutOfRange {
+                requested: 6,
+                log_end: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = c.commit_offsets(&[("t", 0, u64::MAX)]).unwrap_err();
+    assert!(matches!(err, Error::OffsetOutOfRange { .. }), "{err}");
+    assert_eq!(
+        (state(&c), offsets_log_end(&broker)),
+        before,
+        "no offset committed, nothing appended, still the same member"
+    );
+    assert_eq!(c.generation(), Some(generation));
+
+    // The log end itself is a valid commit.
+    c.commit_offsets(&[("t", 0, 5), ("t", 1, 5)]).unwrap();
+    assert_eq!(c.committed("t", 0).unwrap(), Some(5));
+    assert_eq!(c.committed("t", 1).unwrap(), Some(5));
+    c.close().unwrap();
+}
+
+#[test]
+fn empty_and_oversize_group_ids_are_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    for group in [String::new(), "g".repeat(256), "é".repeat(128)] {
+        let err = broker
+            .consumer(ConsumerConfig::new(group.clone()))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidGroupId { group: ref g, .. } if *g == group),
+            "{err}"
+        );
+    }
+    assert!(
+        !broker.topics().contains(&"__consumer_offsets".to_string()),
+        "a refused consumer does not open the group coordinator"
+    );
+    assert!(broker.list_groups().unwrap().is_empty());
+    // 255 bytes is the limit, and is accepted.
+    let c = broker
+        .consumer(ConsumerConfig::new("g".repeat(255)))
+        .unwrap();
+    drop(c);
+    assert!(broker.topics().contains(&"__consumer_offsets".to_string()));
 }
 
 #[test]

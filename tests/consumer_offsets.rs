@@ -610,6 +610,24 @@ fn copy_tree(from: &Path, to: &Path) {
 
 #[test]
 fn a_truncated_segment_is_recovered_and_the_surviving_commits_load() {
+    // The last batch holds one small record: well over 40 bytes.
+    recovers_from(|bytes| bytes.truncate(bytes.len() - 40));
+}
+
+#[test]
+fn a_corrupt_batch_is_recovered_and_the_surviving_commits_load() {
+    // A flipped bit inside the last batch's record: its CRC no longer matches.
+    recovers_from(|bytes| {
+        let at = bytes.len() - 10;
+        bytes[at] ^= 0x40;
+    });
+}
+
+/// Commits, a flush, two more commits, a crash (a copy of the files), `damage` done to
+/// the newest segment of the group's partition (it hits the last batch, written after the
+/// flush): the reopened log drops the damaged batch and keeps the rest, and takes new
+/// commits.
+fn recovers_from(damage: impl FnOnce(&mut Vec<u8>)) {
     let root = tempfile::tempdir().unwrap();
     let (live, crashed) = (root.path().join("live"), root.path().join("crashed"));
     let broker = Broker::open(&live, quiet()).unwrap();
@@ -639,10 +657,9 @@ fn a_truncated_segment_is_recovered_and_the_surviving_commits_load() {
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .max()
         .unwrap();
-    let bytes = std::fs::read(&newest).unwrap();
-    // The last batch holds one small record: well over 40 bytes.
-    let last_batch = bytes.len() - 40;
-    std::fs::write(&newest, &bytes[..last_batch]).unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&newest, &bytes).unwrap();
 
     let broker = Broker::open(&crashed, quiet()).unwrap();
     let store = OffsetsStore::open(&broker, small(2)).unwrap();
@@ -653,7 +670,7 @@ fn a_truncated_segment_is_recovered_and_the_surviving_commits_load() {
     assert_eq!(
         snapshot(&store),
         want,
-        "the torn batch is gone, the rest is there"
+        "the damaged batch is gone, the rest is there"
     );
     // The recovered log takes new commits where it was cut.
     store.commit("g", [("t", 2, at(8))]).unwrap();

@@ -296,6 +296,119 @@ fn join_refuses_bad_requests() {
 }
 
 #[test]
+fn every_request_refuses_an_empty_or_oversize_group_id_and_changes_nothing() {
+    let mut h = H::new();
+    let ids = h.stable(1);
+    assert_eq!(h.commit(&ids[0], 1, 3), Ok(()));
+    let before = (
+        h.c.group_ids(),
+        h.c.describe_group(G),
+        h.fetched(),
+        h.appended.len(),
+    );
+    // 256 bytes: one over the limit, in ASCII and in two-byte characters.
+    let bad = [String::new(), "g".repeat(256), "é".repeat(128)];
+    for group in &bad {
+        let mut join = H::join_req("", &["range"]);
+        join.group_id = group.clone();
+        let t = h.send_join(join);
+        assert_eq!(h.join_error(t), Some(InvalidGroupId), "join {group:?}");
+
+        let to = h.next();
+        let sync = SyncGroupRequest {
+            group_id: group.clone(),
+            member_id: ids[0].clone(),
+            generation: 1,
+            ..Default::default()
+        };
+        let out = h.c.sync_group(h.now, to, sync);
+        h.feed(out);
+        assert_eq!(
+            h.synced(to.0).and_then(|s| s.error),
+            Some(InvalidGroupId),
+            "sync {group:?}"
+        );
+
+        let to = h.next();
+        let heartbeat = HeartbeatRequest {
+            group_id: group.clone(),
+            member_id: ids[0].clone(),
+            generation: 1,
+        };
+        let out = h.c.heartbeat(h.now, to, heartbeat);
+        h.feed(out);
+        assert!(
+            matches!(h.replies[&to.0], Response::Heartbeat(Err(InvalidGroupId))),
+            "heartbeat {group:?}"
+        );
+
+        let to = h.next();
+        let leave = LeaveGroupRequest {
+            group_id: group.clone(),
+            member_ids: vec![ids[0].clone()],
+        };
+        let out = h.c.leave_group(h.now, to, leave);
+        h.feed(out);
+        assert!(
+            matches!(&h.replies[&to.0], Response::Leave(l) if l.error == Some(InvalidGroupId)),
+            "leave {group:?}"
+        );
+
+        for (member, generation) in [(ids[0].as_str(), 1), ("", -1)] {
+            let to = h.next();
+            let commit = OffsetCommitRequest {
+                group_id: group.clone(),
+                member_id: member.into(),
+                generation,
+                retention_ms: None,
+                offsets: vec![(
+                    ("t".into(), 0),
+                    OffsetCommit {
+                        offset: 9,
+                        leader_epoch: None,
+                        metadata: String::new(),
+                    },
+                )],
+            };
+            let out = h.c.commit_offsets(h.now, to, commit);
+            h.feed(out);
+            assert_eq!(
+                h.commit_result(to.0),
+                Some(Err(InvalidGroupId)),
+                "commit {group:?}"
+            );
+        }
+
+        assert_eq!(h.c.fetch_offsets(group, None), Err(InvalidGroupId));
+        let to = h.next();
+        let out = h.c.delete_group(h.now, to, group);
+        h.feed(out);
+        assert!(
+            matches!(h.replies[&to.0], Response::DeleteGroup(Err(InvalidGroupId))),
+            "delete {group:?}"
+        );
+    }
+    assert_eq!(
+        (
+            h.c.group_ids(),
+            h.c.describe_group(G),
+            h.fetched(),
+            h.appended.len()
+        ),
+        before,
+        "no group made, nothing appended, the real group untouched"
+    );
+    assert_eq!(h.heartbeat(&ids[0], 1), Ok(()));
+
+    // The limit itself (255 bytes) is a valid group id.
+    let mut join = H::join_req("", &["range"]);
+    join.group_id = "g".repeat(255);
+    let t = h.send_join(join);
+    h.settle(&[t]);
+    assert_eq!(h.join_error(t), None);
+}
+
+#[test]
 fn the_coordinator_partition_uses_the_java_string_hash() {
     assert_eq!(java_string_hash_code("foo"), 101_574);
     assert_eq!(partition_for_group("foo", 10), 4);

@@ -87,4 +87,34 @@ impl GroupError {
             GroupError::GroupMaxSizeReached => 81,
         }
     }
+
+    /// The error for Kafka's wire `code`; `None` for codes this crate does not use
+    /// (including 0, no error).
+    ///
+    /// ```
+    /// use streamlog::GroupError;
+    /// assert_eq!(GroupError::from_code(25), Some(GroupError::UnknownMemberId));
+    /// assert_eq!(GroupError::from_code(0), None);
+    /// ```
+    pub fn from_code(code: i16) -> Option<Self> {
+        Some(match code {
+            -1 => GroupError::UnknownServerError,
+            2 => GroupError::CorruptMessage,
+            12 => GroupError::OffsetMetadataTooLarge,
+            15 => GroupError::CoordinatorNotAvailable,
+            16 => GroupError::NotCoordinator,
+            22 => GroupError::IllegalGeneration,
+            23 => GroupError::InconsistentGroupProtocol,
+            24 => GroupError::InvalidGroupId,
+            25 => GroupError::UnknownMemberId,
+            26 => GroupError::InvalidSessionTimeout,
+            27 => GroupError::RebalanceInProgress,
+            28 => GroupError::InvalidCommitOffsetSize,
+            68 => GroupError::NonEmptyGroup,
+            69 => GroupError::GroupIdNotFound,
+            79 => GroupError::MemberIdRequired,
+            81 => GroupError::GroupMaxSizeReached,
+            _ => return None,
+        })
+    }
 }

@@ -180,10 +180,16 @@ impl LeaderState {
         self.isr.len() < self.effective_min_isr()
     }
 
+    /// ISR members not on a fenced (gone) broker: a fenced follower no longer holds the
+    /// high watermark back, so it cannot count towards `min.insync.replicas` either.
+    fn live_isr_len(&self) -> usize {
+        self.isr.iter().filter(|b| !self.fenced.contains(b)).count()
+    }
+
     /// The gate before an `acks=all` append: [`ReplicaError::NotEnoughReplicas`] when the
     /// committed ISR is smaller than the effective minimum (nothing may be written).
     pub fn check_before_append(&self, acks_all: bool) -> Result<(), ReplicaError> {
-        if acks_all && self.isr.len() < self.effective_min_isr() {
+        if acks_all && self.live_isr_len() < self.effective_min_isr() {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         Ok(())
@@ -201,7 +207,12 @@ impl LeaderState {
                 .is_under_min_isr()
                 .then_some(Err(ReplicaError::NotEnoughReplicasAfterAppend));
         }
-        if self.maximal_isr().len() < self.effective_min_isr() {
+        let live = self
+            .maximal_isr()
+            .iter()
+            .filter(|b| !self.fenced.contains(b))
+            .count();
+        if live < self.effective_min_isr() {
             return Some(Err(ReplicaError::NotEnoughReplicasAfterAppend));
         }
         Some(Ok(()))

@@ -133,6 +133,8 @@ pub struct ReplicaManager {
     me: BrokerId,
     config: ReplicaConfig,
     replicas: BTreeMap<PartitionKey, Replica>,
+    /// Per-partition leader settings (a topic's `min.insync.replicas`), else the default.
+    leader_configs: BTreeMap<PartitionKey, LeaderConfig>,
     pending: Vec<PendingProduce>,
     in_flight: BTreeMap<BrokerId, InFlight>,
     backoff_until: BTreeMap<BrokerId, i64>,
@@ -152,6 +154,7 @@ impl ReplicaManager {
             me,
             config,
             replicas: BTreeMap::new(),
+            leader_configs: BTreeMap::new(),
             pending: Vec::new(),
             in_flight: BTreeMap::new(),
             backoff_until: BTreeMap::new(),
@@ -193,8 +196,15 @@ impl ReplicaManager {
             .or_insert_with(|| Replica::new(key, self.me, log));
     }
 
+    /// Leads `key` with `config` (its topic's `min.insync.replicas`) instead of the
+    /// broker-wide default, from the next state applied.
+    pub fn set_leader_config(&mut self, key: &PartitionKey, config: LeaderConfig) {
+        self.leader_configs.insert(key.clone(), config);
+    }
+
     /// Stops hosting `key`; its waiting produces fail with `NotLeaderOrFollower`.
     pub fn remove_replica(&mut self, key: &PartitionKey) -> Vec<ReplicaOutput> {
+        self.leader_configs.remove(key);
         let leader = self.replicas.remove(key).and_then(|r| r.leader());
         self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader })
     }
@@ -209,7 +219,12 @@ impl ReplicaManager {
         let Some(replica) = self.replicas.get_mut(key) else {
             return Ok(Vec::new());
         };
-        let applied = replica.apply(state, self.config.leader, now_ms)?;
+        let config = self
+            .leader_configs
+            .get(key)
+            .copied()
+            .unwrap_or(self.config.leader);
+        let applied = replica.apply(state, config, now_ms)?;
         if let Some(leader) = replica.leader_mut() {
             // The applied state built a fresh leader state: the gone brokers stay gone.
             leader.set_fenced(self.fenced.clone());

@@ -44,11 +44,11 @@ pub use config::CoordinatorConfig;
 pub use persist::{AppendError, PersistId, PersistRecord, PersistRequest};
 pub use requests::{
     GroupProtocol, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommit,
-    OffsetCommitRequest, SyncGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 pub use responses::{
-    JoinGroupResponse, JoinedMember, LeaveGroupResponse, OffsetCommitResponse, Output, ReplyTo,
-    Response, SyncGroupResponse,
+    JoinGroupResponse, JoinedMember, LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse,
+    Output, ReplyTo, Response, SyncGroupResponse,
 };
 pub use state::GroupState;
 

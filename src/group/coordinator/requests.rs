@@ -151,3 +151,13 @@ pub struct OffsetCommitRequest {
     /// The offsets.
     pub offsets: Vec<(TopicPartition, OffsetCommit)>,
 }
+
+/// OffsetFetch: the group's committed offsets, as
+/// [`GroupCoordinator::fetch_offsets`](super::GroupCoordinator::fetch_offsets) answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetFetchRequest {
+    /// The group.
+    pub group_id: String,
+    /// The partitions wanted; `None` for every partition the group committed.
+    pub partitions: Option<Vec<TopicPartition>>,
+}

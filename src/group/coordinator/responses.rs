@@ -128,3 +128,15 @@ pub struct OffsetCommitResponse {
     /// Each partition of the request: stored, or why not.
     pub partitions: Vec<(TopicPartition, Result<(), GroupError>)>,
 }
+
+/// The OffsetFetch answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetFetchResponse {
+    /// A group-level error (e.g. `InvalidGroupId`); then `partitions` is empty.
+    pub error: Option<GroupError>,
+    /// Each partition: its committed offset, or `None` if never committed.
+    pub partitions: Vec<(
+        TopicPartition,
+        Option<crate::group::offsets::OffsetAndMetadata>,
+    )>,
+}

@@ -1,0 +1,86 @@
+//! Criterion benchmarks of replication (issue 6): three in-process brokers, one partition
+//! with replication factor 3, one producer sending batches of 1000 records of 100 bytes
+//! with `acks=1` and `acks=all`, against a single broker's append of the same batches
+//! (the machine's own limit in the same run). Throughput is in records
+//! (`Throughput::Elements`).
+//!
+//! - `replication/single_broker_append`: `Partition::append_records` of the batch on a
+//!   plain log.
+//! - `replication/rf3_acks_1`: `Producer::send_to` to the leader, answered after the
+//!   leader's append (followers copy it meanwhile).
+//! - `replication/rf3_acks_all`: answered once both followers have fetched the batch and
+//!   the high watermark passed it (S11, S13).
+//!
+//! Run with `cargo bench --bench replication`.
+
+mod common;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use streamlog::{
+    Acks, Cluster, ClusterConfig, LogConfig, Partition, ProducerConfig, Record, TopicConfig,
+};
+
+use common::{configure, temp_dir, timed};
+
+const BATCH: usize = 1000;
+
+fn batch() -> Vec<Record> {
+    (0..BATCH)
+        .map(|i| Record::new(vec![(i % 251) as u8; 100]))
+        .collect()
+}
+
+fn replication(c: &mut Criterion) {
+    let records = batch();
+    let mut group = c.benchmark_group("replication");
+    configure(&mut group, 5);
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function("single_broker_append", |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                || {
+                    let dir = temp_dir();
+                    let log = Partition::open(dir.path().join("t-0"), LogConfig::default())
+                        .expect("open");
+                    (dir, log)
+                },
+                |(_, log)| {
+                    log.append_records(&records).expect("append");
+                },
+            )
+        })
+    });
+    for (name, acks) in [("rf3_acks_1", Acks::Leader), ("rf3_acks_all", Acks::All)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    || {
+                        let dir = temp_dir();
+                        let cluster =
+                            Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path()))
+                                .expect("start");
+                        cluster
+                            .create_topic(
+                                "t",
+                                TopicConfig::default().partitions(1).replication_factor(3),
+                            )
+                            .expect("create");
+                        let producer = cluster
+                            .producer(ProducerConfig::default().acks(acks))
+                            .expect("producer");
+                        (producer, cluster, dir)
+                    },
+                    |(producer, _, _)| {
+                        producer.send_to("t", 0, &records).expect("send");
+                    },
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, replication);
+criterion_main!(benches);

@@ -1,0 +1,421 @@
+//! [`Cluster`]: N brokers in one process (S3, S6, S10, S11, S13), replicating their
+//! partitions to each other over a [`Transport`] and keeping their metadata in a
+//! [`ConsensusStore`] — by default the in-memory ones, so an application gets Kafka's
+//! replication without a network.
+//!
+//! - `config.rs`: [`ClusterConfig`], [`ProducerConfig`].
+//! - `node.rs`: [`Node`], one broker as a step function (lease, metadata, controller,
+//!   requests, replica manager).
+//! - `producer.rs`: [`Producer`], which finds leaders and retries.
+//!
+//! Each running broker has a thread that calls [`Node::step`]; stopping a broker stops
+//! its thread and closes its logs but leaves its data directory, so starting it again
+//! brings it back as a follower that truncates to where it agrees with the leader and
+//! catches up.
+
+mod config;
+mod node;
+mod producer;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::log::Partition;
+use crate::replication::consensus::{ConsensusStore, InMemoryConsensus, TopicRecord};
+use crate::replication::controller::place_replicas;
+use crate::replication::transport::{InMemoryTransport, Transport};
+use crate::replication::{BrokerId, PartitionKey, PartitionState};
+use crate::storage::Env;
+use crate::topic::{TopicConfig, validate_topic_name};
+
+pub use config::{ClusterConfig, ProducerConfig};
+pub use node::{ElectionRecord, Node, Submitted};
+pub use producer::{Producer, UNKNOWN_OFFSET};
+
+/// Brokers in one process, replicating to each other.
+///
+/// ```
+/// use streamlog::{Acks, Cluster, ClusterConfig, ProducerConfig, Record, TopicConfig};
+/// # fn main() -> streamlog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path()))?;
+/// cluster.create_topic("orders", TopicConfig::default().partitions(3).replication_factor(3))?;
+/// let producer = cluster.producer(ProducerConfig::default().acks(Acks::All))?;
+/// let (partition, offset) = producer.send("orders", Record::new(b"v".to_vec()))?;
+/// let leader: u32 = cluster.leader("orders", partition)?;
+/// let records = cluster.broker(leader)?.topic("orders")?.partition(partition)?.read_from(offset)?;
+/// assert_eq!(records.count(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Cluster {
+    inner: Arc<ClusterInner>,
+}
+
+struct Running {
+    node: Arc<Node>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct ClusterInner {
+    config: ClusterConfig,
+    consensus: Arc<dyn ConsensusStore>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    env: Env,
+    running: Mutex<BTreeMap<BrokerId, Running>>,
+}
+
+impl std::fmt::Debug for ClusterInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterInner")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Starts `config.brokers` brokers (ids `0..brokers`) over an in-memory transport and
+    /// consensus store, each keeping its data under `<data_dir>/broker-<id>`.
+    pub fn start(config: ClusterConfig) -> Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let consensus = Arc::new(InMemoryConsensus::new(clock.clone()));
+        let transport = Arc::new(InMemoryTransport::new(clock.clone(), 0));
+        Self::start_with(config, consensus, transport, clock)
+    }
+
+    /// Starts the brokers over the given consensus store and transport (an application's
+    /// own implementations of the traits).
+    pub fn start_with(
+        config: ClusterConfig,
+        consensus: Arc<dyn ConsensusStore>,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if config.brokers == 0 {
+            return Err(Error::InvalidConfig {
+                name: "brokers",
+                reason: "a cluster needs at least one broker".into(),
+            });
+        }
+        let env = Env::with_clock(clock.clone());
+        let cluster = Self {
+            inner: Arc::new(ClusterInner {
+                config,
+                consensus,
+                transport,
+                clock,
+                env,
+                running: Mutex::new(BTreeMap::new()),
+            }),
+        };
+        for id in 0..cluster.inner.config.brokers {
+            cluster.start_broker(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The consensus store the brokers share.
+    pub fn consensus(&self) -> &Arc<dyn ConsensusStore> {
+        &self.inner.consensus
+    }
+
+    /// Creates a topic, placing its replicas on the live brokers (S6), and waits (up to
+    /// 10 s) until every partition's leader serves it.
+    ///
+    /// Errors: [`Error::InvalidTopicName`], [`Error::InvalidConfig`],
+    /// [`Error::InvalidReplicationFactor`] (0, above 10, or above the live brokers),
+    /// [`Error::TopicExists`].
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let consensus = &self.inner.consensus;
+        let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+        let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
+        let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
+        consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for partition in 0..config.partitions {
+            let key = PartitionKey {
+                topic: name.to_string(),
+                partition,
+            };
+            while !self.inner.leader_serves(&key) {
+                if Instant::now() >= deadline {
+                    return Err(Error::LeaderNotAvailable {
+                        topic: name.to_string(),
+                        partition,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// A producer with `config`.
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
+        Ok(Producer::new(self.inner.clone(), config))
+    }
+
+    /// The current leader of `partition` of `topic`, as the consensus store has it.
+    ///
+    /// Errors: [`Error::UnknownTopic`], [`Error::UnknownPartition`],
+    /// [`Error::LeaderNotAvailable`] while it has none.
+    pub fn leader(&self, topic: &str, partition: u32) -> Result<BrokerId> {
+        self.inner.leader(topic, partition)
+    }
+
+    /// The partition's state: replicas, leader, leader epoch, ISR.
+    pub fn partition_state(&self, topic: &str, partition: u32) -> Result<PartitionState> {
+        self.inner.partition_state(topic, partition)
+    }
+
+    /// Stops broker `id` as if its process died: its thread stops and its logs close;
+    /// its data directory stays, and its lease runs out, after which the controller
+    /// moves its leaderships to in-sync followers. Stopping a stopped broker does nothing.
+    pub fn stop_broker(&self, id: BrokerId) -> Result<()> {
+        self.inner.check_id(id)?;
+        let running = self.inner.running.lock().remove(&id);
+        if let Some(mut running) = running {
+            running.stop.store(true, Ordering::Release);
+            if let Some(thread) = running.thread.take() {
+                let _ = thread.join();
+            }
+            running.node.shutdown()?;
+        }
+        Ok(())
+    }
+
+    /// Starts broker `id` on its data directory (again): it registers, opens its logs,
+    /// and follows (or leads) as the partition states say. Starting a running broker does
+    /// nothing.
+    pub fn start_broker(&self, id: BrokerId) -> Result<()> {
+        self.inner.check_id(id)?;
+        let mut running = self.inner.running.lock();
+        if running.contains_key(&id) {
+            return Ok(());
+        }
+        let dir = self.inner.config.data_dir.join(format!("broker-{id}"));
+        let node = Arc::new(Node::open(
+            id,
+            &dir,
+            self.inner.config.clone(),
+            self.inner.consensus.clone(),
+            self.inner.transport.clone(),
+            self.inner.env.clone(),
+        )?);
+        // One step here, so that the broker hosts its partitions when this returns.
+        node.step(None)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (node, stop) = (node.clone(), stop.clone());
+            let tick = Duration::from_millis(self.inner.config.tick_ms.max(1));
+            std::thread::Builder::new()
+                .name(format!("streamlog-broker-{id}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Acquire) {
+                        if node.step(Some(tick)).is_err() {
+                            std::thread::sleep(tick);
+                        }
+                    }
+                })
+                .map_err(|e| Error::io(&dir, e))?
+        };
+        running.insert(
+            id,
+            Running {
+                node,
+                stop,
+                thread: Some(thread),
+            },
+        );
+        Ok(())
+    }
+
+    /// The ids of the running brokers.
+    pub fn running_brokers(&self) -> Vec<BrokerId> {
+        self.inner.running.lock().keys().copied().collect()
+    }
+
+    /// Running broker `id`, to read its replicas.
+    ///
+    /// Errors: [`Error::UnknownBroker`], [`Error::BrokerStopped`].
+    pub fn broker(&self, id: BrokerId) -> Result<ClusterBroker> {
+        self.inner.check_id(id)?;
+        let node = self
+            .inner
+            .node(id)
+            .ok_or(Error::BrokerStopped { broker: id })?;
+        Ok(ClusterBroker { node })
+    }
+
+    /// Stops every broker, closing their logs.
+    pub fn shutdown(self) -> Result<()> {
+        self.inner.stop_all()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.inner.stop_all();
+    }
+}
+
+impl ClusterInner {
+    fn check_id(&self, id: BrokerId) -> Result<()> {
+        if id >= self.config.brokers {
+            return Err(Error::UnknownBroker {
+                broker: id,
+                brokers: (0..self.config.brokers).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    fn node(&self, id: BrokerId) -> Option<Arc<Node>> {
+        self.running.lock().get(&id).map(|r| r.node.clone())
+    }
+
+    fn partition_state(&self, topic: &str, partition: u32) -> Result<PartitionState> {
+        match self.consensus.partition_state(topic, partition)? {
+            Some(state) => Ok(state.value),
+            None => {
+                let partitions = self.partition_count(topic)?;
+                Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition,
+                    partitions,
+                })
+            }
+        }
+    }
+
+    fn leader(&self, topic: &str, partition: u32) -> Result<BrokerId> {
+        self.partition_state(topic, partition)?
+            .leader
+            .ok_or_else(|| Error::LeaderNotAvailable {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32> {
+        match self.consensus.topic(topic)? {
+            Some(record) => Ok(record.value.partitions.len() as u32),
+            None => Err(Error::UnknownTopic {
+                name: topic.to_string(),
+            }),
+        }
+    }
+
+    /// Whether the partition's leader (per the store) is running and leads it.
+    fn leader_serves(&self, key: &PartitionKey) -> bool {
+        self.leader(&key.topic, key.partition)
+            .ok()
+            .and_then(|leader| self.node(leader))
+            .is_some_and(|node| node.leads(key))
+    }
+
+    fn stop_all(&self) -> Result<()> {
+        let running = std::mem::take(&mut *self.running.lock());
+        for r in running.values() {
+            r.stop.store(true, Ordering::Release);
+        }
+        let mut first_error = None;
+        for (_, mut r) in running {
+            if let Some(thread) = r.thread.take() {
+                let _ = thread.join();
+            }
+            if let Err(e) = r.node.shutdown() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A running broker of a [`Cluster`], to read the replicas it hosts.
+#[derive(Debug, Clone)]
+pub struct ClusterBroker {
+    node: Arc<Node>,
+}
+
+impl ClusterBroker {
+    /// The broker id.
+    pub fn id(&self) -> BrokerId {
+        self.node.id()
+    }
+
+    /// The broker's replicas of `topic`.
+    ///
+    /// Errors: [`Error::UnknownTopic`] when it hosts no partition of it.
+    pub fn topic(&self, name: &str) -> Result<ClusterTopic> {
+        let partitions: BTreeMap<u32, Arc<Partition>> = self
+            .node
+            .logs()
+            .into_iter()
+            .filter(|(k, _)| k.topic == name)
+            .map(|(k, log)| (k.partition, log))
+            .collect();
+        if partitions.is_empty() {
+            return Err(Error::UnknownTopic {
+                name: name.to_string(),
+            });
+        }
+        Ok(ClusterTopic {
+            name: name.to_string(),
+            partitions,
+        })
+    }
+}
+
+/// One broker's replicas of a topic.
+#[derive(Debug, Clone)]
+pub struct ClusterTopic {
+    name: String,
+    partitions: BTreeMap<u32, Arc<Partition>>,
+}
+
+impl ClusterTopic {
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The partitions this broker hosts.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.partitions.keys().copied().collect()
+    }
+
+    /// This broker's replica of `partition`: its log, read up to the high watermark by
+    /// [`Partition::read_from`] (consumers never see records not yet replicated).
+    ///
+    /// Errors: [`Error::UnknownPartition`] when this broker hosts no replica of it.
+    pub fn partition(&self, partition: u32) -> Result<Arc<Partition>> {
+        self.partitions
+            .get(&partition)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: self.name.clone(),
+                partition,
+                partitions: self.partitions.len() as u32,
+            })
+    }
+}

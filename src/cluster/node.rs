@@ -1,0 +1,623 @@
+//! [`Node`]: one broker of a cluster, as a step function. Each [`Node::step`] renews the
+//! broker's lease, applies partition states that changed in the consensus store (opening
+//! the logs of partitions it hosts), does the controller's work when it holds the seat,
+//! answers the requests other brokers sent it (fetch, offsets-for-leader-epoch), hands
+//! their answers to its [`ReplicaManager`], and carries out what the manager asks for
+//! (requests to leaders, ISR changes by compare-and-set, `acks=all` answers).
+//!
+//! The cluster runs one thread per node calling `step`; a simulation calls it from one
+//! thread in a seeded order with a simulated clock. Follower fetches that find nothing
+//! new are held ("parked") for up to `replica.fetch.wait.max.ms` and answered as soon as
+//! the leader appends, so `acks=all` waits for replication, not for a timer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::config::ClusterConfig;
+use crate::error::{Error, Result};
+use crate::log::Partition;
+use crate::replication::consensus::{ConsensusStore, Versioned};
+use crate::replication::controller::{self, Election};
+use crate::replication::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
+use crate::replication::transport::{Envelope, Message, Request, Response, Transport};
+use crate::replication::{
+    BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, ProduceOutcome,
+    ProduceToken, ReplicaManager, ReplicaOutput, ReplicaRequest, ReplicaResponse,
+};
+use crate::storage::Env;
+use crate::topic::TopicConfig;
+
+/// A leader election the controller carried out (for tests and the simulation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionRecord {
+    /// The partition.
+    pub partition: PartitionKey,
+    /// How the leader was chosen.
+    pub election: Election,
+    /// The state written.
+    pub state: PartitionState,
+}
+
+/// What a produce submitted to a node came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// Answered at once.
+    Done(ProduceResponse),
+    /// `acks=0`: no answer.
+    NoAnswer,
+    /// `acks=all`: the answer comes later under this token ([`Node::take_answer`]).
+    Waiting(ProduceToken),
+}
+
+#[derive(Debug)]
+struct ParkedFetch {
+    from: BrokerId,
+    correlation_id: u64,
+    request: FetchRequest,
+    deadline_ms: i64,
+}
+
+#[derive(Debug)]
+struct State {
+    manager: ReplicaManager,
+    logs: BTreeMap<PartitionKey, Arc<Partition>>,
+    topics: BTreeMap<String, TopicConfig>,
+    seen_revision: Option<u64>,
+    registered: bool,
+    last_renew_ms: i64,
+    last_control_ms: i64,
+    last_rebalance_ms: i64,
+    parked: Vec<ParkedFetch>,
+    next_token: u64,
+    elections: Vec<ElectionRecord>,
+    last_error: Option<String>,
+}
+
+/// One broker: its replicas, its lease, and (when elected) the controller's duties.
+pub struct Node {
+    id: BrokerId,
+    dir: PathBuf,
+    config: ClusterConfig,
+    consensus: Arc<dyn ConsensusStore>,
+    transport: Arc<dyn Transport>,
+    env: Env,
+    state: Mutex<State>,
+    answers: Mutex<HashMap<ProduceToken, ProduceResponse>>,
+    answered: Condvar,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens broker `id` with its data under `dir` and registers it in `consensus`.
+    pub fn open(
+        id: BrokerId,
+        dir: &Path,
+        config: ClusterConfig,
+        consensus: Arc<dyn ConsensusStore>,
+        transport: Arc<dyn Transport>,
+        env: Env,
+    ) -> Result<Self> {
+        env.storage.create_dir_all(dir)?;
+        let now = env.clock.now_ms();
+        let node = Self {
+            id,
+            dir: dir.to_path_buf(),
+            state: Mutex::new(State {
+                manager: ReplicaManager::new(id, config.replica),
+                logs: BTreeMap::new(),
+                topics: BTreeMap::new(),
+                seen_revision: None,
+                registered: false,
+                last_renew_ms: now,
+                last_control_ms: i64::MIN,
+                last_rebalance_ms: now,
+                parked: Vec::new(),
+                next_token: 0,
+                elections: Vec::new(),
+                last_error: None,
+            }),
+            config,
+            consensus,
+            transport,
+            env,
+            answers: Mutex::new(HashMap::new()),
+            answered: Condvar::new(),
+        };
+        node.register(&mut node.state.lock(), now)?;
+        Ok(node)
+    }
+
+    /// The broker id.
+    pub fn id(&self) -> BrokerId {
+        self.id
+    }
+
+    /// The log of `partition` hosted here, if any.
+    pub fn log(&self, partition: &PartitionKey) -> Option<Arc<Partition>> {
+        self.state.lock().logs.get(partition).cloned()
+    }
+
+    /// Every hosted partition and its log.
+    pub fn logs(&self) -> BTreeMap<PartitionKey, Arc<Partition>> {
+        self.state.lock().logs.clone()
+    }
+
+    /// Whether this broker currently leads `partition`.
+    pub fn leads(&self, partition: &PartitionKey) -> bool {
+        let state = self.state.lock();
+        state
+            .manager
+            .replica(partition)
+            .is_some_and(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
+    }
+
+    /// The elections this broker made as controller, oldest first; drained.
+    pub fn take_elections(&self) -> Vec<ElectionRecord> {
+        std::mem::take(&mut self.state.lock().elections)
+    }
+
+    /// The last error a step met and carried on from (a store or disk failure).
+    pub fn last_error(&self) -> Option<String> {
+        self.state.lock().last_error.clone()
+    }
+
+    fn register(&self, state: &mut State, now: i64) -> Result<()> {
+        match self
+            .consensus
+            .register_broker(self.id, self.config.lease_ms)
+        {
+            Ok(_) => {}
+            Err(Error::BrokerAlreadyRegistered { .. }) => {
+                // A restart of this broker: its old registration is this one's to replace.
+                self.consensus.unregister_broker(self.id)?;
+                self.consensus
+                    .register_broker(self.id, self.config.lease_ms)?;
+            }
+            Err(e) => return Err(e),
+        }
+        state.registered = true;
+        state.last_renew_ms = now;
+        Ok(())
+    }
+
+    /// Does one round of work, waiting up to `wait` for a message to arrive first.
+    /// Failures of the consensus store or a disk are remembered ([`Node::last_error`])
+    /// and retried at the next step; the node keeps serving what it can.
+    pub fn step(&self, wait: Option<Duration>) -> Result<()> {
+        let envelopes = self.transport.receive(self.id, 1024, wait)?;
+        let now = self.env.clock.now_ms();
+        let mut state = self.state.lock();
+        if let Err(e) = self.maintain(&mut state, now) {
+            state.last_error = Some(e.to_string());
+        }
+        for envelope in envelopes {
+            self.handle(&mut state, envelope, now)?;
+        }
+        let outputs = state.manager.tick(now);
+        self.execute(&mut state, outputs, now)?;
+        self.serve_parked(&mut state, now, false)
+    }
+
+    /// Lease, metadata and controller duties.
+    fn maintain(&self, state: &mut State, now: i64) -> Result<()> {
+        if !state.registered {
+            self.register(state, now)?;
+        } else if now - state.last_renew_ms >= (self.config.lease_ms / 3) as i64 {
+            match self.consensus.renew_lease(self.id) {
+                Ok(()) => state.last_renew_ms = now,
+                Err(Error::LeaseExpired { .. }) => {
+                    state.registered = false;
+                    self.register(state, now)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let revision = self.consensus.revision()?;
+        let changed = state.seen_revision != Some(revision);
+        if changed {
+            self.sync_metadata(state, now)?;
+            state.seen_revision = Some(revision);
+        }
+        if changed || now - state.last_control_ms >= (self.config.lease_ms / 4).max(1) as i64 {
+            state.last_control_ms = now;
+            let controller = self.consensus.try_become_controller(self.id)?;
+            if controller.broker == self.id {
+                self.control(state, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every partition state to the hosted replicas, opening new ones.
+    fn sync_metadata(&self, state: &mut State, now: i64) -> Result<()> {
+        let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
+        let mut seen = BTreeSet::new();
+        for name in self.consensus.topics()? {
+            let Some(Versioned { value: record, .. }) = self.consensus.topic(&name)? else {
+                continue;
+            };
+            state.topics.insert(name.clone(), record.config.clone());
+            for (p, partition_state) in record.partitions.iter().enumerate() {
+                let key = PartitionKey {
+                    topic: name.clone(),
+                    partition: p as u32,
+                };
+                if !partition_state.is_replica(self.id) {
+                    continue;
+                }
+                seen.insert(key.clone());
+                if !state.logs.contains_key(&key) {
+                    self.host(state, &key, &record.config)?;
+                }
+                let outputs = state
+                    .manager
+                    .apply_state(&key, partition_state.clone(), now)?;
+                self.execute(state, outputs, now)?;
+                if partition_state.leader == Some(self.id)
+                    && partition_state.leader_recovery == LeaderRecoveryState::Recovering
+                {
+                    self.mark_recovered(&key)?;
+                }
+            }
+        }
+        let gone: Vec<PartitionKey> = state
+            .logs
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let outputs = state.manager.remove_replica(&key);
+            self.execute(state, outputs, now)?;
+            state.logs.remove(&key);
+        }
+        let all: BTreeSet<BrokerId> = (0..self.config.brokers).collect();
+        let fenced: Vec<BrokerId> = all.difference(&live).copied().collect();
+        state.manager.set_fenced_brokers(&fenced);
+        Ok(())
+    }
+
+    fn host(&self, state: &mut State, key: &PartitionKey, config: &TopicConfig) -> Result<()> {
+        let dir = self.dir.join(format!("{}-{}", key.topic, key.partition));
+        let log_config = config.log_config().clone().auto_high_watermark(false);
+        let log = Arc::new(Partition::open_with_env(dir, log_config, self.env.clone())?);
+        state.manager.add_replica(key.clone(), log.clone());
+        state.manager.set_leader_config(
+            key,
+            LeaderConfig {
+                min_insync_replicas: usize::from(config.min_insync_replicas),
+                replica_lag_time_max_ms: self.config.replica.leader.replica_lag_time_max_ms,
+            },
+        );
+        state.logs.insert(key.clone(), log);
+        Ok(())
+    }
+
+    /// An uncleanly elected leader has nothing to recover (no transactions): it says so.
+    fn mark_recovered(&self, key: &PartitionKey) -> Result<()> {
+        let Some(current) = self.consensus.partition_state(&key.topic, key.partition)? else {
+            return Ok(());
+        };
+        let mut next = current.value.clone();
+        if next.leader != Some(self.id) || next.leader_recovery == LeaderRecoveryState::Recovered {
+            return Ok(());
+        }
+        next.leader_recovery = LeaderRecoveryState::Recovered;
+        next.partition_epoch += 1;
+        ignore_conflict(self.consensus.set_partition_state(
+            &key.topic,
+            key.partition,
+            next,
+            current.version,
+        ))
+    }
+
+    /// The controller's round: elect leaders, clean ISRs, rebalance leadership.
+    fn control(&self, state: &mut State, now: i64) -> Result<()> {
+        let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
+        let rebalance = self.config.auto_leader_rebalance
+            && now - state.last_rebalance_ms
+                >= self.config.leader_imbalance_check_interval_ms as i64;
+        if rebalance {
+            state.last_rebalance_ms = now;
+        }
+        for name in self.consensus.topics()? {
+            let Some(topic) = self.consensus.topic(&name)? else {
+                continue;
+            };
+            let unclean = topic.value.config.unclean_leader_election_enable;
+            for p in 0..topic.value.partitions.len() as u32 {
+                let Some(current) = self.consensus.partition_state(&name, p)? else {
+                    continue;
+                };
+                let Some(decision) = controller::decide(&current.value, &live, unclean, rebalance)
+                else {
+                    continue;
+                };
+                let written = self.consensus.set_partition_state(
+                    &name,
+                    p,
+                    decision.state.clone(),
+                    current.version,
+                );
+                match written {
+                    Ok(_) => {
+                        if let Some(election) = decision.election {
+                            state.elections.push(ElectionRecord {
+                                partition: PartitionKey {
+                                    topic: name.clone(),
+                                    partition: p,
+                                },
+                                election,
+                                state: decision.state,
+                            });
+                        }
+                    }
+                    Err(Error::VersionConflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&self, state: &mut State, envelope: Envelope, now: i64) -> Result<()> {
+        let from = envelope.from;
+        match envelope.message {
+            Message::Request {
+                correlation_id,
+                request,
+            } => match request {
+                Request::Fetch(request) => {
+                    let (response, outputs) = state.manager.handle_fetch(&request, now);
+                    self.execute(state, outputs, now)?;
+                    if request.replica_id.is_some() && nothing_new(&response) {
+                        state.parked.push(ParkedFetch {
+                            from,
+                            correlation_id,
+                            request,
+                            deadline_ms: now + self.config.replica_fetch_wait_max_ms as i64,
+                        });
+                    } else {
+                        self.reply(from, correlation_id, Response::Fetch(response))?;
+                    }
+                }
+                Request::OffsetsForLeaderEpoch(request) => {
+                    let response = state.manager.handle_offsets_for_leader_epoch(&request);
+                    self.reply(
+                        from,
+                        correlation_id,
+                        Response::OffsetsForLeaderEpoch(response),
+                    )?;
+                }
+                Request::Produce(request) => {
+                    // A producer in another process would be answered here; in-process
+                    // producers call `submit_produce`.
+                    if let Submitted::Done(response) = self.submit_locked(state, &request, now) {
+                        self.reply(from, correlation_id, Response::Produce(response))?;
+                    }
+                }
+                Request::Metadata(_) | Request::Group(_) => {}
+            },
+            Message::Response {
+                correlation_id,
+                response,
+            } => {
+                let response = match response {
+                    Response::Fetch(r) => ReplicaResponse::Fetch(r),
+                    Response::OffsetsForLeaderEpoch(r) => ReplicaResponse::OffsetsForLeaderEpoch(r),
+                    _ => return Ok(()),
+                };
+                let outputs = state
+                    .manager
+                    .handle_response(from, correlation_id, response, now);
+                self.execute(state, outputs, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn reply(&self, to: BrokerId, correlation_id: u64, response: Response) -> Result<()> {
+        self.transport.send(Envelope {
+            from: self.id,
+            to,
+            message: Message::Response {
+                correlation_id,
+                response,
+            },
+        })
+    }
+
+    fn execute(&self, state: &mut State, outputs: Vec<ReplicaOutput>, now: i64) -> Result<()> {
+        let mut queue = std::collections::VecDeque::from(outputs);
+        while let Some(output) = queue.pop_front() {
+            match output {
+                ReplicaOutput::Send {
+                    to,
+                    correlation_id,
+                    request,
+                } => {
+                    let request = match request {
+                        ReplicaRequest::Fetch(r) => Request::Fetch(r),
+                        ReplicaRequest::OffsetsForLeaderEpoch(r) => {
+                            Request::OffsetsForLeaderEpoch(r)
+                        }
+                    };
+                    self.transport.send(Envelope {
+                        from: self.id,
+                        to,
+                        message: Message::Request {
+                            correlation_id,
+                            request,
+                        },
+                    })?;
+                }
+                ReplicaOutput::AlterIsr { partition, change } => {
+                    queue.extend(self.alter_isr(state, &partition, change, now));
+                }
+                ReplicaOutput::ProduceDone { token, response } => {
+                    self.answers.lock().insert(token, response);
+                    self.answered.notify_all();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a leader's ISR proposal with compare-and-set on the partition epoch.
+    fn alter_isr(
+        &self,
+        state: &mut State,
+        key: &PartitionKey,
+        change: crate::replication::IsrChange,
+        now: i64,
+    ) -> Vec<ReplicaOutput> {
+        let written = (|| -> Result<Option<i32>> {
+            let Some(current) = self.consensus.partition_state(&key.topic, key.partition)? else {
+                return Ok(None);
+            };
+            let mut next = current.value.clone();
+            if next.leader != Some(self.id) || next.partition_epoch != change.partition_epoch {
+                return Ok(None);
+            }
+            next.isr = change.isr.clone();
+            next.partition_epoch += 1;
+            let epoch = next.partition_epoch;
+            match self.consensus.set_partition_state(
+                &key.topic,
+                key.partition,
+                next,
+                current.version,
+            ) {
+                Ok(_) => Ok(Some(epoch)),
+                Err(Error::VersionConflict { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })();
+        match written {
+            Ok(Some(epoch)) => state
+                .manager
+                .isr_change_committed(key, change.isr, epoch, now),
+            Ok(None) => {
+                state.manager.isr_change_failed(key);
+                Vec::new()
+            }
+            Err(e) => {
+                state.last_error = Some(e.to_string());
+                state.manager.isr_change_failed(key);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Answers parked follower fetches that have something new (or whose wait is over;
+    /// all of them when `all`).
+    fn serve_parked(&self, state: &mut State, now: i64, all: bool) -> Result<()> {
+        if state.parked.is_empty() {
+            return Ok(());
+        }
+        let parked = std::mem::take(&mut state.parked);
+        for fetch in parked {
+            let ready = all
+                || now >= fetch.deadline_ms
+                || fetch.request.partitions.iter().any(|p| {
+                    state
+                        .logs
+                        .get(&p.partition)
+                        .is_none_or(|log| log.log_end_offset() != p.fetch_offset)
+                });
+            if !ready {
+                state.parked.push(fetch);
+                continue;
+            }
+            let (response, outputs) = state.manager.handle_fetch(&fetch.request, now);
+            self.execute(state, outputs, now)?;
+            self.reply(fetch.from, fetch.correlation_id, Response::Fetch(response))?;
+        }
+        Ok(())
+    }
+
+    /// Hands a produce to this broker's replica manager (as leader). Parked follower
+    /// fetches are answered at once, so replication starts without waiting for a step.
+    pub fn submit_produce(&self, request: &ProduceRequest) -> Result<Submitted> {
+        let now = self.env.clock.now_ms();
+        let mut state = self.state.lock();
+        let submitted = self.submit_locked(&mut state, request, now);
+        self.serve_parked(&mut state, now, false)?;
+        Ok(submitted)
+    }
+
+    fn submit_locked(&self, state: &mut State, request: &ProduceRequest, now: i64) -> Submitted {
+        state.next_token += 1;
+        let token = ProduceToken(state.next_token);
+        match state.manager.handle_produce(request, token, now) {
+            ProduceOutcome::Done(response) => Submitted::Done(response),
+            ProduceOutcome::NoAnswer => Submitted::NoAnswer,
+            ProduceOutcome::Waiting => Submitted::Waiting(token),
+        }
+    }
+
+    /// The answer to a waiting produce, if it has come.
+    pub fn take_answer(&self, token: ProduceToken) -> Option<ProduceResponse> {
+        self.answers.lock().remove(&token)
+    }
+
+    /// Waits (real time) up to `timeout` for the answer to a waiting produce.
+    pub fn wait_answer(&self, token: ProduceToken, timeout: Duration) -> Option<ProduceResponse> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut answers = self.answers.lock();
+        loop {
+            if let Some(response) = answers.remove(&token) {
+                return Some(response);
+            }
+            if self.answered.wait_until(&mut answers, deadline).timed_out() {
+                return answers.remove(&token);
+            }
+        }
+    }
+
+    /// Answers what is parked and closes every log (flushing it). The lease is left to
+    /// expire, as when a process dies.
+    pub fn shutdown(&self) -> Result<()> {
+        let now = self.env.clock.now_ms();
+        let mut state = self.state.lock();
+        self.serve_parked(&mut state, now, true)?;
+        let logs = std::mem::take(&mut state.logs);
+        state.manager = ReplicaManager::new(self.id, self.config.replica);
+        drop(state);
+        let mut first_error = None;
+        for (_, log) in logs {
+            if let Err(e) = log.shutdown() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A fetch answer with no records, no error and no divergence for any partition.
+fn nothing_new(response: &FetchResponse) -> bool {
+    response
+        .partitions
+        .iter()
+        .all(|p| p.error.is_none() && p.diverging_epoch.is_none() && p.records.is_empty())
+}
+
+fn ignore_conflict<T>(result: Result<T>) -> Result<()> {
+    match result {
+        Ok(_) | Err(Error::VersionConflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

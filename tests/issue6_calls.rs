@@ -1,0 +1,171 @@
+//! The calls issue 6 shows users writing, compiled and run: a three-broker cluster, a
+//! replicated topic, `acks=all`, a leader stopped and started again, and reads on the new
+//! leader.
+
+use std::time::{Duration, Instant};
+
+use streamlog::{Acks, Cluster, ClusterConfig, Error, ProducerConfig, Record, TopicConfig};
+
+#[test]
+fn the_issue_calls_work() -> streamlog::Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cluster-data");
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(&data).lease_ms(300))?; // brokers 0, 1, 2
+    cluster.create_topic(
+        "orders",
+        TopicConfig::default().partitions(3).replication_factor(3),
+    )?;
+    let producer = cluster.producer(ProducerConfig::default().acks(Acks::All))?;
+    let (partition, offset) = producer.send("orders", Record::new(b"v".to_vec()))?;
+    let leader: u32 = cluster.leader("orders", partition)?;
+    cluster.stop_broker(leader)?; // as if its process died; its data dir stays
+    let (p2, o2) = producer.send(
+        "orders",
+        Record::new(b"after".to_vec()).with_key(b"k".to_vec()),
+    )?;
+    cluster.start_broker(leader)?; // comes back as a follower and catches up
+    let records = cluster
+        .broker(cluster.leader("orders", partition)?)?
+        .topic("orders")?
+        .partition(partition)?
+        .read_from(offset)?;
+    let first = records
+        .into_iter()
+        .next()
+        .transpose()?
+        .expect("the acked record");
+    assert_eq!(first.value(), Some(&b"v"[..]));
+    assert_ne!(
+        cluster.leader("orders", partition)?,
+        leader,
+        "a follower took over"
+    );
+    assert!(data.join(format!("broker-{leader}")).exists());
+    // The returning broker catches up on the partition written while it was gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = cluster.broker(leader)?.topic("orders")?.partition(p2)?;
+        if log.high_watermark() > o2 {
+            let value = log
+                .read_from(o2)?
+                .next()
+                .transpose()?
+                .and_then(|r| r.value().map(<[u8]>::to_vec));
+            assert_eq!(value, Some(b"after".to_vec()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker {leader} never caught up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cluster.shutdown()
+}
+
+#[test]
+fn placement_errors_are_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
+    for rf in [4u16, 11] {
+        match cluster.create_topic("t", TopicConfig::default().replication_factor(rf)) {
+            Err(Error::InvalidReplicationFactor {
+                requested,
+                live_brokers,
+                ..
+            }) => {
+                assert_eq!((requested, live_brokers), (rf, 3));
+            }
+            other => panic!("rf {rf}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        cluster.create_topic("bad name", TopicConfig::default()),
+        Err(Error::InvalidTopicName { .. })
+    ));
+    cluster.create_topic("t", TopicConfig::default()).unwrap();
+    assert!(matches!(
+        cluster.create_topic("t", TopicConfig::default()),
+        Err(Error::TopicExists { .. })
+    ));
+    assert!(matches!(
+        cluster.broker(7),
+        Err(Error::UnknownBroker { broker: 7, .. })
+    ));
+    assert!(matches!(
+        cluster.leader("nope", 0),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert!(matches!(
+        cluster.leader("t", 5),
+        Err(Error::UnknownPartition { .. })
+    ));
+    cluster.stop_broker(2).unwrap();
+    assert!(matches!(
+        cluster.broker(2),
+        Err(Error::BrokerStopped { broker: 2 })
+    ));
+}
+
+#[test]
+fn min_insync_replicas_refuses_acks_all_when_too_few_are_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(
+        ClusterConfig::in_memory(2)
+            .data_dir(dir.path())
+            .lease_ms(200)
+            .replica_lag_time_max_ms(300),
+    )
+    .unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .replication_factor(2)
+                .min_insync_replicas(2),
+        )
+        .unwrap();
+    let producer = cluster
+        .producer(ProducerConfig::default().acks(Acks::All).retries(0))
+        .unwrap();
+    producer.send("t", Record::new(b"ok".to_vec())).unwrap();
+    let follower = 1 - cluster.leader("t", 0).unwrap();
+    cluster.stop_broker(follower).unwrap();
+    // Once the follower leaves the ISR, acks=all is refused before anything is written.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.partition_state("t", 0).unwrap().isr.len() > 1 {
+        assert!(Instant::now() < deadline, "the ISR never shrank");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let leader = cluster.leader("t", 0).unwrap();
+    let log = cluster
+        .broker(leader)
+        .unwrap()
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap();
+    // The leader may not have applied the shrink yet: a send racing it is written and then
+    // refused with NotEnoughReplicasAfterAppend; once applied, nothing is written.
+    let end = loop {
+        let end = log.log_end_offset();
+        match producer.send("t", Record::new(b"refused".to_vec())) {
+            Err(Error::Produce {
+                error, attempts, ..
+            }) => {
+                assert_eq!(attempts, 1);
+                match error {
+                    streamlog::ReplicaError::NotEnoughReplicas => break end,
+                    streamlog::ReplicaError::NotEnoughReplicasAfterAppend => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "acks=all never refused up front");
+    };
+    assert_eq!(log.log_end_offset(), end, "nothing written");
+    // acks=1 still works.
+    let one = cluster
+        .producer(ProducerConfig::default().acks(Acks::Leader))
+        .unwrap();
+    one.send("t", Record::new(b"one".to_vec())).unwrap();
+    assert_eq!(log.log_end_offset(), end + 1);
+}
