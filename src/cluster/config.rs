@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::group::coordinator::CoordinatorConfig;
+use crate::group::offsets::OffsetsConfig;
 use crate::record::Compression;
 use crate::replication::{Acks, ReplicaConfig};
 
@@ -36,6 +38,13 @@ pub struct ClusterConfig {
     pub leader_imbalance_check_interval_ms: u64,
     /// The replicas' settings (fetch sizes, timeouts, `replica.lag.time.max.ms`).
     pub replica: ReplicaConfig,
+    /// `__consumer_offsets` (created by the cluster on the first consumer with a group
+    /// id; `num_partitions`, 50 by default, may be set smaller), replicated to
+    /// `min(3, live brokers)` brokers with `min.insync.replicas = min(2, replicas)`.
+    pub offsets: OffsetsConfig,
+    /// The group coordinators' settings (every broker runs one for the
+    /// `__consumer_offsets` partitions it leads).
+    pub group_coordinator: CoordinatorConfig,
 }
 
 impl ClusterConfig {
@@ -52,7 +61,21 @@ impl ClusterConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 5_000,
             replica: ReplicaConfig::default(),
+            offsets: OffsetsConfig::default(),
+            group_coordinator: CoordinatorConfig::default(),
         }
+    }
+
+    /// Sets the `__consumer_offsets` settings.
+    pub fn offsets(mut self, offsets: OffsetsConfig) -> Self {
+        self.offsets = offsets;
+        self
+    }
+
+    /// Sets the group coordinators' settings.
+    pub fn group_coordinator(mut self, config: CoordinatorConfig) -> Self {
+        self.group_coordinator = config;
+        self
     }
 
     /// Keeps the brokers' data under `dir`.

@@ -7,6 +7,8 @@
 //! - `node.rs`: [`Node`], one broker as a step function (lease, metadata, controller,
 //!   requests, replica manager).
 //! - `producer.rs`: [`Producer`], which finds leaders and retries.
+//! - `groups.rs`: consumer groups — `__consumer_offsets` replicated, each broker
+//!   coordinating the groups of the offsets partitions it leads ([`Cluster::consumer`]).
 //!
 //! Each running broker has a thread that calls [`Node::step`]; stopping a broker stops
 //! its thread and closes its logs but leaves its data directory, so starting it again
@@ -14,6 +16,7 @@
 //! catches up.
 
 mod config;
+mod groups;
 mod node;
 mod producer;
 
@@ -25,8 +28,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::broker::INTERNAL_TOPIC_PREFIX;
 use crate::clock::{Clock, SystemClock};
+use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
+use crate::group::service::GroupService;
 use crate::log::Partition;
 use crate::replication::consensus::{ConsensusStore, InMemoryConsensus, TopicRecord};
 use crate::replication::controller::place_replicas;
@@ -61,6 +67,8 @@ pub struct Cluster {
 
 struct Running {
     node: Arc<Node>,
+    /// The broker's group service, created on first use ([`ClusterInner::group_service_of`]).
+    groups: Option<Arc<GroupService>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -141,32 +149,55 @@ impl Cluster {
     /// [`Error::TopicExists`].
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         validate_topic_name(name)?;
-        config.validate()?;
-        let consensus = &self.inner.consensus;
-        let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
-        let start = name
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
-        let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
-        let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
-        consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for partition in 0..config.partitions {
-            let key = PartitionKey {
-                topic: name.to_string(),
-                partition,
-            };
-            while !self.inner.leader_serves(&key) {
-                if Instant::now() >= deadline {
-                    return Err(Error::LeaderNotAvailable {
-                        topic: name.to_string(),
-                        partition,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
+        if name.starts_with(INTERNAL_TOPIC_PREFIX) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_owned(),
+                reason: format!(
+                    "names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics"
+                ),
+            });
         }
-        Ok(())
+        self.inner.create_topic(name, config)
+    }
+
+    /// A consumer with `config` ([`ConsumerConfig::validate`] first: an empty or oversize
+    /// group id is [`Error::InvalidGroupId`]): the same [`Consumer`] as
+    /// [`crate::Broker::consumer`] gives, reading each partition from its current leader up
+    /// to the high watermark. With a group id, the first consumer creates the replicated
+    /// `__consumer_offsets` (see [`ClusterConfig::offsets`]); the group's coordinator runs
+    /// on the leader of the group's partition of it, commits are acknowledged once
+    /// replicated (`acks=all`), and when that leader stops the consumers go on with the
+    /// coordinator on the new leader, which reloads the group from the log.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamlog::{AutoOffsetReset, Cluster, ClusterConfig, ConsumerConfig, OffsetsConfig,
+    ///     ProducerConfig, Record, TopicConfig};
+    /// # fn main() -> streamlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut config = ClusterConfig::in_memory(3).data_dir(dir.path())
+    ///     .offsets(OffsetsConfig::default().num_partitions(5));
+    /// config.group_coordinator.initial_rebalance_delay_ms = 0;
+    /// let cluster = Cluster::start(config)?;
+    /// cluster.create_topic("orders", TopicConfig::default().partitions(2).replication_factor(3))?;
+    /// cluster.producer(ProducerConfig::default())?.send("orders", Record::new(b"tea".to_vec()))?;
+    ///
+    /// let consumer = cluster.consumer(ConsumerConfig::new("billing")
+    ///     .auto_offset_reset(AutoOffsetReset::Earliest))?;
+    /// consumer.subscribe(&["orders"])?;
+    /// let mut records = Vec::new();
+    /// while records.is_empty() {
+    ///     records = consumer.poll(100, Duration::from_secs(1))?;
+    /// }
+    /// assert_eq!(records[0].value(), Some(&b"tea"[..]));
+    /// consumer.commit()?; // replicated before it returns
+    /// # Ok(()) }
+    /// ```
+    pub fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        let backend = groups::ClusterBackend {
+            cluster: self.inner.clone(),
+        };
+        Consumer::with_backend(config, Arc::new(backend))
     }
 
     /// A producer with `config`.
@@ -242,6 +273,7 @@ impl Cluster {
             id,
             Running {
                 node,
+                groups: None,
                 stop,
                 thread: Some(thread),
             },
@@ -279,6 +311,43 @@ impl Drop for Cluster {
 }
 
 impl ClusterInner {
+    /// Creates a topic (internal names allowed) and waits for its leaders; see
+    /// [`Cluster::create_topic`].
+    fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let consensus = &self.consensus;
+        let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
+        let start = name
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+        let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
+        let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
+        consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;
+        self.wait_for_leaders(name, config.partitions)
+    }
+
+    /// Waits (up to 10 s) until every partition's leader serves it.
+    fn wait_for_leaders(&self, name: &str, partitions: u32) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for partition in 0..partitions {
+            let key = PartitionKey {
+                topic: name.to_string(),
+                partition,
+            };
+            while !self.leader_serves(&key) {
+                if Instant::now() >= deadline {
+                    return Err(Error::LeaderNotAvailable {
+                        topic: name.to_string(),
+                        partition,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    }
+
     fn check_id(&self, id: BrokerId) -> Result<()> {
         if id >= self.config.brokers {
             return Err(Error::UnknownBroker {

@@ -163,6 +163,21 @@ impl Node {
             .is_some_and(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
     }
 
+    /// The partitions of `topic` this broker currently leads: number, leader epoch, log.
+    pub(crate) fn led_partitions(&self, topic: &str) -> Vec<(u32, i32, Arc<Partition>)> {
+        let state = self.state.lock();
+        state
+            .logs
+            .iter()
+            .filter(|(k, _)| k.topic == topic)
+            .filter_map(|(k, log)| {
+                let replica = state.manager.replica(k)?;
+                matches!(replica.role(), crate::replication::Role::Leader(_))
+                    .then(|| (k.partition, replica.leader_epoch(), log.clone()))
+            })
+            .collect()
+    }
+
     /// The elections this broker made as controller, oldest first; drained.
     pub fn take_elections(&self) -> Vec<ElectionRecord> {
         std::mem::take(&mut self.state.lock().elections)

@@ -95,6 +95,9 @@ pub struct ConsumerConfig {
     /// member listing `cooperative-sticky,range` can join a group of `range` members
     /// (the group then uses `range`, eagerly) and of `cooperative-sticky` members.
     pub assignor: String,
+    /// `default.api.timeout.ms` (60 s): how long `commit` and `committed` keep looking
+    /// for a group coordinator that moved (on a [`crate::Cluster`]) before they fail.
+    pub default_api_timeout: Duration,
     listener: Option<SharedListener>,
 }
 
@@ -110,6 +113,7 @@ impl fmt::Debug for ConsumerConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("max_poll_interval", &self.max_poll_interval)
             .field("assignor", &self.assignor)
+            .field("default_api_timeout", &self.default_api_timeout)
             .field("listener", &self.listener.is_some())
             .finish()
     }
@@ -137,6 +141,7 @@ impl ConsumerConfig {
             heartbeat_interval: Duration::from_secs(3),
             max_poll_interval: Duration::from_secs(300),
             assignor: "range".into(),
+            default_api_timeout: Duration::from_secs(60),
             listener: None,
         }
     }
@@ -180,6 +185,13 @@ impl ConsumerConfig {
     #[must_use]
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets `default.api.timeout.ms`.
+    #[must_use]
+    pub fn default_api_timeout(mut self, timeout: Duration) -> Self {
+        self.default_api_timeout = timeout;
         self
     }
 

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
+use super::backend::is_moving;
 use super::{AutoOffsetReset, Consumer, ConsumerRecord};
 use crate::error::{Error, Result};
 use crate::log::Partition;
 
 impl Consumer {
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        self.broker.topic(topic)?.partition(partition)
+        self.backend.partition(topic, partition)
     }
 
     /// Where to start on a partition without a position (or whose position left the log).
@@ -77,9 +78,17 @@ impl Consumer {
                 break;
             }
             let (topic, partition) = &partitions[(start + i) % count];
-            let resolved = self.resolve(topic, *partition)?;
+            // A partition whose leader (or the group's coordinator) is moving is skipped
+            // this time; the next fetch asks for the new one.
+            let resolved = match self.resolve(topic, *partition) {
+                Err(e) if is_moving(&e) => continue,
+                other => other?,
+            };
             let mut position = resolved;
-            let p = self.partition(topic, *partition)?;
+            let p = match self.partition(topic, *partition) {
+                Err(e) if is_moving(&e) => continue,
+                other => other?,
+            };
             if position < p.log_start_offset() || position > p.log_end_offset() {
                 position = self.reset_position(topic, *partition, false)?;
             }

@@ -19,6 +19,7 @@
 //! `max.poll.interval.ms`) calls `on_partitions_lost` and joins afresh.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Consumer, Membership};
@@ -42,6 +43,8 @@ enum Step {
     Continue,
     /// Stop for this poll (Stable, or waiting past the deadline).
     Done,
+    /// The coordinator moved: find it again, then go on.
+    FindCoordinator,
 }
 
 #[derive(Clone, Copy)]
@@ -63,6 +66,9 @@ impl Consumer {
             match self.join_step(deadline)? {
                 Step::Done => return Ok(()),
                 Step::Continue => {}
+                Step::FindCoordinator => {
+                    self.find_coordinator();
+                }
                 Step::Callback(which, partitions) => self.fire(which, &partitions),
             }
         }
@@ -86,17 +92,34 @@ impl Consumer {
     }
 
     fn join_step(&self, deadline: Instant) -> Result<Step> {
-        let Some(service) = &self.service else {
+        let Some(coordinator) = self.coordinator() else {
+            if self.config.group_id.is_some() && Instant::now() < deadline {
+                // No coordinator yet (a cluster electing one): wait a little, look again.
+                std::thread::sleep(crate::group::service::WAIT_STEP);
+                return Ok(Step::FindCoordinator);
+            }
             return Ok(Step::Done);
         };
+        let (service, registration) = (&coordinator.service, coordinator.registration);
         let group = self.group_id()?.to_owned();
-        let rejoin = service.polled(self.registration);
+        let rejoin = service.polled(registration);
+        if rejoin == Some(Rejoin::Coordinator) {
+            // The coordinator moved: a Stable member keeps its partitions and goes on at the
+            // new one (found now, or on a later poll while none is ready).
+            let found = self.find_coordinator();
+            if found.is_some_and(|c| !Arc::ptr_eq(&c.service, service)) {
+                return Ok(Step::Continue);
+            }
+            // Not ready yet: keep fetching this poll, ask again on the next.
+            service.clear_rejoin(registration, Rejoin::Coordinator);
+            return Ok(Step::Done);
+        }
         let mut inner = self.inner.lock();
         let membership = inner.membership;
         let reason = rejoin.or(inner.rejoin_needed.then_some(Rejoin::Rebalance));
         if let (Membership::Stable, Some(reason)) = (membership, reason) {
             inner.rejoin_needed = false;
-            service.set_live(self.registration, None);
+            service.set_live(registration, None);
             if reason == Rejoin::Lost {
                 let lost = std::mem::take(&mut inner.assignment);
                 inner.positions.clear();
@@ -220,7 +243,7 @@ impl Consumer {
                 inner.membership = Membership::Stable;
                 let now = service.now_ms();
                 service.set_live(
-                    self.registration,
+                    registration,
                     Some(Liveness {
                         group_id: group.clone(),
                         member_id: inner.member_id.clone(),
@@ -362,12 +385,13 @@ impl Consumer {
             GroupError::CoordinatorNotAvailable
             | GroupError::NotCoordinator
             | GroupError::UnknownServerError => {
-                if let Some(service) = &self.service {
-                    service.idle(deadline);
+                if let Some(c) = self.coordinator.lock().clone() {
+                    c.service.idle(deadline);
                 }
                 if Instant::now() >= deadline {
                     return Ok(Step::Done);
                 }
+                return Ok(Step::FindCoordinator);
             }
             error => {
                 return Err(Error::Group {
@@ -398,8 +422,8 @@ impl Consumer {
             .collect();
         let mut partitions_per_topic = BTreeMap::new();
         for topic in members.iter().flat_map(|m| m.topics.iter()) {
-            if let Ok(t) = self.broker.topic(topic) {
-                partitions_per_topic.insert(topic.clone(), t.partition_count());
+            if let Ok(count) = self.backend.partition_count(topic) {
+                partitions_per_topic.insert(topic.clone(), count);
             }
         }
         Ok(assignor

@@ -5,9 +5,12 @@
 //!
 //! Files: `config.rs` ([`ConsumerConfig`], [`AutoOffsetReset`], [`RebalanceListener`]),
 //! `record.rs` ([`ConsumerRecord`]), `membership.rs` (join / sync / rebalance inside
-//! `poll`), `fetch.rs` (positions and reads). The group coordinator runs in the broker's
-//! group service (`group/service.rs`).
+//! `poll`), `fetch.rs` (positions and reads), `backend.rs` (a broker or a cluster). The
+//! group coordinator runs in a group service (`group/service.rs`): the broker's, or on a
+//! cluster the one of the broker leading the group's `__consumer_offsets` partition, found
+//! again whenever it answers that it is not (or no longer) the coordinator.
 
+pub(crate) mod backend;
 mod config;
 mod fetch;
 mod membership;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::broker::{Broker, BrokerHandle};
+use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::group::RebalanceProtocol;
 use crate::group::coordinator::{LeaveGroupRequest, OffsetCommit, OffsetCommitRequest, Response};
@@ -28,7 +31,16 @@ use crate::group::service::GroupService;
 pub use config::{AutoOffsetReset, ConsumerConfig, RebalanceListener};
 pub use record::ConsumerRecord;
 
+use backend::{Backend, BrokerBackend, is_coordinator_error};
 use config::SharedListener;
+
+/// The group service coordinating the consumer's group, and the consumer's registration
+/// with it (its id for the heartbeat duty).
+#[derive(Debug, Clone)]
+pub(crate) struct Coordinator {
+    service: Arc<GroupService>,
+    registration: u64,
+}
 
 /// Where a consumer is in its group's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +123,11 @@ impl Inner {
 /// ```
 pub struct Consumer {
     config: ConsumerConfig,
-    broker: BrokerHandle,
-    /// The broker's group service; `None` for a consumer without a group id.
-    service: Option<Arc<GroupService>>,
-    /// This consumer's id with the group service (for its heartbeat duty).
-    registration: u64,
+    /// The broker or cluster it reads from.
+    backend: Arc<dyn Backend>,
+    /// The group's coordinator; `None` for a consumer without a group id, or while a
+    /// cluster has none to offer.
+    coordinator: Mutex<Option<Coordinator>>,
     /// Eager or cooperative, from the configured assignors.
     protocol: RebalanceProtocol,
     listener: Option<SharedListener>,
@@ -142,13 +154,31 @@ impl Broker {
             Some(_) => Some(self.group_service()?),
             None => None,
         };
-        let registration = service.as_ref().map_or(0, |s| s.token());
-        let now = service.as_ref().map_or(0, |s| s.now_ms());
-        Ok(Consumer {
-            listener: config.listener(),
+        let backend = BrokerBackend {
             broker: self.handle(),
             service,
-            registration,
+        };
+        Consumer::with_backend(config, Arc::new(backend))
+    }
+}
+
+impl Consumer {
+    /// A consumer over `backend` (a broker or a cluster); `config` is validated first.
+    pub(crate) fn with_backend(config: ConsumerConfig, backend: Arc<dyn Backend>) -> Result<Self> {
+        config.validate()?;
+        let service = match config.group_id.as_deref() {
+            Some(group) => Some(backend.group_service(group)?),
+            None => None,
+        };
+        let now = service.as_ref().map_or(0, |s| s.now_ms());
+        let coordinator = service.map(|service| Coordinator {
+            registration: service.token(),
+            service,
+        });
+        Ok(Consumer {
+            listener: config.listener(),
+            backend,
+            coordinator: Mutex::new(coordinator),
             protocol: config.rebalance_protocol(),
             inner: Mutex::new(Inner {
                 mode: Mode::None,
@@ -172,6 +202,54 @@ impl Consumer {
     /// The settings.
     pub fn config(&self) -> &ConsumerConfig {
         &self.config
+    }
+
+    /// The group's coordinator: the one known, else found afresh (`None` without a group
+    /// id, or while none can be found).
+    fn coordinator(&self) -> Option<Coordinator> {
+        if let Some(known) = self.coordinator.lock().clone() {
+            return Some(known);
+        }
+        self.find_coordinator()
+    }
+
+    /// Looks the group's coordinator up again (it said it is not the coordinator, or its
+    /// broker stopped). When it moved, the consumer's heartbeat duty moves along with its
+    /// member id and generation (the new coordinator loaded the group from
+    /// `__consumer_offsets`), and a JoinGroup or SyncGroup still waiting at the old one is
+    /// dropped: the next poll joins again. When no coordinator can be found, the known one
+    /// is kept.
+    fn find_coordinator(&self) -> Option<Coordinator> {
+        let group = self.config.group_id.as_deref()?;
+        let Ok(service) = self.backend.group_service(group) else {
+            return self.coordinator.lock().clone();
+        };
+        let mut slot = self.coordinator.lock();
+        if let Some(known) = &*slot
+            && Arc::ptr_eq(&known.service, &service)
+        {
+            return Some(known.clone());
+        }
+        let found = Coordinator {
+            registration: service.token(),
+            service,
+        };
+        let old = slot.replace(found.clone());
+        drop(slot);
+        if let Some(old) = old {
+            if let Some(mut live) = old.service.take_live(old.registration) {
+                live.rejoin = live
+                    .rejoin
+                    .filter(|r| *r != crate::group::service::Rejoin::Coordinator);
+                found.service.set_live(found.registration, Some(live));
+            }
+            let mut inner = self.inner.lock();
+            if let Membership::Joining(t) | Membership::Syncing(t) = inner.membership {
+                old.service.forget(t);
+                inner.membership = Membership::Unjoined;
+            }
+        }
+        Some(found)
     }
 
     fn group_id(&self) -> Result<&str> {
@@ -221,7 +299,7 @@ impl Consumer {
     /// [`Consumer::subscribe`].
     pub fn assign(&self, partitions: &[(&str, u32)]) -> Result<()> {
         for (topic, partition) in partitions {
-            self.broker.topic(topic)?.partition(*partition)?;
+            self.check_partition(topic, *partition)?;
         }
         let mut inner = self.inner.lock();
         Self::check_open(&inner)?;
@@ -279,8 +357,8 @@ impl Consumer {
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
             }
-            match &self.service {
-                Some(service) => service.idle(deadline),
+            match self.coordinator() {
+                Some(c) => c.service.idle(deadline),
                 None => std::thread::sleep(
                     deadline
                         .saturating_duration_since(Instant::now())
@@ -323,11 +401,35 @@ impl Consumer {
         self.send_commit(&group, &list)
     }
 
+    /// Checks that `partition` of `topic` exists ([`Error::UnknownTopic`],
+    /// [`Error::UnknownPartition`]).
+    fn check_partition(&self, topic: &str, partition: u32) -> Result<()> {
+        let partitions = self.backend.partition_count(topic)?;
+        if partition >= partitions {
+            return Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions,
+            });
+        }
+        Ok(())
+    }
+
     /// Validates and sends an OffsetCommit (as a member when Stable, else as a simple
-    /// group).
+    /// group). A coordinator that moved is found again and the commit retried, for up to
+    /// `default.api.timeout.ms`.
     fn send_commit(&self, group: &str, offsets: &[((String, u32), u64)]) -> Result<()> {
+        let deadline = Instant::now() + self.config.default_api_timeout;
         for ((topic, partition), offset) in offsets {
-            let p = self.broker.topic(topic)?.partition(*partition)?;
+            self.check_partition(topic, *partition)?;
+            let p = loop {
+                match self.backend.partition(topic, *partition) {
+                    Err(e) if backend::is_moving(&e) && Instant::now() < deadline => {
+                        std::thread::sleep(crate::group::service::WAIT_STEP);
+                    }
+                    other => break other?,
+                }
+            };
             let log_end = p.log_end_offset();
             if *offset > log_end {
                 return Err(Error::OffsetOutOfRange {
@@ -340,10 +442,33 @@ impl Consumer {
         if offsets.is_empty() {
             return Ok(());
         }
-        let Some(service) = &self.service else {
-            return Err(Error::IllegalConsumerState {
-                reason: "the consumer has no group id".into(),
-            });
+        self.group_id()?;
+        let failed = |error| Error::Group {
+            group: group.to_owned(),
+            operation: "commit",
+            error,
+        };
+        loop {
+            let error = match self.try_commit(group, offsets) {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if !is_coordinator_error(error) || Instant::now() >= deadline {
+                return Err(failed(error));
+            }
+            std::thread::sleep(crate::group::service::WAIT_STEP);
+            self.find_coordinator();
+        }
+    }
+
+    /// One OffsetCommit to the current coordinator: the first partition's error, if any.
+    fn try_commit(
+        &self,
+        group: &str,
+        offsets: &[((String, u32), u64)],
+    ) -> std::result::Result<(), crate::group::GroupError> {
+        let Some(coordinator) = self.coordinator() else {
+            return Err(crate::group::GroupError::CoordinatorNotAvailable);
         };
         let (member_id, generation) = {
             let inner = self.inner.lock();
@@ -370,31 +495,29 @@ impl Consumer {
                 })
                 .collect(),
         };
-        let response = service.call(|c, now, to| c.commit_offsets(now, to, req));
-        let failed = |error| Error::Group {
-            group: group.to_owned(),
-            operation: "commit",
-            error,
-        };
+        let response = coordinator
+            .service
+            .call(|c, now, to| c.commit_offsets(now, to, req));
         match response {
-            Some(Response::Commit(r)) => {
-                if let Some((_, Err(error))) = r.partitions.iter().find(|(_, r)| r.is_err()) {
-                    return Err(failed(*error));
-                }
-                Ok(())
-            }
-            _ => Err(failed(crate::group::GroupError::UnknownServerError)),
+            Some(Response::Commit(r)) => match r.partitions.iter().find(|(_, r)| r.is_err()) {
+                Some((_, Err(error))) => Err(*error),
+                _ => Ok(()),
+            },
+            _ => Err(crate::group::GroupError::UnknownServerError),
         }
     }
 
     fn maybe_auto_commit(&self) {
-        let (Some(service), Some(group)) = (&self.service, self.config.group_id.as_deref()) else {
+        let Some(group) = self.config.group_id.as_deref() else {
             return;
         };
         if !self.config.enable_auto_commit {
             return;
         }
-        let now = service.now_ms();
+        let Some(coordinator) = self.coordinator() else {
+            return;
+        };
+        let now = coordinator.service.now_ms();
         let interval =
             i64::try_from(self.config.auto_commit_interval.as_millis()).unwrap_or(i64::MAX);
         let positions = {
@@ -410,24 +533,55 @@ impl Consumer {
     }
 
     /// The committed offset of a partition for this consumer's group (`None` if none).
+    /// A coordinator that moved is found again, for up to `default.api.timeout.ms`.
     pub fn committed(&self, topic: &str, partition: u32) -> Result<Option<u64>> {
         let group = self.group_id()?;
-        let Some(service) = &self.service else {
-            return Ok(None);
-        };
+        let deadline = Instant::now() + self.config.default_api_timeout;
         let tp = [(topic.to_owned(), partition)];
-        let fetched = service
-            .read(|c| c.fetch_offsets(group, Some(&tp)))
-            .map_err(|error| Error::Group {
-                group: group.to_owned(),
-                operation: "fetch offsets",
-                error,
-            })?;
-        Ok(fetched
-            .into_iter()
-            .next()
-            .and_then(|(_, o)| o)
-            .map(|o| o.offset))
+        let mut ticked = false;
+        loop {
+            let Some(coordinator) = self.coordinator() else {
+                if Instant::now() >= deadline {
+                    return Err(Error::Group {
+                        group: group.to_owned(),
+                        operation: "fetch offsets",
+                        error: crate::group::GroupError::CoordinatorNotAvailable,
+                    });
+                }
+                std::thread::sleep(crate::group::service::WAIT_STEP);
+                continue;
+            };
+            let fetched = coordinator
+                .service
+                .read(|c| c.fetch_offsets(group, Some(&tp)));
+            match fetched {
+                Ok(fetched) => {
+                    return Ok(fetched
+                        .into_iter()
+                        .next()
+                        .and_then(|(_, o)| o)
+                        .map(|o| o.offset));
+                }
+                Err(error) if is_coordinator_error(error) && Instant::now() < deadline => {
+                    // A cluster node's service takes over the partitions it came to lead
+                    // when it next runs: run it and ask again, else look again.
+                    if !std::mem::replace(&mut ticked, true) {
+                        coordinator.service.tick();
+                        continue;
+                    }
+                    ticked = false;
+                    std::thread::sleep(crate::group::service::WAIT_STEP);
+                    self.find_coordinator();
+                }
+                Err(error) => {
+                    return Err(Error::Group {
+                        group: group.to_owned(),
+                        operation: "fetch offsets",
+                        error,
+                    });
+                }
+            }
+        }
     }
 
     /// Leaves the group at once (after an auto-commit and the revoked callback with every
@@ -463,10 +617,18 @@ impl Consumer {
         if was_member {
             self.fire_revoked(&revoked);
         }
+        let coordinator = self.coordinator.lock().clone();
         let mut inner = self.inner.lock();
         inner.closed = true;
-        if let (Some(service), Some(group)) = (&self.service, self.config.group_id.as_deref()) {
-            service.set_live(self.registration, None);
+        if let (
+            Some(Coordinator {
+                service,
+                registration,
+            }),
+            Some(group),
+        ) = (coordinator, self.config.group_id.as_deref())
+        {
+            service.set_live(registration, None);
             if let Membership::Joining(t) | Membership::Syncing(t) = inner.membership {
                 service.forget(t);
             }

@@ -13,8 +13,14 @@
 //! it heartbeats every `heartbeat_interval_ms` while the consumer keeps polling, and sends
 //! LeaveGroup once the consumer has not polled for `max.poll.interval.ms`; the consumer
 //! learns on its next poll that it must rejoin.
+//!
+//! On a cluster node the service coordinates only the `__consumer_offsets` partitions the
+//! node leads ([`Ownership`]): each call first compares them with what it holds, loads the
+//! groups of a partition it took over from that partition's log, and unloads those of a
+//! partition it lost, whose members then get `NotCoordinator` and look for the new
+//! coordinator ([`Rejoin::Coordinator`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,27 @@ pub(crate) enum Rejoin {
     /// The member is out of the group (left for missing `max.poll.interval.ms`, expired,
     /// fenced): its partitions are lost.
     Lost,
+    /// The coordinator moved (`NotCoordinator`, `CoordinatorNotAvailable`): the member
+    /// finds the new one and goes on there with its member id and generation.
+    Coordinator,
+}
+
+/// Which `__consumer_offsets` partitions a service may coordinate (a cluster node's).
+pub(crate) trait Ownership: Send + Sync + std::fmt::Debug {
+    /// The partitions led here, each with its leader epoch and whether its log is ready
+    /// to load: its high watermark has reached its log end, so a load replays every
+    /// acknowledged write (a new leader's high watermark catches up once its followers
+    /// fetch).
+    fn led_partitions(&self) -> BTreeMap<u32, Led>;
+}
+
+/// A `__consumer_offsets` partition led by a cluster node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Led {
+    /// The leader epoch it is led in.
+    pub epoch: i32,
+    /// Whether its high watermark has reached its log end.
+    pub caught_up: bool,
 }
 
 #[derive(Debug)]
@@ -64,12 +91,17 @@ struct State {
     forgotten: HashSet<u64>,
     next_token: u64,
     live: HashMap<u64, Liveness>,
+    /// A cluster node's loaded `__consumer_offsets` partitions and the leader epoch each
+    /// was loaded in.
+    loaded: BTreeMap<u32, i32>,
 }
 
 /// The coordinator, its store and the mailboxes of waiting callers.
 #[derive(Debug)]
 pub(crate) struct GroupService {
     store: OffsetsStore,
+    /// `None`: a single broker's service, owning every partition.
+    owner: Option<Arc<dyn Ownership>>,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     replied: Condvar,
@@ -85,8 +117,32 @@ impl GroupService {
         config.offsets_topic_partitions = store.partition_count();
         let mut coordinator = GroupCoordinator::new(config)?;
         coordinator.load_from(clock.now_ms(), &store);
-        Ok(Self {
+        Ok(Self::build(store, coordinator, clock, None))
+    }
+
+    /// A cluster node's service: it owns no partition until `owner` reports one ready,
+    /// then loads that partition's groups from `store` (S18).
+    pub(crate) fn with_owner(
+        store: OffsetsStore,
+        mut config: CoordinatorConfig,
+        clock: Arc<dyn Clock>,
+        owner: Arc<dyn Ownership>,
+    ) -> Result<Self> {
+        config.offsets_topic_partitions = store.partition_count();
+        let mut coordinator = GroupCoordinator::new(config)?;
+        coordinator.set_owned_partitions([]);
+        Ok(Self::build(store, coordinator, clock, Some(owner)))
+    }
+
+    fn build(
+        store: OffsetsStore,
+        coordinator: GroupCoordinator,
+        clock: Arc<dyn Clock>,
+        owner: Option<Arc<dyn Ownership>>,
+    ) -> Self {
+        Self {
             store,
+            owner,
             clock,
             state: Mutex::new(State {
                 coordinator,
@@ -94,9 +150,10 @@ impl GroupService {
                 forgotten: HashSet::new(),
                 next_token: 0,
                 live: HashMap::new(),
+                loaded: BTreeMap::new(),
             }),
             replied: Condvar::new(),
-        })
+        }
     }
 
     /// The `__consumer_offsets` store.
@@ -212,6 +269,21 @@ impl GroupService {
         };
     }
 
+    /// Clears consumer `id`'s reason to rejoin if it is `reason`.
+    pub(crate) fn clear_rejoin(&self, id: u64, reason: Rejoin) {
+        if let Some(live) = self.state.lock().live.get_mut(&id)
+            && live.rejoin == Some(reason)
+        {
+            live.rejoin = None;
+        }
+    }
+
+    /// Removes consumer `id`'s membership from the heartbeat duty, returning it (a consumer
+    /// moving to a new coordinator takes it along).
+    pub(crate) fn take_live(&self, id: u64) -> Option<Liveness> {
+        self.state.lock().live.remove(&id)
+    }
+
     /// Consumer `id` polls: checks `max.poll.interval.ms` first (a late poll finds the
     /// member gone), then records the poll. Returns why it must rejoin, if it must.
     pub(crate) fn polled(&self, id: u64) -> Option<Rejoin> {
@@ -254,6 +326,7 @@ impl GroupService {
     /// Fires due timers, heartbeats for members that keep polling, and removes members
     /// that stopped polling for longer than their `max.poll.interval.ms`.
     fn maintain(&self, state: &mut MutexGuard<'_, State>, now: i64) {
+        self.sync_ownership(state, now);
         let out = state.coordinator.tick(now);
         self.drive(state, now, out);
         let ids: Vec<u64> = state.live.keys().copied().collect();
@@ -285,6 +358,40 @@ impl GroupService {
         }
     }
 
+    /// Loads the groups of partitions that became ready here and unloads those of
+    /// partitions no longer led here (a cluster node's service only).
+    fn sync_ownership(&self, state: &mut MutexGuard<'_, State>, now: i64) {
+        let Some(owner) = &self.owner else {
+            return;
+        };
+        let led = owner.led_partitions();
+        // Still led in the epoch it was loaded in: keep; anything else: unload.
+        let lost: Vec<u32> = state
+            .loaded
+            .iter()
+            .filter(|(p, epoch)| led.get(p).is_none_or(|l| l.epoch != **epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in lost {
+            state.loaded.remove(&partition);
+            let out = state.coordinator.unload_partition(partition);
+            self.store.unload_partition(partition);
+            self.drive(state, now, out);
+        }
+        for (partition, l) in led {
+            if !l.caught_up || state.loaded.contains_key(&partition) {
+                continue;
+            }
+            // A partition whose log cannot be read now is tried again at the next call.
+            if self.store.load_partition(partition).is_ok() {
+                state
+                    .coordinator
+                    .load_partition(now, &self.store, partition);
+                state.loaded.insert(partition, l.epoch);
+            }
+        }
+    }
+
     /// Heartbeats for consumer `id`; a rebalance or an error marks it for rejoining.
     fn heartbeat(&self, state: &mut MutexGuard<'_, State>, id: u64, now: i64) {
         let Some(live) = state.live.get(&id) else {
@@ -308,6 +415,11 @@ impl GroupService {
             match result {
                 Some(Response::Heartbeat(Err(GroupError::RebalanceInProgress))) => {
                     l.rejoin.get_or_insert(Rejoin::Rebalance);
+                }
+                Some(Response::Heartbeat(Err(
+                    GroupError::NotCoordinator | GroupError::CoordinatorNotAvailable,
+                ))) => {
+                    l.rejoin.get_or_insert(Rejoin::Coordinator);
                 }
                 Some(Response::Heartbeat(Err(_))) => l.rejoin = Some(Rejoin::Lost),
                 _ => {}

@@ -432,9 +432,74 @@ impl GroupCoordinator {
     /// Loads every group of `store` (see [`GroupCoordinator::load_group`]) whose partition
     /// this coordinator owns; returns how many groups were loaded.
     pub fn load_from(&mut self, now_ms: i64, store: &OffsetsStore) -> usize {
+        self.load_where(now_ms, store, |_| true)
+    }
+
+    /// Takes on `__consumer_offsets` partition `partition` (a broker that became its
+    /// leader): adds it to the owned partitions and loads its groups from `store` (which
+    /// must have replayed it, [`OffsetsStore::load_partition`]); groups of other partitions
+    /// are left as they are. Returns how many groups were loaded.
+    pub fn load_partition(&mut self, now_ms: i64, store: &OffsetsStore, partition: u32) -> usize {
+        if let Some(owned) = &mut self.owned_partitions {
+            owned.insert(partition);
+        }
+        let partitions = self.config.offsets_topic_partitions;
+        self.load_where(now_ms, store, |group| {
+            partition_for_group(group, partitions) == partition
+        })
+    }
+
+    /// Gives up `__consumer_offsets` partition `partition` (its leadership moved): its
+    /// groups are dropped, requests for them get `NotCoordinator` from now on, and members
+    /// waiting for a JoinGroup or SyncGroup answer are answered with `NotCoordinator` so
+    /// they look for the new coordinator (Kafka's `removeGroupsForPartition`).
+    pub fn unload_partition(&mut self, partition: u32) -> Vec<Output> {
+        let owned = self
+            .owned_partitions
+            .get_or_insert_with(|| (0..self.config.offsets_topic_partitions).collect());
+        owned.remove(&partition);
+        let partitions = self.config.offsets_topic_partitions;
+        let gone: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| partition_for_group(g, partitions) == partition)
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for group_id in gone {
+            let Some(group) = self.groups.remove(&group_id) else {
+                continue;
+            };
+            for member in group.members.values() {
+                if let Some(to) = member.awaiting_join {
+                    let response =
+                        JoinGroupResponse::failed(&member.id, GroupError::NotCoordinator);
+                    out.push(reply(to, Response::Join(response)));
+                }
+                if let Some(to) = member.awaiting_sync {
+                    let response = SyncGroupResponse::failed(GroupError::NotCoordinator);
+                    out.push(reply(to, Response::Sync(response)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The `__consumer_offsets` partitions this coordinator owns (`None`: all of them).
+    pub fn owned_partitions(&self) -> Option<&BTreeSet<u32>> {
+        self.owned_partitions.as_ref()
+    }
+
+    /// Loads the groups of `store` that this coordinator owns and `filter` accepts.
+    fn load_where(
+        &mut self,
+        now_ms: i64,
+        store: &OffsetsStore,
+        filter: impl Fn(&str) -> bool,
+    ) -> usize {
         let mut loaded = 0;
         for group_id in store.groups() {
-            if self.check_group_id(&group_id).is_err() {
+            if !filter(&group_id) || self.check_group_id(&group_id).is_err() {
                 continue;
             }
             let metadata = store.group(&group_id);

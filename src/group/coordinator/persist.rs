@@ -81,7 +81,34 @@ impl AppendError {
                 AppendError::MessageTooLarge
             }
             Error::Corrupt { .. } | Error::InvalidBatch { .. } => AppendError::CorruptMessage,
+            // A cluster node's append as the partition's leader (acks=all).
+            Error::Produce { error, .. } => Self::from_replica_error(*error),
+            Error::LeaderNotAvailable { .. } | Error::BrokerStopped { .. } => {
+                AppendError::NotLeaderOrFollower
+            }
             _ => AppendError::Other,
+        }
+    }
+
+    /// Classifies a replica's produce error (Kafka's mapping in `GroupMetadataManager`:
+    /// a timed-out replication is `NotEnoughReplicasAfterAppend`'s kin, the coordinator is
+    /// not available).
+    pub fn from_replica_error(error: crate::replication::ReplicaError) -> Self {
+        use crate::replication::ReplicaError as R;
+        match error {
+            R::NotLeaderOrFollower { .. } | R::FencedLeaderEpoch | R::UnknownLeaderEpoch => {
+                AppendError::NotLeaderOrFollower
+            }
+            R::UnknownTopicOrPartition => AppendError::UnknownTopicOrPartition,
+            R::NotEnoughReplicas => AppendError::NotEnoughReplicas,
+            R::NotEnoughReplicasAfterAppend | R::RequestTimedOut => {
+                AppendError::NotEnoughReplicasAfterAppend
+            }
+            R::MessageTooLarge => AppendError::MessageTooLarge,
+            R::CorruptMessage => AppendError::CorruptMessage,
+            R::OffsetOutOfRange | R::InvalidRequiredAcks | R::StorageError | R::InvalidRequest => {
+                AppendError::Other
+            }
         }
     }
 

@@ -107,6 +107,16 @@ impl Cache {
         self.groups.keys().map(String::as_str)
     }
 
+    /// Keeps only the groups whose id passes `keep`.
+    pub(super) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.groups.retain(|group, _| keep(group));
+    }
+
+    /// Adds `other`'s groups (replacing any held under the same id).
+    pub(super) fn merge(&mut self, other: Cache) {
+        self.groups.extend(other.groups);
+    }
+
     /// How many groups and committed offsets the cache holds.
     pub(super) fn counts(&self) -> (usize, usize) {
         let offsets = self.groups.values().map(GroupEntry::offset_count).sum();

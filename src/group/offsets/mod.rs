@@ -23,6 +23,7 @@ mod expiry;
 mod group_value;
 mod hash;
 mod key;
+mod log;
 mod record;
 mod store;
 mod wire;
@@ -36,5 +37,6 @@ pub use group_value::{
 };
 pub use hash::{java_string_hash_code, partition_for_group};
 pub use key::{GROUP_METADATA_KEY_VERSION, OFFSET_COMMIT_KEY_VERSION, OffsetsKey};
+pub(crate) use log::OffsetsLog;
 pub use record::OffsetsRecord;
 pub use store::{ExpiryReport, LoadReport, OffsetsStore, validate_group_id};

@@ -16,6 +16,7 @@ use super::config::{CONSUMER_OFFSETS_TOPIC, MAX_GROUP_ID_BYTES, OffsetsConfig};
 use super::error::RecordFormatError;
 use super::expiry::{GroupActivity, expired_offsets};
 use super::hash::partition_for_group;
+use super::log::OffsetsLog;
 use super::{GroupMetadata, OffsetAndMetadata, OffsetsRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
@@ -49,7 +50,10 @@ use crate::topic::{Topic, validate_topic_name};
 /// ```
 #[derive(Debug)]
 pub struct OffsetsStore {
-    topic: Arc<Topic>,
+    /// The broker's topic, for a store opened on a [`Broker`] (a cluster node's store has
+    /// none: it appends through the node's replica manager).
+    topic: Option<Arc<Topic>>,
+    log: Arc<dyn OffsetsLog>,
     config: OffsetsConfig,
     /// The topic's partition count when the store opened: groups are placed by it.
     partitions: u32,
@@ -123,15 +127,24 @@ impl OffsetsStore {
             Err(e) => return Err(e),
         };
         let partitions = topic.partition_count().max(1);
-        let store = Self {
-            topic,
+        let mut store = Self::over(Arc::new(topic.clone()), partitions, config);
+        store.topic = Some(topic);
+        store.load()?;
+        Ok(store)
+    }
+
+    /// A store over `log` with `partitions` partitions and nothing loaded: a cluster node
+    /// replays only the partitions it leads ([`OffsetsStore::load_partition`]).
+    pub(crate) fn over(log: Arc<dyn OffsetsLog>, partitions: u32, config: OffsetsConfig) -> Self {
+        let partitions = partitions.max(1);
+        Self {
+            topic: None,
+            log,
             config,
             partitions,
             cache: RwLock::new(Cache::default()),
             locks: (0..partitions).map(|_| Mutex::new(())).collect(),
-        };
-        store.load()?;
-        Ok(store)
+        }
     }
 
     /// The settings the store was opened with.
@@ -139,9 +152,10 @@ impl OffsetsStore {
         &self.config
     }
 
-    /// The `__consumer_offsets` topic.
-    pub fn topic(&self) -> &Arc<Topic> {
-        &self.topic
+    /// The `__consumer_offsets` topic of the broker the store was opened on (`None` for
+    /// a cluster node's store, whose partitions are replicas).
+    pub fn topic(&self) -> Option<&Arc<Topic>> {
+        self.topic.as_ref()
     }
 
     /// How many partitions `__consumer_offsets` has (groups are spread over them).
@@ -162,32 +176,73 @@ impl OffsetsStore {
         let mut cache = Cache::default();
         let mut report = LoadReport::default();
         for index in 0..self.partitions {
-            let partition = self.topic.partition(index)?;
-            for record in partition.read_from(partition.log_start_offset())? {
-                let record = record?;
-                let Some(key) = record.key() else {
-                    report.skipped += 1;
-                    continue;
-                };
-                match OffsetsRecord::decode(key, record.value()) {
-                    Ok(decoded) => {
-                        cache.apply(decoded);
-                        report.records += 1;
-                    }
-                    Err(RecordFormatError::UnknownKeyVersion { .. }) => report.skipped += 1,
-                    Err(source) => {
-                        return Err(Error::InvalidOffsetsRecord {
-                            partition: index,
-                            offset: record.offset(),
-                            source,
-                        });
-                    }
-                }
-            }
+            self.replay(index, &mut cache, &mut report)?;
         }
         (report.groups, report.offsets) = cache.counts();
         *self.cache.write() = cache;
         Ok(report)
+    }
+
+    /// Replays one partition (a cluster node that became its leader): its groups in the
+    /// cache are replaced by what its log holds up to the high watermark; other
+    /// partitions' groups are untouched. On error the cache is left as it was.
+    pub fn load_partition(&self, partition: u32) -> Result<LoadReport> {
+        let _lock = self.lock_checked(partition)?;
+        let mut loaded = Cache::default();
+        let mut report = LoadReport::default();
+        self.replay(partition, &mut loaded, &mut report)?;
+        (report.groups, report.offsets) = loaded.counts();
+        let mut cache = self.cache.write();
+        cache.retain(|group| partition_for_group(group, self.partitions) != partition);
+        cache.merge(loaded);
+        Ok(report)
+    }
+
+    /// Forgets the groups of `partition` (a cluster node that stopped leading it).
+    pub fn unload_partition(&self, partition: u32) {
+        let Ok(_lock) = self.lock_checked(partition) else {
+            return;
+        };
+        let mut cache = self.cache.write();
+        cache.retain(|group| partition_for_group(group, self.partitions) != partition);
+    }
+
+    /// Applies partition `index`'s records, from its log start to its high watermark.
+    fn replay(&self, index: u32, cache: &mut Cache, report: &mut LoadReport) -> Result<()> {
+        let partition = self.log.partition(index)?;
+        for record in partition.read_from(partition.log_start_offset())? {
+            let record = record?;
+            let Some(key) = record.key() else {
+                report.skipped += 1;
+                continue;
+            };
+            match OffsetsRecord::decode(key, record.value()) {
+                Ok(decoded) => {
+                    cache.apply(decoded);
+                    report.records += 1;
+                }
+                Err(RecordFormatError::UnknownKeyVersion { .. }) => report.skipped += 1,
+                Err(source) => {
+                    return Err(Error::InvalidOffsetsRecord {
+                        partition: index,
+                        offset: record.offset(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock_checked(&self, partition: u32) -> Result<MutexGuard<'_, ()>> {
+        match self.locks.get(partition as usize) {
+            Some(lock) => Ok(lock.lock()),
+            None => Err(Error::UnknownPartition {
+                topic: CONSUMER_OFFSETS_TOPIC.to_owned(),
+                partition,
+                partitions: self.partitions,
+            }),
+        }
     }
 
     /// Commits offsets of `group`: one record per `(topic, partition, offset)`, appended as
@@ -418,7 +473,7 @@ impl OffsetsStore {
             .iter()
             .map(OffsetsRecord::to_record)
             .collect::<Result<Vec<Record>, RecordFormatError>>()?;
-        let range = self.topic.partition(partition)?.append_records(&encoded)?;
+        let range = self.log.append(partition, &encoded)?;
         let mut cache = self.cache.write();
         for record in records {
             cache.apply(record);
@@ -468,7 +523,7 @@ impl OffsetsStore {
         };
         match self.append_locked(partition, records)? {
             Some(offset) => Ok(offset),
-            None => Ok(self.topic.partition(partition)?.log_end_offset()),
+            None => Ok(self.log.partition(partition)?.log_end_offset()),
         }
     }
 }
