@@ -538,7 +538,6 @@ impl Consumer {
         let group = self.group_id()?;
         let deadline = Instant::now() + self.config.default_api_timeout;
         let tp = [(topic.to_owned(), partition)];
-        let mut ticked = false;
         loop {
             let Some(coordinator) = self.coordinator() else {
                 if Instant::now() >= deadline {
@@ -553,7 +552,7 @@ impl Consumer {
             };
             let fetched = coordinator
                 .service
-                .read(|c| c.fetch_offsets(group, Some(&tp)));
+                .read_current(|c| c.fetch_offsets(group, Some(&tp)));
             match fetched {
                 Ok(fetched) => {
                     return Ok(fetched
@@ -563,13 +562,6 @@ impl Consumer {
                         .map(|o| o.offset));
                 }
                 Err(error) if is_coordinator_error(error) && Instant::now() < deadline => {
-                    // A cluster node's service takes over the partitions it came to lead
-                    // when it next runs: run it and ask again, else look again.
-                    if !std::mem::replace(&mut ticked, true) {
-                        coordinator.service.tick();
-                        continue;
-                    }
-                    ticked = false;
                     std::thread::sleep(crate::group::service::WAIT_STEP);
                     self.find_coordinator();
                 }

@@ -214,6 +214,16 @@ impl GroupService {
         f(&self.state.lock().coordinator)
     }
 
+    /// Reads the coordinator after taking on or giving up the partitions whose
+    /// leadership changed (a cluster node's service; the same as [`GroupService::read`]
+    /// on a broker), so a stopped or deposed broker's coordinator does not answer.
+    pub(crate) fn read_current<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        let mut state = self.state.lock();
+        let now = self.now_ms();
+        self.sync_ownership(&mut state, now);
+        f(&state.coordinator)
+    }
+
     /// The answer to `token`, if it came.
     pub(crate) fn take(&self, token: u64) -> Option<Response> {
         self.state.lock().replies.remove(&token)
