@@ -273,3 +273,79 @@ fn bad_input_gives_the_brokers_typed_errors() {
         Err(Error::IllegalConsumerState { .. })
     ));
 }
+
+#[test]
+fn three_consumers_carry_on_when_the_coordinators_broker_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(cluster(dir.path()));
+    cluster
+        .create_topic(
+            "orders",
+            TopicConfig::default().partitions(6).replication_factor(3),
+        )
+        .unwrap();
+    let mut want = produce(&cluster, "orders", "a", 300);
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..3)
+        .map(|i| {
+            let (cluster, seen, done) = (cluster.clone(), seen.clone(), done.clone());
+            std::thread::spawn(move || {
+                let consumer = cluster
+                    .consumer(consumer_config("payments").client_id(format!("c{i}")))
+                    .unwrap();
+                consumer.subscribe(&["orders"]).unwrap();
+                while !done.load(Ordering::Acquire) {
+                    let records = consumer.poll(50, Duration::from_millis(100)).unwrap();
+                    if records.is_empty() {
+                        continue;
+                    }
+                    seen.lock().extend(
+                        records
+                            .iter()
+                            .map(|r| String::from_utf8(r.value().unwrap().to_vec()).unwrap()),
+                    );
+                    // A commit refused by a rebalance only means these records may come
+                    // again (at least once); the next poll rejoins.
+                    let _ = consumer.commit();
+                }
+                consumer.close().unwrap();
+            })
+        })
+        .collect();
+    let wait_for = |want: &BTreeSet<String>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen: BTreeSet<String> = seen.lock().iter().cloned().collect();
+            if want.is_subset(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "missing {}",
+                want.difference(&seen).count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(&want);
+    let old = coordinator_of(&cluster, "payments");
+    cluster.stop_broker(old).unwrap();
+    want.extend(produce(&cluster, "orders", "b", 300));
+    wait_for(&want);
+    assert_ne!(coordinator_of(&cluster, "payments"), old);
+    done.store(true, Ordering::Release);
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Committed progress covers everything: a new member finds nothing to redo.
+    let check = cluster.consumer(consumer_config("payments")).unwrap();
+    let total: u64 = committed(&check, "orders", 6)
+        .values()
+        .map(|o| o.unwrap_or(0))
+        .sum();
+    assert_eq!(total, 600, "every record's commit survived the failover");
+    let seen = seen.lock();
+    let duplicates = seen.len() - want.len();
+    assert!(duplicates <= 300, "{duplicates} duplicates");
+}
