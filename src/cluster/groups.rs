@@ -157,6 +157,12 @@ impl Backend for ClusterBackend {
         self.cluster.partition_count(topic)
     }
 
+    fn is_shut_down(&self) -> bool {
+        self.cluster
+            .shut_down
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The service of the broker leading the group's `__consumer_offsets` partition.
     fn group_service(&self, group: &str) -> Result<Arc<GroupService>> {
         let partitions = self.cluster.offsets_partitions()?;

@@ -80,6 +80,8 @@ pub(crate) struct ClusterInner {
     clock: Arc<dyn Clock>,
     env: Env,
     running: Mutex<BTreeMap<BrokerId, Running>>,
+    /// Set by [`Cluster::shutdown`] (or drop): consumers stop looking for coordinators.
+    shut_down: AtomicBool,
 }
 
 impl std::fmt::Debug for ClusterInner {
@@ -123,6 +125,7 @@ impl Cluster {
                 clock,
                 env,
                 running: Mutex::new(BTreeMap::new()),
+                shut_down: AtomicBool::new(false),
             }),
         };
         for id in 0..cluster.inner.config.brokers {
@@ -403,6 +406,7 @@ impl ClusterInner {
     }
 
     fn stop_all(&self) -> Result<()> {
+        self.shut_down.store(true, Ordering::Release);
         let running = std::mem::take(&mut *self.running.lock());
         for r in running.values() {
             r.stop.store(true, Ordering::Release);

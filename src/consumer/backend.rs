@@ -24,6 +24,11 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The group service coordinating `group` now.
     fn group_service(&self, group: &str) -> Result<Arc<GroupService>>;
+
+    /// Whether the brokers were shut down for good (a consumer stops retrying then).
+    fn is_shut_down(&self) -> bool {
+        false
+    }
 }
 
 /// A single broker: its topics, and its one group service (opened when the consumer was

@@ -424,7 +424,11 @@ impl Consumer {
             self.check_partition(topic, *partition)?;
             let p = loop {
                 match self.backend.partition(topic, *partition) {
-                    Err(e) if backend::is_moving(&e) && Instant::now() < deadline => {
+                    Err(e)
+                        if backend::is_moving(&e)
+                            && Instant::now() < deadline
+                            && !self.backend.is_shut_down() =>
+                    {
                         std::thread::sleep(crate::group::service::WAIT_STEP);
                     }
                     other => break other?,
@@ -453,7 +457,10 @@ impl Consumer {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
-            if !is_coordinator_error(error) || Instant::now() >= deadline {
+            if !is_coordinator_error(error)
+                || Instant::now() >= deadline
+                || self.backend.is_shut_down()
+            {
                 return Err(failed(error));
             }
             std::thread::sleep(crate::group::service::WAIT_STEP);
@@ -540,7 +547,7 @@ impl Consumer {
         let tp = [(topic.to_owned(), partition)];
         loop {
             let Some(coordinator) = self.coordinator() else {
-                if Instant::now() >= deadline {
+                if Instant::now() >= deadline || self.backend.is_shut_down() {
                     return Err(Error::Group {
                         group: group.to_owned(),
                         operation: "fetch offsets",
@@ -561,7 +568,11 @@ impl Consumer {
                         .and_then(|(_, o)| o)
                         .map(|o| o.offset));
                 }
-                Err(error) if is_coordinator_error(error) && Instant::now() < deadline => {
+                Err(error)
+                    if is_coordinator_error(error)
+                        && Instant::now() < deadline
+                        && !self.backend.is_shut_down() =>
+                {
                     std::thread::sleep(crate::group::service::WAIT_STEP);
                     self.find_coordinator();
                 }
