@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use streamlog::cluster::{ClusterConfig, Node, Submitted};
+use streamlog::cluster::{ClusterConfig, ElectionRecord, Node, Submitted};
 use streamlog::replication::consensus::TopicRecord;
 use streamlog::replication::controller::{Election, place_replicas};
 use streamlog::replication::messages::{ProduceRequest, ProduceResponse};
@@ -103,6 +103,12 @@ struct Sim {
     /// Who led each (partition, leader epoch).
     leaders: BTreeMap<(PartitionKey, i32), usize>,
     unreachable: BTreeSet<usize>,
+    /// The topic's `unclean.leader.election.enable`.
+    allow_unclean: bool,
+    /// Every election the controllers made, oldest first.
+    elections: Vec<ElectionRecord>,
+    /// Acked records an unclean election lost (expected, counted).
+    unclean_lost: u64,
     disk_full: bool,
     next_value: u64,
     step: u64,
@@ -168,6 +174,9 @@ impl Sim {
             hw_before_crash: BTreeMap::new(),
             leaders: BTreeMap::new(),
             unreachable: BTreeSet::new(),
+            allow_unclean: topic.unclean_leader_election_enable,
+            elections: Vec::new(),
+            unclean_lost: 0,
             disk_full: false,
             next_value: 0,
             step: 0,
@@ -276,12 +285,12 @@ impl Sim {
     fn collect_elections(&mut self, node: &Node) {
         for e in node.take_elections() {
             self.stats.elections += 1;
-            assert_ne!(
-                e.election,
-                Election::Unclean,
-                "seed {}: unclean election with unclean.leader.election.enable=false: {e:?}",
-                self.seed
-            );
+            if e.election == Election::Unclean && !self.allow_unclean {
+                self.fail(format!(
+                    "unclean election with unclean.leader.election.enable=false: {e:?}"
+                ));
+            }
+            self.elections.push(e);
         }
     }
 
@@ -412,7 +421,11 @@ impl Sim {
                 tries: 0,
             }
         };
-        // The producer asks the cluster for the leader.
+        self.submit(produce);
+    }
+
+    /// Sends `produce` to the leader the store names (the producer asks the cluster).
+    fn submit(&mut self, produce: Produce) {
         let leader = self
             .consensus
             .partition_state(TOPIC, produce.key.partition)
@@ -832,4 +845,246 @@ fn simulation() {
         "seeds failed (each printed its replay line above): {failed:?}"
     );
     assert!(total.acked_all > 0, "nothing was ever acknowledged");
+}
+
+/// The unclean-election scenario: broker `lagging` is cut off from the network (its lease
+/// stays alive) until the leader pushes it out of the ISR; more records are acked by the
+/// remaining ISR; then both ISR brokers stop, leaving `lagging` the only live replica.
+struct UncleanScenario {
+    sim: Sim,
+    key: PartitionKey,
+    lagging: usize,
+    isr_brokers: Vec<usize>,
+    acked_before: u64,
+    acked_after: u64,
+}
+
+impl UncleanScenario {
+    fn run(unclean: bool) -> Self {
+        let topic = small_log(
+            TopicConfig::default()
+                .partitions(1)
+                .replication_factor(3)
+                .min_insync_replicas(1)
+                .unclean_leader_election_enable(unclean),
+        );
+        let mut sim = Sim::new(11, topic);
+        let key = PartitionKey::new(TOPIC, 0);
+        let state = sim.partition_state(&key);
+        let leader = state.leader.expect("a leader") as usize;
+        let lagging = state
+            .replicas
+            .iter()
+            .map(|&b| b as usize)
+            .rfind(|&b| b != leader)
+            .unwrap();
+        let isr_brokers: Vec<usize> = state
+            .replicas
+            .iter()
+            .map(|&b| b as usize)
+            .filter(|&b| b != lagging)
+            .collect();
+        let acked_before = sim.produce_acked(&key, "before", 5);
+        assert_eq!(acked_before, 5, "acks=all with the full ISR");
+
+        sim.note(format!("isolate broker {lagging} from the network"));
+        sim.transport.isolate(lagging as BrokerId);
+        // An idle follower at the log end stays in sync (Kafka's `isCaughtUp`); the next
+        // record leaves it behind, and `replica.lag.time.max.ms` later out of the ISR,
+        // after which that `acks=all` produce is answered.
+        let acked_after = sim.produce_acked(&key, "after", 5);
+        assert!(
+            !sim.partition_state(&key).in_isr(lagging as BrokerId),
+            "{:?}",
+            sim.partition_state(&key)
+        );
+        assert_eq!(acked_after, 5, "acks=all with ISR {isr_brokers:?}");
+        assert!(
+            sim.brokers[lagging]
+                .node
+                .as_ref()
+                .unwrap()
+                .log(&key)
+                .unwrap()
+                .log_end_offset()
+                <= acked_before,
+            "the isolated replica has none of the later records"
+        );
+
+        for &b in &isr_brokers {
+            sim.note(format!("stop ISR broker {b}"));
+            sim.stop(b, false);
+        }
+        sim.transport.reconnect(lagging as BrokerId);
+        // Well past the stopped brokers' leases: the controller (now `lagging`) acts.
+        for _ in 0..(4 * LEASE_MS / 5) {
+            sim.step += 1;
+            sim.step_all();
+            sim.record_unclean_loss();
+            sim.checked();
+        }
+        Self {
+            sim,
+            key,
+            lagging,
+            isr_brokers,
+            acked_before,
+            acked_after,
+        }
+    }
+
+    /// Starts the stopped ISR brokers again and lets the cluster settle.
+    fn restart_isr(&mut self) {
+        for &b in &self.isr_brokers {
+            self.sim.start(b).unwrap();
+        }
+        for _ in 0..400 {
+            self.sim.step += 1;
+            self.sim.step_all();
+            self.sim.record_unclean_loss();
+            self.sim.checked();
+        }
+    }
+}
+
+impl Sim {
+    fn partition_state(&self, key: &PartitionKey) -> PartitionState {
+        self.consensus
+            .partition_state(&key.topic, key.partition)
+            .unwrap()
+            .expect("the partition exists")
+            .value
+    }
+
+    /// Produces `n` single-record batches with `acks=all`, one at a time, each waited for;
+    /// returns how many were acknowledged.
+    fn produce_acked(&mut self, key: &PartitionKey, label: &str, n: usize) -> u64 {
+        let before = self.stats.acked_all;
+        for i in 0..n {
+            let produce = Produce {
+                key: key.clone(),
+                values: vec![format!("{label}-{i}").into_bytes()],
+                acks: Acks::All,
+                tries: 0,
+            };
+            let acked = self.stats.acked_all;
+            self.submit(produce);
+            for _ in 0..200 {
+                if self.stats.acked_all > acked || self.pending.is_empty() {
+                    break;
+                }
+                self.step += 1;
+                self.step_all();
+                self.checked();
+            }
+        }
+        self.stats.acked_all - before
+    }
+
+    /// After an unclean election, the acked records above the new leader's log end are
+    /// lost by design: they are counted and no longer expected. The high watermarks of
+    /// the partition start over too (the replicas truncate to the new leader).
+    fn record_unclean_loss(&mut self) -> u64 {
+        let mut lost = 0;
+        let elections: Vec<ElectionRecord> = std::mem::take(&mut self.elections);
+        for e in &elections {
+            if e.election != Election::Unclean {
+                continue;
+            }
+            let leader = e.state.leader.unwrap() as usize;
+            let node = self.brokers[leader].node.as_ref().expect("elected live");
+            let end = node.log(&e.partition).unwrap().log_end_offset();
+            if let Some(acked) = self.acked.get_mut(&e.partition) {
+                let gone = acked.split_off(&end);
+                lost += gone.len() as u64;
+            }
+            self.hw.retain(|(_, k), _| *k != e.partition);
+            self.unclean_lost += lost;
+        }
+        self.elections = elections;
+        lost
+    }
+}
+
+#[test]
+fn unclean_election_off_leaves_the_partition_offline_and_loses_nothing() {
+    let mut s = UncleanScenario::run(false);
+    let state = s.sim.partition_state(&s.key);
+    assert_eq!(
+        state.leader, None,
+        "offline, not led by the out-of-sync replica: {state:?}"
+    );
+    assert!(
+        s.sim
+            .elections
+            .iter()
+            .all(|e| e.election != Election::Unclean),
+        "{:?}",
+        s.sim.elections
+    );
+    assert!(
+        !s.sim.brokers[s.lagging]
+            .node
+            .as_ref()
+            .unwrap()
+            .leads(&s.key)
+    );
+    assert_eq!(s.sim.unclean_lost, 0);
+    // The ISR comes back: a clean election, and every acked record is there.
+    s.restart_isr();
+    let state = s.sim.partition_state(&s.key);
+    let leader = state.leader.expect("led again") as usize;
+    assert!(s.isr_brokers.contains(&leader), "{state:?}");
+    let log = s.sim.brokers[leader]
+        .node
+        .as_ref()
+        .unwrap()
+        .log(&s.key)
+        .unwrap();
+    let contents = contents(&log).unwrap();
+    let acked = &s.sim.acked[&s.key];
+    assert_eq!(acked.len() as u64, s.acked_before + s.acked_after);
+    for (offset, value) in acked {
+        assert_eq!(contents.get(offset), Some(value), "acked offset {offset}");
+    }
+}
+
+#[test]
+fn unclean_election_on_elects_the_out_of_sync_replica_and_loses_the_later_acks() {
+    let mut s = UncleanScenario::run(true);
+    let state = s.sim.partition_state(&s.key);
+    assert_eq!(state.leader, Some(s.lagging as BrokerId), "{state:?}");
+    let unclean: Vec<_> = s
+        .sim
+        .elections
+        .iter()
+        .filter(|e| e.election == Election::Unclean)
+        .collect();
+    assert_eq!(unclean.len(), 1, "{:?}", s.sim.elections);
+    assert_eq!(unclean[0].state.leader, Some(s.lagging as BrokerId));
+    // Exactly the records acked after the replica left the ISR are lost.
+    assert_eq!(s.sim.unclean_lost, s.acked_after, "expected loss");
+    assert_eq!(s.sim.acked[&s.key].len() as u64, s.acked_before);
+    // The old ISR comes back as followers and truncates to the new leader's log.
+    s.restart_isr();
+    let leader_log = contents(
+        &s.sim.brokers[s.lagging]
+            .node
+            .as_ref()
+            .unwrap()
+            .log(&s.key)
+            .unwrap(),
+    )
+    .unwrap();
+    for &b in &s.isr_brokers {
+        let log = contents(&s.sim.brokers[b].node.as_ref().unwrap().log(&s.key).unwrap()).unwrap();
+        assert_eq!(
+            log, leader_log,
+            "broker {b} truncated to the new leader's log"
+        );
+    }
+    eprintln!(
+        "unclean election: {} acked records lost (acked before the follower fell out: {}, after: {})",
+        s.sim.unclean_lost, s.acked_before, s.acked_after
+    );
 }
