@@ -318,6 +318,16 @@ impl ReplicaManager {
             (_, Err(error)) => answer(Some(error), None, log_start),
             (Acks::Leader, Ok(range)) => answer(None, Some(range.start), log_start),
             (Acks::All, Ok(range)) => {
+                // Only this produce is answered here: other produces of the partition that
+                // are now replicated get their own `ProduceDone` at the next tick or fetch
+                // (answering the first of them in this one's place gave it another
+                // batch's offsets and lost that batch's answer).
+                let done = replica
+                    .leader_mut()
+                    .and_then(|leader| leader.check_replicated(range.end));
+                if let Some(result) = done {
+                    return answer(result.err(), Some(range.start), log_start);
+                }
                 self.pending.push(PendingProduce {
                     token,
                     partition: key.clone(),
@@ -325,13 +335,7 @@ impl ReplicaManager {
                     required_offset: range.end,
                     deadline_ms: now_ms + i64::from(request.timeout_ms),
                 });
-                let done = self.complete_pending(key);
-                match done.into_iter().next() {
-                    Some(ReplicaOutput::ProduceDone { response, .. }) => {
-                        ProduceOutcome::Done(response)
-                    }
-                    _ => ProduceOutcome::Waiting,
-                }
+                ProduceOutcome::Waiting
             }
         }
     }
