@@ -15,7 +15,8 @@
 //! 5. a consumer reading a leader never sees an offset at or above its high watermark.
 //!
 //! `STREAMLOG_SIM_SEED=<n>` replays one seed; `STREAMLOG_SIM_SEEDS=<n>` runs seeds `0..n`
-//! (200 by default); `STREAMLOG_SIM_STEPS=<n>` sets the steps per seed (500).
+//! (200 by default); `STREAMLOG_SIM_STEPS=<n>` sets the steps per seed (500);
+//! `STREAMLOG_SIM_CHAOS=1` makes faults twice as frequent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -110,6 +111,8 @@ struct Sim {
     /// Acked records an unclean election lost (expected, counted).
     unclean_lost: u64,
     disk_full: bool,
+    /// `STREAMLOG_SIM_CHAOS`: faults twice as often.
+    chaos: bool,
     next_value: u64,
     step: u64,
     /// The last actions, printed with a failure.
@@ -178,6 +181,7 @@ impl Sim {
             elections: Vec::new(),
             unclean_lost: 0,
             disk_full: false,
+            chaos: false,
             next_value: 0,
             step: 0,
             trace: Vec::new(),
@@ -331,7 +335,7 @@ impl Sim {
             match broker.node.as_ref().unwrap().take_answer(p.token) {
                 Some(response) => {
                     let p = self.pending.swap_remove(i);
-                    self.answered(p.produce, &response);
+                    self.answered(p.broker, p.produce, &response);
                 }
                 None => i += 1,
             }
@@ -345,7 +349,7 @@ impl Sim {
         }
     }
 
-    fn answered(&mut self, produce: Produce, response: &ProduceResponse) {
+    fn answered(&mut self, from: usize, produce: Produce, response: &ProduceResponse) {
         match (response.error, response.base_offset) {
             (None, Some(base)) => {
                 if produce.acks != Acks::All {
@@ -354,7 +358,7 @@ impl Sim {
                 }
                 self.stats.acked_all += produce.values.len() as u64;
                 self.note(format!(
-                    "acked acks=all {}-{} offsets {base}..{}",
+                    "broker {from} acked acks=all {}-{} offsets {base}..{}",
                     produce.key.topic,
                     produce.key.partition,
                     base + produce.values.len() as u64
@@ -380,7 +384,7 @@ impl Sim {
                 }
             }
             (error, _) => {
-                self.note(format!("produce error {error:?}"));
+                self.note(format!("broker {from}: produce error {error:?}"));
                 self.retry(produce);
             }
         }
@@ -451,7 +455,7 @@ impl Sim {
         };
         self.stats.produced += 1;
         match node.submit_produce(&request) {
-            Ok(Submitted::Done(response)) => self.answered(produce, &response),
+            Ok(Submitted::Done(response)) => self.answered(leader, produce, &response),
             Ok(Submitted::NoAnswer) => {}
             Ok(Submitted::Waiting(token)) => self.pending.push(Pending {
                 broker: leader,
@@ -488,7 +492,12 @@ impl Sim {
     fn act(&mut self) {
         let b = self.rng.usize(0..BROKERS as usize);
         let now = self.clock.now_ms();
-        match self.rng.u32(0..200) {
+        let mut action = self.rng.u32(0..200);
+        if self.chaos && action < 110 && self.rng.bool() {
+            // Half the steps become other actions: faults come about twice as often.
+            action = self.rng.u32(110..200);
+        }
+        match action {
             0..=109 => {
                 if now >= self.brokers[b].paused_until_ms {
                     self.step_node(b);
@@ -689,15 +698,29 @@ impl Sim {
             };
             for (offset, value) in self.acked.get(&key).into_iter().flatten() {
                 if log.get(offset) != Some(value) {
+                    let others: Vec<String> = replicas
+                        .iter()
+                        .map(|(b, hw, leads, l)| {
+                            format!(
+                                "broker {b} (hw {hw}, leads {leads}, end {:?}): {:?}",
+                                l.keys().next_back(),
+                                l.get(offset)
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                            )
+                        })
+                        .collect();
                     return Err(format!(
-                        "invariant 1: acked record {:?} at offset {offset} of {}-{} is {:?} on leader {leader} (epoch {}, log end {})",
-                        String::from_utf8_lossy(value),
-                        key.topic,
-                        key.partition,
-                        log.get(offset)
-                            .map(|v| String::from_utf8_lossy(v).into_owned()),
-                        state.as_ref().unwrap().leader_epoch,
-                        log.keys().next_back().map_or(0, |o| o + 1)
+                        "{}\n  state {state:?}\n  replicas at that offset: {others:?}",
+                        format_args!(
+                            "invariant 1: acked record {:?} at offset {offset} of {}-{} is {:?} on leader {leader} (epoch {}, log end {})",
+                            String::from_utf8_lossy(value),
+                            key.topic,
+                            key.partition,
+                            log.get(offset)
+                                .map(|v| String::from_utf8_lossy(v).into_owned()),
+                            state.as_ref().unwrap().leader_epoch,
+                            log.keys().next_back().map_or(0, |o| o + 1)
+                        )
                     ));
                 }
             }
@@ -800,17 +823,39 @@ fn sim_topic() -> TopicConfig {
     )
 }
 
-fn run_seed(seed: u64, steps: u64) -> Stats {
+fn chaos() -> bool {
+    env_u64("STREAMLOG_SIM_CHAOS").is_some_and(|c| c > 0)
+}
+
+fn run_seed(seed: u64, steps: u64, chaos: bool) -> Stats {
     let mut sim = Sim::new(seed, sim_topic());
+    sim.chaos = chaos;
     sim.run(steps);
     sim.stats
+}
+
+/// Seeds that once failed, replayed on every run: (seed, chaos).
+const REGRESSIONS: &[(u64, bool)] = &[
+    // An `acks=all` produce answered with an older produce's offsets (ReplicaManager::
+    // handle_produce answered the first completed produce of the partition in its place).
+    (107, true),
+    (216, true),
+    (1682, false),
+    (1719, false),
+];
+
+#[test]
+fn simulation_regressions() {
+    for &(seed, chaos) in REGRESSIONS {
+        run_seed(seed, 500, chaos);
+    }
 }
 
 #[test]
 fn simulation() {
     let steps = env_u64("STREAMLOG_SIM_STEPS").unwrap_or(500);
     if let Some(seed) = env_u64("STREAMLOG_SIM_SEED") {
-        let stats = run_seed(seed, steps);
+        let stats = run_seed(seed, steps, chaos());
         eprintln!("seed {seed}: {stats:?}");
         return;
     }
@@ -819,7 +864,7 @@ fn simulation() {
     let mut failed = Vec::new();
     let mut total = Stats::default();
     for seed in 0..seeds {
-        let result = std::panic::catch_unwind(|| run_seed(seed, steps));
+        let result = std::panic::catch_unwind(|| run_seed(seed, steps, chaos()));
         match result {
             Ok(stats) => {
                 total.steps += stats.steps;
