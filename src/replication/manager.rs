@@ -673,11 +673,11 @@ fn truncate_to_divergence(
             .map(|(epoch, end_offset)| super::messages::EpochEndOffset { epoch, end_offset })
     };
     let t = truncation_offset(leader_end, log.log_end_offset(), log.high_watermark(), own);
-    let result = if t.offset < log.log_end_offset() {
-        log.truncate_to(t.offset).map(drop)
-    } else {
-        Ok(())
-    };
+    // Also at the log end: that drops an epoch begun there with no records (this broker
+    // led it without appending), which would otherwise be sent as the last fetched epoch
+    // again and again, each fetch answered with the same divergence (as Kafka's
+    // `truncateTo` does at the log end).
+    let result = log.truncate_to(t.offset).map(drop);
     if let Some(follower) = replica.follower_mut() {
         follower.phase = match result {
             Err(_) => FollowerPhase::Failed,
