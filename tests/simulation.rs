@@ -50,9 +50,12 @@ struct Broker {
     generation: u64,
     /// Not stepped before this time (its lease runs out meanwhile).
     paused_until_ms: i64,
-    /// Whether its last stop skipped writing the checkpoints: a kill -9, or a shutdown
-    /// that failed (full disk).
+    /// Whether its last stop skipped writing the checkpoints: a kill -9, a shutdown
+    /// that failed, or any stop after its disk was full (a failed write takes the log
+    /// offline: it is neither written to nor checkpointed again until reopened).
     killed: bool,
+    /// Whether its disk was full at some point since it started.
+    disk_failed: bool,
 }
 
 struct Pending {
@@ -168,6 +171,7 @@ impl Sim {
                     generation: 0,
                     paused_until_ms: i64::MIN,
                     killed: false,
+                    disk_failed: false,
                 })
                 .collect(),
             acked: BTreeMap::new(),
@@ -257,6 +261,7 @@ impl Sim {
             }
         }
         let broker = &mut self.brokers[b];
+        broker.disk_failed = b == DISK_FULL_BROKER && self.disk_full;
         broker.node = Some(node);
         broker.generation += 1;
         broker.paused_until_ms = i64::MIN;
@@ -282,7 +287,7 @@ impl Sim {
         } else {
             let clean = node.shutdown().is_ok();
             drop(node);
-            self.brokers[b].killed = !clean;
+            self.brokers[b].killed = !clean || self.brokers[b].disk_failed;
         }
     }
 
@@ -580,6 +585,9 @@ impl Sim {
                 self.brokers[DISK_FULL_BROKER]
                     .disk
                     .fail_writes(self.disk_full);
+                if self.disk_full {
+                    self.brokers[DISK_FULL_BROKER].disk_failed = true;
+                }
             }
             _ => {
                 // A consumer reads from the leader the store names (invariant 5 is
@@ -745,6 +753,14 @@ impl Sim {
         }
         self.disk_full = false;
         self.brokers[DISK_FULL_BROKER].disk.fail_writes(false);
+        if self.brokers[DISK_FULL_BROKER].disk_failed && self.live(DISK_FULL_BROKER) {
+            // As in Kafka, a log dir taken offline by a failed write comes back only
+            // when its broker restarts.
+            self.note(format!(
+                "restart broker {DISK_FULL_BROKER} after its disk filled up"
+            ));
+            self.stop(DISK_FULL_BROKER, false);
+        }
         for b in 0..BROKERS as usize {
             self.brokers[b].paused_until_ms = i64::MIN;
             if !self.live(b)
@@ -753,7 +769,7 @@ impl Sim {
                 self.fail(format!("restart of broker {b} after healing failed: {e}"));
             }
         }
-        for _ in 0..250 {
+        for _ in 0..env_u64("STREAMLOG_SIM_SETTLE").unwrap_or(250) {
             self.step += 1;
             self.step_all();
             while let Some(p) = self.retries.pop() {
@@ -775,6 +791,22 @@ impl Sim {
             if !node.leads(&key) {
                 self.fail(format!(
                     "{key:?}: broker {leader} does not serve as leader after settling"
+                ));
+            }
+            // Liveness: with every fault healed, every replica catches up and is in sync.
+            let log = node.log(&key).unwrap();
+            let (end, hw) = (log.log_end_offset(), log.high_watermark());
+            let mut lagging = Vec::new();
+            for b in 0..BROKERS as usize {
+                let replica = self.brokers[b].node.as_ref().unwrap().log(&key).unwrap();
+                if replica.log_end_offset() != end || replica.high_watermark() != hw {
+                    lagging.push((b, replica.log_end_offset(), replica.high_watermark()));
+                }
+            }
+            if hw != end || state.isr.len() != BROKERS as usize || !lagging.is_empty() {
+                self.fail(format!(
+                    "{key:?} not converged after settling: leader {leader} end {end} hw {hw}, \
+                     {state:?}, replicas behind (broker, end, hw): {lagging:?}"
                 ));
             }
         }
@@ -842,6 +874,10 @@ const REGRESSIONS: &[(u64, bool)] = &[
     (216, true),
     (1682, false),
     (1719, false),
+    // A follower stuck after diverging at an empty epoch at its log end (convergence).
+    (0, false),
+    // A follower failed for good by a stale fetch answer (convergence).
+    (69, true),
 ];
 
 #[test]
