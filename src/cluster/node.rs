@@ -163,6 +163,17 @@ impl Node {
             .is_some_and(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
     }
 
+    /// The leader epoch under which this broker leads `partition`, or `None` when it does
+    /// not lead it (the simulation checks one leader per partition per epoch).
+    pub fn leader_epoch(&self, partition: &PartitionKey) -> Option<i32> {
+        let state = self.state.lock();
+        state
+            .manager
+            .replica(partition)
+            .filter(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
+            .map(|r| r.leader_epoch())
+    }
+
     /// The elections this broker made as controller, oldest first; drained.
     pub fn take_elections(&self) -> Vec<ElectionRecord> {
         std::mem::take(&mut self.state.lock().elections)
