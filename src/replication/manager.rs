@@ -164,6 +164,13 @@ impl ReplicaManager {
         }
     }
 
+    /// Makes the next request's correlation id greater than `floor` (and never lowers
+    /// it): a restarted broker passes something unique to its run (its registration
+    /// epoch), so late answers to the previous run's requests match none of its own.
+    pub fn raise_correlation_ids(&mut self, floor: u64) {
+        self.next_correlation = self.next_correlation.max(floor);
+    }
+
     /// The broker.
     pub fn broker_id(&self) -> BrokerId {
         self.me
