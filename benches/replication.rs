@@ -10,14 +10,21 @@
 //!   leader's append (followers copy it meanwhile).
 //! - `replication/rf3_acks_all`: answered once both followers have fetched the batch and
 //!   the high watermark passed it (S11, S13).
+//! - `replication/rf3_acks_all_8_in_flight`: the same with `Producer::send_async`, up to 8
+//!   batches in flight (Kafka's producer keeps 5 per connection by default), so the leader
+//!   appends the next batches while the followers copy the last.
 //!
 //! Run with `cargo bench --bench replication`.
 
 mod common;
 
+use std::collections::VecDeque;
+use std::time::Instant;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streamlog::{
-    Acks, Cluster, ClusterConfig, LogConfig, Partition, ProducerConfig, Record, TopicConfig,
+    Acks, Cluster, ClusterConfig, LogConfig, Partition, Producer, ProducerConfig, Record,
+    TopicConfig,
 };
 
 use common::{configure, temp_dir, timed};
@@ -56,22 +63,7 @@ fn replication(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 timed(
                     iters,
-                    || {
-                        let dir = temp_dir();
-                        let cluster =
-                            Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path()))
-                                .expect("start");
-                        cluster
-                            .create_topic(
-                                "t",
-                                TopicConfig::default().partitions(1).replication_factor(3),
-                            )
-                            .expect("create");
-                        let producer = cluster
-                            .producer(ProducerConfig::default().acks(acks))
-                            .expect("producer");
-                        (producer, cluster, dir)
-                    },
+                    || start_cluster(acks),
                     |(producer, _, _)| {
                         producer.send_to("t", 0, &records).expect("send");
                     },
@@ -79,7 +71,46 @@ fn replication(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("rf3_acks_all_8_in_flight", |b| {
+        b.iter_custom(|iters| {
+            let (producer, cluster, dir) = start_cluster(Acks::All);
+            let start = Instant::now();
+            let mut in_flight = VecDeque::new();
+            for _ in 0..iters {
+                if in_flight.len() == IN_FLIGHT {
+                    let oldest: streamlog::cluster::PendingSend =
+                        in_flight.pop_front().expect("a send in flight");
+                    oldest.wait().expect("send");
+                }
+                in_flight.push_back(producer.send_async("t", 0, &records).expect("send"));
+            }
+            for pending in in_flight {
+                pending.wait().expect("send");
+            }
+            let elapsed = start.elapsed();
+            drop((producer, cluster, dir));
+            elapsed
+        })
+    });
     group.finish();
+}
+
+const IN_FLIGHT: usize = 8;
+
+/// Three brokers with topic `t` (one partition, RF 3) and a producer with `acks`.
+fn start_cluster(acks: Acks) -> (Producer, Cluster, tempfile::TempDir) {
+    let dir = temp_dir();
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).expect("start");
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(1).replication_factor(3),
+        )
+        .expect("create");
+    let producer = cluster
+        .producer(ProducerConfig::default().acks(acks))
+        .expect("producer");
+    (producer, cluster, dir)
 }
 
 criterion_group!(benches, replication);

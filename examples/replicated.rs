@@ -1,21 +1,32 @@
-//! Three brokers, a topic with replication factor 3, `acks=all`: stop the leader, watch a
-//! follower take over with a new epoch, keep producing, bring the old leader back as a
-//! follower, watch it catch up, and check that every acknowledged record is readable.
+//! Three brokers, a topic with replication factor 3, `acks=all`: cut the leader off the
+//! network and write three `acks=1` records only it gets, stop it, watch a follower take
+//! over with a new epoch, keep producing, bring the old leader back as a follower, watch
+//! it truncate its three unreplicated records and catch up, and check that every
+//! `acks=all` record is readable.
 //!
 //! `cargo run --release --example replicated`
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamlog::{Acks, Cluster, ClusterConfig, ProducerConfig, Record, TopicConfig};
+use streamlog::{
+    Acks, Cluster, ClusterConfig, InMemoryConsensus, InMemoryTransport, ProducerConfig, Record,
+    SystemClock, TopicConfig,
+};
 
 const TOPIC: &str = "orders";
 
 fn main() -> streamlog::Result<()> {
     let dir = tempfile::tempdir().map_err(|e| streamlog::Error::io("tempdir", e))?;
-    let cluster = Cluster::start(
+    let clock = Arc::new(SystemClock);
+    let network = Arc::new(InMemoryTransport::new(clock.clone(), 0));
+    let cluster = Cluster::start_with(
         ClusterConfig::in_memory(3)
             .data_dir(dir.path().join("cluster-data"))
             .lease_ms(500),
+        Arc::new(InMemoryConsensus::new(clock.clone())),
+        network.clone(),
+        clock,
     )?;
     cluster.create_topic(
         TOPIC,
@@ -37,7 +48,20 @@ fn main() -> streamlog::Result<()> {
     );
 
     let old_leader = cluster.leader(TOPIC, 0)?;
+    network.isolate(old_leader);
+    let acks_one = cluster.producer(ProducerConfig::default().acks(Acks::Leader))?;
+    for i in 0..3 {
+        acks_one.send(TOPIC, Record::new(format!("unreplicated-{i}").into_bytes()))?;
+    }
+    let log = cluster.broker(old_leader)?.topic(TOPIC)?.partition(0)?;
+    println!(
+        "broker {old_leader} cut off the network took 3 acks=1 records: log end {}, high watermark {}",
+        log.log_end_offset(),
+        log.high_watermark()
+    );
+    drop(log);
     cluster.stop_broker(old_leader)?;
+    network.reconnect(old_leader);
     println!("stopped broker {old_leader} (the leader)");
     let started = Instant::now();
     for i in 100..200 {
@@ -65,8 +89,12 @@ fn main() -> streamlog::Result<()> {
         let state = cluster.partition_state(TOPIC, 0)?;
         let log = cluster.broker(old_leader)?.topic(TOPIC)?.partition(0)?;
         if state.isr.contains(&old_leader) && log.log_end_offset() >= leader_end {
+            // Offset 100 held "unreplicated-0"; now it holds the new leader's record.
+            let at_100 = log.read_to_log_end(100)?.next().transpose()?;
+            let value = at_100.and_then(|r| r.value().map(<[u8]>::to_vec));
+            assert_eq!(value, Some(b"order-100".to_vec()));
             println!(
-                "broker {old_leader} is back as a follower: log end {}, epochs {:?}, isr {:?}",
+                "broker {old_leader} is back as a follower: truncated its 3 unreplicated records and caught up to log end {}, epochs {:?}, isr {:?}",
                 log.log_end_offset(),
                 log.leader_epochs()
                     .iter()

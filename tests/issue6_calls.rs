@@ -169,3 +169,57 @@ fn min_insync_replicas_refuses_acks_all_when_too_few_are_in_sync() {
     one.send("t", Record::new(b"one".to_vec())).unwrap();
     assert_eq!(log.log_end_offset(), end + 1);
 }
+
+#[test]
+fn sends_in_flight_get_consecutive_offsets_and_bad_targets_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(2).replication_factor(3),
+        )
+        .unwrap();
+    let producer = cluster.producer(ProducerConfig::default()).unwrap();
+    let batch: Vec<Record> = (0..10).map(|i| Record::new(vec![i as u8])).collect();
+    let pending: Vec<_> = (0..20)
+        .map(|_| producer.send_async("t", 1, &batch).unwrap())
+        .collect();
+    let ranges: Vec<_> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+    for (i, range) in ranges.iter().enumerate() {
+        assert_eq!(*range, (i as u64 * 10)..(i as u64 * 10 + 10));
+    }
+    let leader = cluster.leader("t", 1).unwrap();
+    let log = cluster
+        .broker(leader)
+        .unwrap()
+        .topic("t")
+        .unwrap()
+        .partition(1)
+        .unwrap();
+    assert_eq!(
+        log.high_watermark(),
+        200,
+        "acks=all: all replicated before answered"
+    );
+    assert!(matches!(
+        producer.send_to("t", 2, &batch),
+        Err(Error::UnknownPartition {
+            partition: 2,
+            partitions: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        producer.send("missing", Record::new(b"x".to_vec())),
+        Err(Error::UnknownTopic { .. })
+    ));
+    let fire_and_forget = cluster
+        .producer(ProducerConfig::default().acks(Acks::None))
+        .unwrap();
+    let (partition, offset) = fire_and_forget
+        .send("t", Record::new(b"x".to_vec()).with_key(b"k".to_vec()))
+        .unwrap();
+    assert_eq!(offset, streamlog::cluster::UNKNOWN_OFFSET);
+    assert!(partition < 2);
+}

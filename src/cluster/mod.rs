@@ -43,7 +43,7 @@ use crate::topic::{TopicConfig, validate_topic_name};
 
 pub use config::{ClusterConfig, ProducerConfig};
 pub use node::{ElectionRecord, Node, Submitted};
-pub use producer::{Producer, UNKNOWN_OFFSET};
+pub use producer::{PendingSend, Producer, UNKNOWN_OFFSET};
 
 /// Brokers in one process, replicating to each other.
 ///

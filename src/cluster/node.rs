@@ -178,6 +178,17 @@ impl Node {
             .collect()
     }
 
+    /// The leader epoch under which this broker leads `partition`, or `None` when it does
+    /// not lead it (the simulation checks one leader per partition per epoch).
+    pub fn leader_epoch(&self, partition: &PartitionKey) -> Option<i32> {
+        let state = self.state.lock();
+        state
+            .manager
+            .replica(partition)
+            .filter(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
+            .map(|r| r.leader_epoch())
+    }
+
     /// The elections this broker made as controller, oldest first; drained.
     pub fn take_elections(&self) -> Vec<ElectionRecord> {
         std::mem::take(&mut self.state.lock().elections)
@@ -189,19 +200,24 @@ impl Node {
     }
 
     fn register(&self, state: &mut State, now: i64) -> Result<()> {
-        match self
+        let registration = match self
             .consensus
             .register_broker(self.id, self.config.lease_ms)
         {
-            Ok(_) => {}
+            Ok(registration) => registration,
             Err(Error::BrokerAlreadyRegistered { .. }) => {
                 // A restart of this broker: its old registration is this one's to replace.
                 self.consensus.unregister_broker(self.id)?;
                 self.consensus
-                    .register_broker(self.id, self.config.lease_ms)?;
+                    .register_broker(self.id, self.config.lease_ms)?
             }
             Err(e) => return Err(e),
-        }
+        };
+        // Requests of this registration get ids no earlier run of this broker used, so
+        // an answer meant for a previous process is never taken for one of ours.
+        state
+            .manager
+            .raise_correlation_ids(registration.broker_epoch << 32);
         state.registered = true;
         state.last_renew_ms = now;
         Ok(())

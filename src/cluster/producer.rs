@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::ClusterInner;
 use super::config::ProducerConfig;
-use super::node::Submitted;
+use super::node::{Node, Submitted};
 use crate::error::{Error, Result};
 use crate::record::{Record, encode_batch};
 use crate::replication::messages::{ProduceRequest, ProduceResponse};
@@ -75,6 +75,21 @@ impl Producer {
     /// Sends `records` to `partition` as one batch; returns their offsets (an empty
     /// range at [`UNKNOWN_OFFSET`] with `acks=0`).
     pub fn send_to(&self, topic: &str, partition: u32, records: &[Record]) -> Result<Range<u64>> {
+        self.send_async(topic, partition, records)?.wait()
+    }
+
+    /// Hands `records` to `partition`'s leader as one batch and returns without waiting
+    /// for the answer: several sends can be in flight at once (Kafka's
+    /// `max.in.flight.requests.per.connection`), so the leader appends the next batch
+    /// while followers copy the last. [`PendingSend::wait`] gives the offsets, retrying
+    /// as [`Producer::send_to`] does. As in Kafka without idempotence, a batch retried
+    /// after a later one succeeded lands after it.
+    pub fn send_async(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[Record],
+    ) -> Result<PendingSend> {
         let partitions = self.cluster.partition_count(topic)?;
         if partition >= partitions {
             return Err(Error::UnknownPartition {
@@ -95,60 +110,100 @@ impl Producer {
             },
             records: Bytes::from(buf),
         };
-        let count = u64::from(summary.last_offset_delta) + 1;
+        let first = submit(&self.cluster, &request);
+        Ok(PendingSend {
+            cluster: self.cluster.clone(),
+            config: self.config,
+            count: u64::from(summary.last_offset_delta) + 1,
+            request,
+            first: Some(first),
+        })
+    }
+}
+
+/// Sends to the current leader: what it came to, or the error the leader (or the lack of
+/// one) gave.
+fn submit(
+    cluster: &ClusterInner,
+    request: &ProduceRequest,
+) -> Result<(Arc<Node>, Submitted), ReplicaError> {
+    let key = &request.partition;
+    let leader = cluster
+        .leader(&key.topic, key.partition)
+        .map_err(|_| ReplicaError::NotLeaderOrFollower { leader: None })?;
+    let node = cluster
+        .node(leader)
+        .ok_or(ReplicaError::NotLeaderOrFollower {
+            leader: Some(leader),
+        })?;
+    let submitted = node
+        .submit_produce(request)
+        .map_err(|_| ReplicaError::StorageError)?;
+    Ok((node, submitted))
+}
+
+/// The base offset (`None` for `acks=0`) once the submitted send is answered.
+fn resolve(
+    request: &ProduceRequest,
+    submitted: Result<(Arc<Node>, Submitted), ReplicaError>,
+) -> Result<Option<u64>, ReplicaError> {
+    let (node, submitted) = submitted?;
+    let response: ProduceResponse = match submitted {
+        Submitted::NoAnswer => return Ok(None),
+        Submitted::Done(response) => response,
+        Submitted::Waiting(token) => {
+            // The leader times the request out itself; the slack covers a leader that
+            // stopped meanwhile.
+            let wait = Duration::from_millis(u64::from(request.timeout_ms) + 1_000);
+            node.wait_answer(token, wait)
+                .ok_or(ReplicaError::RequestTimedOut)?
+        }
+    };
+    match (response.error, response.base_offset) {
+        (Some(error), _) => Err(error),
+        (None, Some(base)) => Ok(Some(base)),
+        (None, None) if request.acks == Acks::None => Ok(None),
+        (None, None) => Err(ReplicaError::InvalidRequest),
+    }
+}
+
+/// A batch handed to a leader by [`Producer::send_async`], its answer not yet taken.
+#[derive(Debug)]
+pub struct PendingSend {
+    cluster: Arc<ClusterInner>,
+    config: ProducerConfig,
+    request: ProduceRequest,
+    count: u64,
+    first: Option<Result<(Arc<Node>, Submitted), ReplicaError>>,
+}
+
+impl PendingSend {
+    /// Waits for the answer, retrying retriable failures (`retries`, `retry.backoff.ms`);
+    /// returns the batch's offsets (an empty range at [`UNKNOWN_OFFSET`] with `acks=0`).
+    ///
+    /// Errors: [`Error::Produce`] with the last error and the number of attempts.
+    pub fn wait(mut self) -> Result<Range<u64>> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let error = match self.attempt(&request) {
+            let submitted = match self.first.take() {
+                Some(first) => first,
+                None => submit(&self.cluster, &self.request),
+            };
+            let error = match resolve(&self.request, submitted) {
                 Ok(None) => return Ok(UNKNOWN_OFFSET..UNKNOWN_OFFSET),
-                Ok(Some(base)) => return Ok(base..base + count),
+                Ok(Some(base)) => return Ok(base..base + self.count),
                 Err(error) => error,
             };
             if !error.is_retriable() || attempts > self.config.retries {
                 return Err(Error::Produce {
-                    topic: topic.to_string(),
-                    partition,
+                    topic: self.request.partition.topic.clone(),
+                    partition: self.request.partition.partition,
                     error,
                     attempts,
                 });
             }
             std::thread::sleep(Duration::from_millis(self.config.retry_backoff_ms));
-        }
-    }
-
-    /// One send to the current leader: the base offset, `None` for `acks=0`, or the
-    /// error the leader (or the lack of one) gave.
-    fn attempt(&self, request: &ProduceRequest) -> Result<Option<u64>, ReplicaError> {
-        let key = &request.partition;
-        let leader = self
-            .cluster
-            .leader(&key.topic, key.partition)
-            .map_err(|_| ReplicaError::NotLeaderOrFollower { leader: None })?;
-        let node = self
-            .cluster
-            .node(leader)
-            .ok_or(ReplicaError::NotLeaderOrFollower {
-                leader: Some(leader),
-            })?;
-        let submitted = node
-            .submit_produce(request)
-            .map_err(|_| ReplicaError::StorageError)?;
-        let response: ProduceResponse = match submitted {
-            Submitted::NoAnswer => return Ok(None),
-            Submitted::Done(response) => response,
-            Submitted::Waiting(token) => {
-                // The leader times the request out itself; the slack covers a leader that
-                // stopped meanwhile.
-                let wait = Duration::from_millis(u64::from(request.timeout_ms) + 1_000);
-                node.wait_answer(token, wait)
-                    .ok_or(ReplicaError::RequestTimedOut)?
-            }
-        };
-        match (response.error, response.base_offset) {
-            (Some(error), _) => Err(error),
-            (None, Some(base)) => Ok(Some(base)),
-            (None, None) if request.acks == Acks::None => Ok(None),
-            (None, None) => Err(ReplicaError::InvalidRequest),
         }
     }
 }

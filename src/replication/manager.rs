@@ -164,6 +164,13 @@ impl ReplicaManager {
         }
     }
 
+    /// Makes the next request's correlation id greater than `floor` (and never lowers
+    /// it): a restarted broker passes something unique to its run (its registration
+    /// epoch), so late answers to the previous run's requests match none of its own.
+    pub fn raise_correlation_ids(&mut self, floor: u64) {
+        self.next_correlation = self.next_correlation.max(floor);
+    }
+
     /// The broker.
     pub fn broker_id(&self) -> BrokerId {
         self.me
@@ -332,6 +339,16 @@ impl ReplicaManager {
             (_, Err(error)) => answer(Some(error), None, log_start),
             (Acks::Leader, Ok(range)) => answer(None, Some(range.start), log_start),
             (Acks::All, Ok(range)) => {
+                // Only this produce is answered here: other produces of the partition that
+                // are now replicated get their own `ProduceDone` at the next tick or fetch
+                // (answering the first of them in this one's place gave it another
+                // batch's offsets and lost that batch's answer).
+                let done = replica
+                    .leader_mut()
+                    .and_then(|leader| leader.check_replicated(range.end));
+                if let Some(result) = done {
+                    return answer(result.err(), Some(range.start), log_start);
+                }
                 self.pending.push(PendingProduce {
                     token,
                     partition: key.clone(),
@@ -731,12 +748,24 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
         truncate_to_divergence(replica, Some(diverging), false);
         return false;
     }
-    if !fetched.records.is_empty() && log.append_as_follower(&fetched.records).is_err() {
-        // The local disk failed: this replica stops (Kafka takes the log dir offline).
-        if let Some(f) = replica.follower_mut() {
-            f.phase = FollowerPhase::Failed;
+    if !fetched.records.is_empty() {
+        match log.append_as_follower(&fetched.records) {
+            Ok(_) => {}
+            Err(crate::Error::UnexpectedAppendOffset { .. }) => {
+                // Records that do not continue the log answer an older fetch (a late
+                // copy, or an answer meant for this broker's previous run, whose
+                // correlation ids it reuses): dropped, and the follower fetches again.
+                return false;
+            }
+            Err(_) => {
+                // The local disk failed: this replica stops (Kafka takes the log dir
+                // offline).
+                if let Some(f) = replica.follower_mut() {
+                    f.phase = FollowerPhase::Failed;
+                }
+                return true;
+            }
         }
-        return true;
     }
     let hw = fetched.high_watermark.min(log.log_end_offset());
     if hw > log.high_watermark() {

@@ -103,7 +103,9 @@ struct State {
 pub struct InMemoryTransport {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
-    arrived: Condvar,
+    /// One condition variable per receiving broker (used with `state`), so a message
+    /// wakes only the threads receiving for its destination.
+    arrived: Mutex<BTreeMap<BrokerId, Arc<Condvar>>>,
 }
 
 impl InMemoryTransport {
@@ -124,8 +126,13 @@ impl InMemoryTransport {
                 stats: TransportStats::default(),
                 wake_generation: 0,
             }),
-            arrived: Condvar::new(),
+            arrived: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The condition variable receivers for `broker` wait on.
+    fn arrived(&self, broker: BrokerId) -> Arc<Condvar> {
+        self.arrived.lock().entry(broker).or_default().clone()
     }
 
     /// Applies `faults` to messages sent from now on; [`crate::Error::InvalidConfig`] if
@@ -220,7 +227,9 @@ impl InMemoryTransport {
     pub fn wake_receivers(&self) {
         let mut state = self.state.lock();
         state.wake_generation = state.wake_generation.wrapping_add(1);
-        self.arrived.notify_all();
+        for arrived in self.arrived.lock().values() {
+            arrived.notify_all();
+        }
     }
 }
 
@@ -315,8 +324,9 @@ impl State {
 impl Transport for InMemoryTransport {
     fn send(&self, envelope: Envelope) -> Result<()> {
         let now = self.clock.now_ms();
+        let to = envelope.to;
         self.state.lock().enqueue(now, envelope)?;
-        self.arrived.notify_all();
+        self.arrived(to).notify_all();
         Ok(())
     }
 
@@ -332,6 +342,7 @@ impl Transport for InMemoryTransport {
     ) -> Result<Vec<Envelope>> {
         let started = Instant::now();
         let deadline = wait.map(|w| started.checked_add(w.min(MAX_WAIT)).unwrap_or(started));
+        let arrived = self.arrived(broker);
         let mut state = self.state.lock();
         let generation = state.wake_generation;
         loop {
@@ -354,7 +365,7 @@ impl Transport for InMemoryTransport {
                 Duration::from_millis(ms)
             });
             let timeout = until_due.map_or(left, |due| due.min(left));
-            self.arrived.wait_for(&mut state, timeout);
+            arrived.wait_for(&mut state, timeout);
         }
     }
 }
