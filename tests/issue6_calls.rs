@@ -223,3 +223,69 @@ fn sends_in_flight_get_consecutive_offsets_and_bad_targets_typed_errors() {
     assert_eq!(offset, streamlog::cluster::UNKNOWN_OFFSET);
     assert!(partition < 2);
 }
+
+#[test]
+fn every_replica_applies_retention_to_its_own_log() {
+    use std::sync::Arc;
+    use streamlog::{InMemoryConsensus, InMemoryTransport, LogConfig, ManualClock};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let shared: Arc<dyn streamlog::Clock> = Arc::new(clock.clone());
+    let cluster = Cluster::start_with(
+        ClusterConfig::in_memory(3)
+            .data_dir(dir.path())
+            .lease_ms(3_600_000)
+            .log_retention_check_interval_ms(10_000),
+        Arc::new(InMemoryConsensus::new(shared.clone())),
+        Arc::new(InMemoryTransport::new(shared.clone(), 0)),
+        shared,
+    )
+    .unwrap();
+    let log_config = LogConfig::default()
+        .segment_bytes(4096)
+        .retention_ms(60_000);
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .replication_factor(3)
+                .with_log_config(log_config),
+        )
+        .unwrap();
+    let producer = cluster.producer(ProducerConfig::default()).unwrap();
+    let records: Vec<Record> = (0..20).map(|_| Record::new(vec![7; 100])).collect();
+    for _ in 0..20 {
+        producer.send_to("t", 0, &records).unwrap();
+    }
+    let logs: Vec<_> = (0..3)
+        .map(|b| {
+            cluster
+                .broker(b)
+                .unwrap()
+                .topic("t")
+                .unwrap()
+                .partition(0)
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        logs.iter()
+            .all(|l| l.segment_count() > 5 && l.log_start_offset() == 0)
+    );
+    clock.advance_ms(120_000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.iter().all(|l| l.log_start_offset() > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "retention never ran on every replica"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for log in &logs {
+        assert!(
+            log.log_start_offset() <= log.high_watermark(),
+            "never past the HW"
+        );
+        assert_eq!(log.segment_count(), 1, "only the active segment is left");
+    }
+}

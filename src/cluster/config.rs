@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     pub leader_imbalance_check_interval_ms: u64,
     /// The replicas' settings (fetch sizes, timeouts, `replica.lag.time.max.ms`).
     pub replica: ReplicaConfig,
+    /// How often each broker applies retention and compaction to the logs it hosts
+    /// (`log.retention.check.interval.ms`, 5 minutes).
+    pub log_retention_check_interval_ms: u64,
     /// `__consumer_offsets` (created by the cluster on the first consumer with a group
     /// id; `num_partitions`, 50 by default, may be set smaller), replicated to
     /// `min(3, live brokers)` brokers with `min.insync.replicas = min(2, replicas)`.
@@ -61,6 +64,7 @@ impl ClusterConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval_ms: 5_000,
             replica: ReplicaConfig::default(),
+            log_retention_check_interval_ms: 300_000,
             offsets: OffsetsConfig::default(),
             group_coordinator: CoordinatorConfig::default(),
         }
@@ -93,6 +97,12 @@ impl ClusterConfig {
     /// Sets `replica.lag.time.max.ms`.
     pub fn replica_lag_time_max_ms(mut self, ms: i64) -> Self {
         self.replica.leader.replica_lag_time_max_ms = ms;
+        self
+    }
+
+    /// Sets `log.retention.check.interval.ms`.
+    pub fn log_retention_check_interval_ms(mut self, ms: u64) -> Self {
+        self.log_retention_check_interval_ms = ms;
         self
     }
 

@@ -71,6 +71,8 @@ struct State {
     last_renew_ms: i64,
     last_control_ms: i64,
     last_rebalance_ms: i64,
+    /// When retention and compaction last ran over the hosted logs.
+    last_cleanup_ms: i64,
     parked: Vec<ParkedFetch>,
     next_token: u64,
     elections: Vec<ElectionRecord>,
@@ -123,6 +125,7 @@ impl Node {
                 last_renew_ms: now,
                 last_control_ms: i64::MIN,
                 last_rebalance_ms: now,
+                last_cleanup_ms: now,
                 parked: Vec::new(),
                 next_token: 0,
                 elections: Vec::new(),
@@ -238,7 +241,18 @@ impl Node {
         }
         let outputs = state.manager.tick(now);
         self.execute(&mut state, outputs, now)?;
-        self.serve_parked(&mut state, now, false)
+        self.serve_parked(&mut state, now, false)?;
+        let due = now - state.last_cleanup_ms >= self.config.log_retention_check_interval_ms as i64;
+        if due {
+            state.last_cleanup_ms = now;
+            let logs: Vec<Arc<Partition>> = state.logs.values().cloned().collect();
+            drop(state);
+            // Outside the lock: replication goes on while segments are deleted or cleaned.
+            if let Err(e) = clean_logs(&logs) {
+                self.state.lock().last_error = Some(e.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Lease, metadata and controller duties.
@@ -636,6 +650,29 @@ impl Node {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Retention (by time, size and log start; never past the high watermark) and, for
+/// compacted topics that need it, compaction, on every log — each replica on its own, as
+/// in Kafka. Every log is tried; the first error is returned.
+fn clean_logs(logs: &[Arc<Partition>]) -> Result<()> {
+    let mut first_error = None;
+    for log in logs {
+        let result = log.enforce_retention().and_then(|_| {
+            if log.needs_compaction() {
+                log.compact().map(drop)
+            } else {
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) | Err(Error::Closed { .. }) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// A fetch answer with no records, no error and no divergence for any partition.
