@@ -289,3 +289,71 @@ fn every_replica_applies_retention_to_its_own_log() {
         assert_eq!(log.segment_count(), 1, "only the active segment is left");
     }
 }
+
+#[test]
+fn any_broker_answers_who_leads_what_over_the_transport() {
+    use std::sync::Arc;
+    use streamlog::replication::messages::MetadataRequest;
+    use streamlog::replication::transport::{Envelope, Message, Request, Response};
+    use streamlog::{InMemoryConsensus, InMemoryTransport, SystemClock, Transport};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    let network = Arc::new(InMemoryTransport::new(clock.clone(), 0));
+    let cluster = Cluster::start_with(
+        ClusterConfig::in_memory(3).data_dir(dir.path()),
+        Arc::new(InMemoryConsensus::new(clock.clone())),
+        network.clone(),
+        clock,
+    )
+    .unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(2).replication_factor(2),
+        )
+        .unwrap();
+    const CLIENT: u32 = 100;
+    let request = Request::Metadata(MetadataRequest {
+        topics: Some(vec!["t".into(), "missing".into()]),
+    });
+    network
+        .send(Envelope {
+            from: CLIENT,
+            to: 2,
+            message: Message::Request {
+                correlation_id: 7,
+                request,
+            },
+        })
+        .unwrap();
+    let answer = network
+        .receive(CLIENT, 1, Some(Duration::from_secs(5)))
+        .unwrap()
+        .pop()
+        .expect("an answer");
+    let Message::Response {
+        correlation_id: 7,
+        response: Response::Metadata(metadata),
+    } = answer.message
+    else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(
+        (answer.from, metadata.brokers.as_slice()),
+        (2, &[0, 1, 2][..])
+    );
+    assert!(metadata.controller.is_some());
+    let t = &metadata.topics[0];
+    assert_eq!(
+        (t.name.as_str(), t.error, t.partitions.len()),
+        ("t", None, 2)
+    );
+    for p in &t.partitions {
+        assert_eq!(p.leader, Some(cluster.leader("t", p.partition).unwrap()));
+        assert_eq!((p.replicas.len(), p.isr.len()), (2, 2));
+    }
+    assert_eq!(
+        metadata.topics[1].error,
+        Some(streamlog::ReplicaError::UnknownTopicOrPartition)
+    );
+}

@@ -22,7 +22,10 @@ use crate::error::{Error, Result};
 use crate::log::Partition;
 use crate::replication::consensus::{ConsensusStore, Versioned};
 use crate::replication::controller::{self, Election};
-use crate::replication::messages::{FetchRequest, FetchResponse, ProduceRequest, ProduceResponse};
+use crate::replication::messages::{
+    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, PartitionMetadata,
+    ProduceRequest, ProduceResponse, ReplicaError, TopicMetadata,
+};
 use crate::replication::transport::{Envelope, Message, Request, Response, Transport};
 use crate::replication::{
     BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, ProduceOutcome,
@@ -454,7 +457,13 @@ impl Node {
                         self.reply(from, correlation_id, Response::Produce(response))?;
                     }
                 }
-                Request::Metadata(_) | Request::Group(_) => {}
+                Request::Metadata(request) => {
+                    // Unanswered when the store is unreachable: the client asks another.
+                    if let Ok(response) = self.metadata(&request) {
+                        self.reply(from, correlation_id, Response::Metadata(response))?;
+                    }
+                }
+                Request::Group(_) => {}
             },
             Message::Response {
                 correlation_id,
@@ -472,6 +481,47 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// The answer to a metadata request (S11: a producer asks any broker who leads
+    /// what), from the consensus store.
+    pub fn metadata(&self, request: &MetadataRequest) -> Result<MetadataResponse> {
+        let consensus = &self.consensus;
+        let names = match &request.topics {
+            Some(names) => names.clone(),
+            None => consensus.topics()?,
+        };
+        let mut topics = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(topic) = consensus.topic(&name)? else {
+                topics.push(TopicMetadata {
+                    name,
+                    error: Some(ReplicaError::UnknownTopicOrPartition),
+                    partitions: Vec::new(),
+                });
+                continue;
+            };
+            let partitions = (0..)
+                .zip(&topic.value.partitions)
+                .map(|(partition, s)| PartitionMetadata {
+                    partition,
+                    leader: s.leader,
+                    leader_epoch: s.leader_epoch,
+                    replicas: s.replicas.clone(),
+                    isr: s.isr.clone(),
+                })
+                .collect();
+            topics.push(TopicMetadata {
+                name,
+                error: None,
+                partitions,
+            });
+        }
+        Ok(MetadataResponse {
+            brokers: consensus.live_brokers()?,
+            controller: consensus.controller()?.map(|c| c.broker),
+            topics,
+        })
     }
 
     fn reply(&self, to: BrokerId, correlation_id: u64, response: Response) -> Result<()> {
