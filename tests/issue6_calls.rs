@@ -357,3 +357,36 @@ fn any_broker_answers_who_leads_what_over_the_transport() {
         Some(streamlog::ReplicaError::UnknownTopicOrPartition)
     );
 }
+
+#[test]
+fn followers_move_their_log_start_with_the_leaders() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
+    cluster
+        .create_topic("t", TopicConfig::default().replication_factor(3))
+        .unwrap();
+    let producer = cluster.producer(ProducerConfig::default()).unwrap();
+    let records: Vec<Record> = (0..10).map(|i| Record::new(vec![i])).collect();
+    for _ in 0..5 {
+        producer.send_to("t", 0, &records).unwrap();
+    }
+    let leader = cluster.leader("t", 0).unwrap();
+    let log = |b: u32| {
+        cluster
+            .broker(b)
+            .unwrap()
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+    };
+    assert_eq!(log(leader).delete_records_before(30).unwrap(), 30);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for b in 0..3 {
+        while log(b).log_start_offset() != 30 {
+            assert!(Instant::now() < deadline, "broker {b} kept its log start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(log(b).read_from(30).unwrap().count(), 20);
+    }
+}

@@ -771,5 +771,11 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
     if hw > log.high_watermark() {
         log.set_high_watermark(hw);
     }
+    // The leader's log start moved (retention, deleted records): follow it, up to this
+    // replica's high watermark (Kafka's `maybeIncrementLogStartOffset`).
+    let start = fetched.log_start_offset.min(log.high_watermark());
+    if start > log.log_start_offset() && log.delete_records_before(start).is_err() {
+        return true;
+    }
     false
 }
