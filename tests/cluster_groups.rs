@@ -349,3 +349,44 @@ fn three_consumers_carry_on_when_the_coordinators_broker_stops() {
     let duplicates = seen.len() - want.len();
     assert!(duplicates <= 300, "{duplicates} duplicates");
 }
+
+#[test]
+fn the_cluster_lists_and_describes_groups_and_their_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path());
+    assert_eq!(cluster.list_groups().unwrap(), Vec::<String>::new());
+    assert_eq!(cluster.describe_group("billing").unwrap(), None);
+    cluster
+        .create_topic(
+            "orders",
+            TopicConfig::default().partitions(2).replication_factor(3),
+        )
+        .unwrap();
+    let want = produce(&cluster, "orders", "o", 20);
+    let consumer = cluster.consumer(consumer_config("billing")).unwrap();
+    consumer.subscribe(&["orders"]).unwrap();
+    let mut seen = Vec::new();
+    consume_until(&consumer, &mut seen, &want);
+    assert_eq!(cluster.list_groups().unwrap(), ["billing"]);
+    let description = cluster.describe_group("billing").unwrap().expect("a group");
+    assert_eq!(description.state, streamlog::GroupState::Stable);
+    assert_eq!(description.members.len(), 1);
+    let committed = cluster.committed_offsets("billing").unwrap();
+    for (partition, offset) in committed_by_partition(&consumer) {
+        let key = ("orders".to_string(), partition);
+        assert_eq!(committed.get(&key).map(|o| o.offset), offset);
+    }
+    assert_eq!(
+        committed.values().map(|o| o.offset).sum::<u64>(),
+        20,
+        "every record's offset committed"
+    );
+    assert!(matches!(
+        cluster.describe_group(""),
+        Err(Error::InvalidGroupId { .. })
+    ));
+}
+
+fn committed_by_partition(consumer: &Consumer) -> BTreeMap<u32, Option<u64>> {
+    committed(consumer, "orders", 2)
+}

@@ -32,6 +32,10 @@ use crate::broker::INTERNAL_TOPIC_PREFIX;
 use crate::clock::{Clock, SystemClock};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
+use crate::group::GroupDescription;
+use crate::group::offsets::{
+    CONSUMER_OFFSETS_TOPIC, OffsetAndMetadata, partition_for_group, validate_group_id,
+};
 use crate::group::service::GroupService;
 use crate::log::Partition;
 use crate::replication::consensus::{ConsensusStore, InMemoryConsensus, TopicRecord};
@@ -201,6 +205,57 @@ impl Cluster {
             cluster: self.inner.clone(),
         };
         Consumer::with_backend(config, Arc::new(backend))
+    }
+
+    /// The consumer groups the running brokers coordinate, sorted.
+    pub fn list_groups(&self) -> Result<Vec<String>> {
+        if self.inner.partition_count(CONSUMER_OFFSETS_TOPIC).is_err() {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::new();
+        for broker in self.running_brokers() {
+            let service = self.inner.group_service_of(broker)?;
+            ids.extend(service.read_current(|c| c.group_ids()));
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Group `group_id`'s state, generation, protocol, leader and members, from its
+    /// coordinator (the leader of its `__consumer_offsets` partition); `None` when there
+    /// is no such group.
+    pub fn describe_group(&self, group_id: &str) -> Result<Option<GroupDescription>> {
+        match self.coordinator_service(group_id)? {
+            Some(service) => Ok(service.read_current(|c| c.describe_group(group_id))),
+            None => Ok(None),
+        }
+    }
+
+    /// Group `group_id`'s committed offsets by (topic, partition), from its coordinator;
+    /// empty when it has none.
+    pub fn committed_offsets(
+        &self,
+        group_id: &str,
+    ) -> Result<BTreeMap<(String, u32), OffsetAndMetadata>> {
+        match self.coordinator_service(group_id)? {
+            Some(service) => {
+                service.read_current(|_| ());
+                Ok(service.store().fetch_all(group_id))
+            }
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// The group service coordinating `group_id`, or `None` before any group exists.
+    fn coordinator_service(&self, group_id: &str) -> Result<Option<Arc<GroupService>>> {
+        validate_group_id(group_id)?;
+        let Ok(partitions) = self.inner.partition_count(CONSUMER_OFFSETS_TOPIC) else {
+            return Ok(None);
+        };
+        let partition = partition_for_group(group_id, partitions);
+        let leader = self.inner.leader(CONSUMER_OFFSETS_TOPIC, partition)?;
+        self.inner.group_service_of(leader).map(Some)
     }
 
     /// A producer with `config`.
