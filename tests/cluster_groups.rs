@@ -390,3 +390,34 @@ fn the_cluster_lists_and_describes_groups_and_their_commits() {
 fn committed_by_partition(consumer: &Consumer) -> BTreeMap<u32, Option<u64>> {
     committed(consumer, "orders", 2)
 }
+
+#[test]
+fn a_member_that_stops_polling_leaves_even_when_no_one_calls_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cluster(dir.path());
+    cluster
+        .create_topic(
+            "orders",
+            TopicConfig::default().partitions(2).replication_factor(3),
+        )
+        .unwrap();
+    let want = produce(&cluster, "orders", "o", 4);
+    let consumer = cluster
+        .consumer(consumer_config("idle").max_poll_interval(Duration::from_millis(500)))
+        .unwrap();
+    consumer.subscribe(&["orders"]).unwrap();
+    let mut seen = Vec::new();
+    consume_until(&consumer, &mut seen, &want);
+    let members = |c: &Cluster| c.describe_group("idle").unwrap().map(|d| d.members.len());
+    assert_eq!(members(&cluster), Some(1));
+    // The consumer is alive but stops polling; nothing else calls the coordinator.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while members(&cluster) != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the idle member was never removed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(consumer);
+}

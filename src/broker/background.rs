@@ -13,14 +13,14 @@ use crate::error::{Error, Result};
 
 /// A thread running a job every interval; stopped and joined on drop.
 #[derive(Debug)]
-pub(super) struct Background {
+pub(crate) struct Background {
     stop: Arc<(Mutex<bool>, Condvar)>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Background {
     /// Starts thread `name`, which runs `job` once every `interval` until stopped.
-    pub(super) fn start(
+    pub(crate) fn start(
         name: String,
         interval: Duration,
         mut job: impl FnMut() + Send + 'static,
@@ -52,7 +52,7 @@ impl Background {
     }
 
     /// Stops the thread and waits for it; idempotent.
-    pub(super) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let (stopped, wake) = &*self.stop;
         *stopped.lock() = true;
         wake.notify_all();

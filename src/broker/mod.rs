@@ -32,7 +32,7 @@
 //! close. Its last error is kept for [`Broker::last_background_error`].
 
 mod admin;
-mod background;
+pub(crate) mod background;
 mod catalog;
 mod compaction;
 mod config;

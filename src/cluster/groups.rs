@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use super::ClusterInner;
 use super::node::{Node, Submitted};
+use crate::broker::background::Background;
 use crate::clock::Clock;
 use crate::consumer::backend::Backend;
 use crate::error::{Error, Result};
@@ -33,6 +34,10 @@ use crate::log::Partition;
 use crate::record::{Compression, Record, encode_batch};
 use crate::replication::messages::ProduceRequest;
 use crate::replication::{Acks, BrokerId, PartitionKey, ReplicaError};
+
+/// How often a broker's group service is ticked when no consumer calls in (as a
+/// broker's timer thread does).
+const GROUP_TIMER_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How long an append to `__consumer_offsets` may wait for replication
 /// (`offsets.commit.timeout.ms`, 5 s).
@@ -221,6 +226,16 @@ impl ClusterInner {
             self.config.group_coordinator.clone(),
             self.clock.clone(),
             offsets,
+        )?);
+        let ticked = Arc::downgrade(&service);
+        broker.group_timer = Some(Background::start(
+            format!("streamlog-groups-{id}"),
+            GROUP_TIMER_INTERVAL,
+            move || {
+                if let Some(service) = ticked.upgrade() {
+                    service.tick();
+                }
+            },
         )?);
         broker.groups = Some(service.clone());
         Ok(service)

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::broker::INTERNAL_TOPIC_PREFIX;
+use crate::broker::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
@@ -73,6 +74,9 @@ struct Running {
     node: Arc<Node>,
     /// The broker's group service, created on first use ([`ClusterInner::group_service_of`]).
     groups: Option<Arc<GroupService>>,
+    /// Ticks `groups` (sessions, rebalance timeouts) even while no consumer calls in;
+    /// stopped with the broker.
+    group_timer: Option<Background>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -332,6 +336,7 @@ impl Cluster {
             Running {
                 node,
                 groups: None,
+                group_timer: None,
                 stop,
                 thread: Some(thread),
             },
