@@ -21,6 +21,7 @@ use super::{GroupMetadata, OffsetAndMetadata, OffsetsRecord};
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::group::coordinator::{PersistRecord, PersistRequest};
+use crate::log::Partition;
 use crate::record::Record;
 use crate::topic::{Topic, validate_topic_name};
 
@@ -145,6 +146,34 @@ impl OffsetsStore {
             cache: RwLock::new(Cache::default()),
             locks: (0..partitions).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    /// A store that reads the given replicas of `__consumer_offsets` partitions and
+    /// writes nowhere, with nothing loaded: for a driver that executes the coordinator's
+    /// [`PersistRequest`]s itself without blocking (e.g. as `acks=all` produces built
+    /// with [`OffsetsStore::persist_records`], completed later from the produce answer)
+    /// and loads a partition it came to lead with [`OffsetsStore::load_partition`] and
+    /// [`crate::GroupCoordinator::load_partition`]. Its writes fail with
+    /// [`Error::LeaderNotAvailable`].
+    pub fn read_only(
+        partitions: u32,
+        config: OffsetsConfig,
+        logs: BTreeMap<u32, Arc<Partition>>,
+    ) -> Self {
+        Self::over(Arc::new(ReadOnlyLogs(logs)), partitions, config)
+    }
+
+    /// The records [`OffsetsStore::persist`] appends for `request`, as one batch, in
+    /// order: what a non-blocking driver produces to partition
+    /// `request.offsets_partition` (then reports the offset of the last one with
+    /// [`crate::GroupCoordinator::append_completed`]). Errors as for `persist`; may be
+    /// empty.
+    pub fn persist_records(request: &PersistRequest) -> Result<Vec<Record>> {
+        validate_group_id(&request.group_id)?;
+        Ok(build_persist(request)?
+            .iter()
+            .map(OffsetsRecord::to_record)
+            .collect::<Result<Vec<Record>, RecordFormatError>>()?)
     }
 
     /// The settings the store was opened with.
@@ -487,44 +516,72 @@ impl OffsetsStore {
     /// [`crate::GroupCoordinator::append_completed`]); an empty write returns the
     /// partition's log end. Errors as for [`OffsetsStore::commit`]; nothing is written then.
     pub fn persist(&self, request: &PersistRequest) -> Result<u64> {
-        let group = request.group_id.as_str();
-        validate_group_id(group)?;
-        let partition = self.partition_for(group);
+        validate_group_id(&request.group_id)?;
+        let partition = self.partition_for(&request.group_id);
         let _lock = self.lock(partition);
-        let records = match &request.record {
-            PersistRecord::Offsets(offsets) => {
-                let mut records = Vec::with_capacity(offsets.len());
-                for ((topic, p), value) in offsets {
-                    validate_topic_name(topic)?;
-                    records.push(OffsetsRecord::OffsetCommit {
-                        group: group.to_owned(),
-                        topic: topic.clone(),
-                        partition: *p,
-                        value: Some(value.clone()),
-                    });
-                }
-                records
-            }
-            PersistRecord::Group(metadata) => vec![OffsetsRecord::GroupMetadata {
-                group: group.to_owned(),
-                value: Some(metadata.clone()),
-            }],
-            PersistRecord::DeleteGroup { offsets } => {
-                let mut records: Vec<OffsetsRecord> = offsets
-                    .iter()
-                    .map(|(topic, p)| commit_tombstone(group, topic, *p))
-                    .collect();
-                records.push(OffsetsRecord::GroupMetadata {
-                    group: group.to_owned(),
-                    value: None,
-                });
-                records
-            }
-        };
+        let records = build_persist(request)?;
         match self.append_locked(partition, records)? {
             Some(offset) => Ok(offset),
             None => Ok(self.log.partition(partition)?.log_end_offset()),
         }
+    }
+}
+
+/// The records of a coordinator's [`PersistRequest`] (its group id validated).
+fn build_persist(request: &PersistRequest) -> Result<Vec<OffsetsRecord>> {
+    let group = request.group_id.as_str();
+    Ok(match &request.record {
+        PersistRecord::Offsets(offsets) => {
+            let mut records = Vec::with_capacity(offsets.len());
+            for ((topic, p), value) in offsets {
+                validate_topic_name(topic)?;
+                records.push(OffsetsRecord::OffsetCommit {
+                    group: group.to_owned(),
+                    topic: topic.clone(),
+                    partition: *p,
+                    value: Some(value.clone()),
+                });
+            }
+            records
+        }
+        PersistRecord::Group(metadata) => vec![OffsetsRecord::GroupMetadata {
+            group: group.to_owned(),
+            value: Some(metadata.clone()),
+        }],
+        PersistRecord::DeleteGroup { offsets } => {
+            let mut records: Vec<OffsetsRecord> = offsets
+                .iter()
+                .map(|(topic, p)| commit_tombstone(group, topic, *p))
+                .collect();
+            records.push(OffsetsRecord::GroupMetadata {
+                group: group.to_owned(),
+                value: None,
+            });
+            records
+        }
+    })
+}
+
+/// Replicas read by a [`OffsetsStore::read_only`] store.
+#[derive(Debug)]
+struct ReadOnlyLogs(BTreeMap<u32, Arc<Partition>>);
+
+impl OffsetsLog for ReadOnlyLogs {
+    fn partition(&self, partition: u32) -> Result<Arc<Partition>> {
+        self.0
+            .get(&partition)
+            .cloned()
+            .ok_or_else(|| Error::LeaderNotAvailable {
+                topic: CONSUMER_OFFSETS_TOPIC.to_string(),
+                partition,
+            })
+    }
+
+    fn append(&self, partition: u32, _records: &[Record]) -> Result<std::ops::Range<u64>> {
+        Err(Error::LeaderNotAvailable {
+            topic: CONSUMER_OFFSETS_TOPIC.to_string(),
+            partition,
+        })
     }
 }
 
