@@ -18,6 +18,9 @@
 //! (200 by default); `STREAMLOG_SIM_STEPS=<n>` sets the steps per seed (500);
 //! `STREAMLOG_SIM_CHAOS=1` makes faults twice as frequent.
 
+#[path = "simulation/groups.rs"]
+mod groups;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,6 +89,7 @@ struct Stats {
     elections: u64,
     /// Restarts after a crash whose replica reopened with a lower high watermark.
     hw_reopened_lower: u64,
+    groups: groups::GroupStats,
 }
 
 struct Sim {
@@ -121,6 +125,10 @@ struct Sim {
     /// The last actions, printed with a failure.
     trace: Vec<String>,
     stats: Stats,
+    /// Consumer groups, their coordinators' hosts and members (`None`: no groups).
+    groups: Option<groups::Groups>,
+    /// `STREAMLOG_SIM_TRACE`: print every action as it happens.
+    print_trace: bool,
 }
 
 fn sim_config() -> ClusterConfig {
@@ -152,7 +160,7 @@ fn contents(log: &Partition) -> Result<BTreeMap<u64, Vec<u8>>, String> {
 }
 
 impl Sim {
-    fn new(seed: u64, topic: TopicConfig) -> Self {
+    fn new(seed: u64, topic: TopicConfig, with_groups: bool) -> Self {
         let clock = ManualClock::new(1_000_000);
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let consensus = Arc::new(InMemoryConsensus::new(shared.clone()));
@@ -190,6 +198,8 @@ impl Sim {
             step: 0,
             trace: Vec::new(),
             stats: Stats::default(),
+            groups: with_groups.then(|| groups::Groups::new(seed)),
+            print_trace: env_u64("STREAMLOG_SIM_TRACE").is_some_and(|t| t > 0),
         };
         for b in 0..BROKERS as usize {
             sim.start(b).expect("start broker");
@@ -206,6 +216,24 @@ impl Sim {
         sim.consensus
             .create_topic(TOPIC, TopicRecord::new(topic, states))
             .unwrap();
+        if with_groups {
+            // `__consumer_offsets`, as `cluster/groups.rs` creates it.
+            let config = groups::offsets_topic();
+            let placement = place_replicas(
+                config.partitions,
+                config.replication_factor,
+                &live,
+                seed as usize + 1,
+            )
+            .unwrap();
+            let states = placement.into_iter().map(PartitionState::new).collect();
+            sim.consensus
+                .create_topic(
+                    streamlog::group::offsets::CONSUMER_OFFSETS_TOPIC,
+                    TopicRecord::new(config, states),
+                )
+                .unwrap();
+        }
         for _ in 0..5 {
             sim.step_all();
         }
@@ -227,8 +255,11 @@ impl Sim {
         if self.trace.len() >= 40 {
             self.trace.remove(0);
         }
-        self.trace
-            .push(format!("[{} t={}] {what}", self.step, self.clock.now_ms()));
+        let line = format!("[{} t={}] {what}", self.step, self.clock.now_ms());
+        if self.print_trace {
+            eprintln!("{line}");
+        }
+        self.trace.push(line);
     }
 
     fn env(&self, b: usize) -> Env {
@@ -325,6 +356,7 @@ impl Sim {
             }
         }
         self.clock.advance_ms(5);
+        self.drive_groups();
     }
 
     fn poll_answers(&mut self) {
@@ -733,7 +765,7 @@ impl Sim {
                 }
             }
         }
-        Ok(())
+        self.check_groups()
     }
 
     fn checked(&mut self) {
@@ -775,6 +807,7 @@ impl Sim {
             while let Some(p) = self.retries.pop() {
                 let _ = p; // unacknowledged records may be lost; nothing to retry now
             }
+            self.poll_all_members();
             self.checked();
         }
         for key in self.keys() {
@@ -817,6 +850,7 @@ impl Sim {
         for _ in 0..steps {
             self.step += 1;
             self.act();
+            self.group_act();
             self.checked();
         }
         self.settle();
@@ -859,31 +893,35 @@ fn chaos() -> bool {
     env_u64("STREAMLOG_SIM_CHAOS").is_some_and(|c| c > 0)
 }
 
-fn run_seed(seed: u64, steps: u64, chaos: bool) -> Stats {
-    let mut sim = Sim::new(seed, sim_topic());
+fn run_seed(seed: u64, steps: u64, chaos: bool, with_groups: bool) -> Stats {
+    let mut sim = Sim::new(seed, sim_topic(), with_groups);
     sim.chaos = chaos;
     sim.run(steps);
+    if let Some(groups) = &sim.groups {
+        sim.stats.groups = groups.stats.clone();
+    }
     sim.stats
 }
 
-/// Seeds that once failed, replayed on every run: (seed, chaos).
-const REGRESSIONS: &[(u64, bool)] = &[
+/// Seeds that once failed, replayed on every run: (seed, chaos, consumer groups). Those
+/// found before the simulation drove groups replay without them, as they failed.
+const REGRESSIONS: &[(u64, bool, bool)] = &[
     // An `acks=all` produce answered with an older produce's offsets (ReplicaManager::
     // handle_produce answered the first completed produce of the partition in its place).
-    (107, true),
-    (216, true),
-    (1682, false),
-    (1719, false),
+    (107, true, false),
+    (216, true, false),
+    (1682, false, false),
+    (1719, false, false),
     // A follower stuck after diverging at an empty epoch at its log end (convergence).
-    (0, false),
+    (0, false, false),
     // A follower failed for good by a stale fetch answer (convergence).
-    (69, true),
+    (69, true, false),
 ];
 
 #[test]
 fn simulation_regressions() {
-    for &(seed, chaos) in REGRESSIONS {
-        run_seed(seed, 500, chaos);
+    for &(seed, chaos, with_groups) in REGRESSIONS {
+        run_seed(seed, 500, chaos, with_groups);
     }
 }
 
@@ -891,7 +929,7 @@ fn simulation_regressions() {
 fn simulation() {
     let steps = env_u64("STREAMLOG_SIM_STEPS").unwrap_or(500);
     if let Some(seed) = env_u64("STREAMLOG_SIM_SEED") {
-        let stats = run_seed(seed, steps, chaos());
+        let stats = run_seed(seed, steps, chaos(), true);
         eprintln!("seed {seed}: {stats:?}");
         return;
     }
@@ -900,7 +938,7 @@ fn simulation() {
     let mut failed = Vec::new();
     let mut total = Stats::default();
     for seed in 0..seeds {
-        let result = std::panic::catch_unwind(|| run_seed(seed, steps, chaos()));
+        let result = std::panic::catch_unwind(|| run_seed(seed, steps, chaos(), true));
         match result {
             Ok(stats) => {
                 total.steps += stats.steps;
@@ -913,6 +951,7 @@ fn simulation() {
                 total.restarts += stats.restarts;
                 total.elections += stats.elections;
                 total.hw_reopened_lower += stats.hw_reopened_lower;
+                total.groups.add(&stats.groups);
             }
             Err(_) => failed.push(seed),
         }
@@ -926,6 +965,10 @@ fn simulation() {
         "seeds failed (each printed its replay line above): {failed:?}"
     );
     assert!(total.acked_all > 0, "nothing was ever acknowledged");
+    assert!(
+        total.groups.assignments > 0 && total.groups.commits_acked > 0,
+        "the groups never got an assignment or an acknowledged commit"
+    );
 }
 
 /// The unclean-election scenario: broker `lagging` is cut off from the network (its lease
@@ -949,7 +992,7 @@ impl UncleanScenario {
                 .min_insync_replicas(1)
                 .unclean_leader_election_enable(unclean),
         );
-        let mut sim = Sim::new(11, topic);
+        let mut sim = Sim::new(11, topic, false);
         let key = PartitionKey::new(TOPIC, 0);
         let state = sim.partition_state(&key);
         let leader = state.leader.expect("a leader") as usize;
