@@ -221,9 +221,12 @@ impl ClusterInner {
             clock: self.clock.clone(),
         });
         let store = OffsetsStore::over(offsets.clone(), partitions, self.config.offsets.clone());
+        let instance = self
+            .group_services
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let service = Arc::new(GroupService::with_owner(
             store,
-            self.config.group_coordinator.clone(),
+            self.config.group_coordinator.clone().instance(instance),
             self.clock.clone(),
             offsets,
         )?);

@@ -88,6 +88,9 @@ pub(crate) struct ClusterInner {
     clock: Arc<dyn Clock>,
     env: Env,
     running: Mutex<BTreeMap<BrokerId, Running>>,
+    /// Group services created so far: each gets its own coordinator instance, so no two
+    /// (another broker, or the same one restarted) hand out the same member ids.
+    group_services: std::sync::atomic::AtomicU64,
     /// Set by [`Cluster::shutdown`] (or drop): consumers stop looking for coordinators.
     shut_down: AtomicBool,
 }
@@ -133,6 +136,7 @@ impl Cluster {
                 clock,
                 env,
                 running: Mutex::new(BTreeMap::new()),
+                group_services: std::sync::atomic::AtomicU64::new(0),
                 shut_down: AtomicBool::new(false),
             }),
         };

@@ -49,6 +49,27 @@ impl Default for CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// The same settings for coordinator instance `instance`: its member ids are drawn
+    /// from `member_id_seed` mixed with `instance`. Every coordinator that may serve the
+    /// same groups (each broker of a cluster, each restart) needs its own instance, or a
+    /// new leader of a `__consumer_offsets` partition hands out the member ids its
+    /// predecessor gave to members that are still there: two consumers would then share
+    /// one id, and its assignment.
+    ///
+    /// ```
+    /// use streamlog::group::coordinator::CoordinatorConfig;
+    /// let a = CoordinatorConfig::default().instance(1);
+    /// assert_ne!(a.member_id_seed, CoordinatorConfig::default().instance(2).member_id_seed);
+    /// assert_eq!(a, CoordinatorConfig::default().instance(1));
+    /// ```
+    pub fn instance(mut self, instance: u64) -> Self {
+        let mut z = instance.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.member_id_seed ^= z ^ (z >> 31);
+        self
+    }
+
     /// Refuses settings the coordinator cannot work with, as [`Error::InvalidConfig`].
     pub fn validate(&self) -> Result<()> {
         let invalid = |name, reason: &str| {
