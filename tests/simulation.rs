@@ -916,6 +916,11 @@ const REGRESSIONS: &[(u64, bool, bool)] = &[
     (0, false, false),
     // A follower failed for good by a stale fetch answer (convergence).
     (69, true, false),
+    // Invariant 6: every coordinator drew member ids from the same seed, so a new leader
+    // of a `__consumer_offsets` partition (or a restarted one) gave a new consumer the id
+    // of a member still in the group: both owned its partitions in one generation.
+    (1, false, true),
+    (6, false, true),
 ];
 
 #[test]

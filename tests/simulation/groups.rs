@@ -38,9 +38,9 @@ use super::*;
 
 /// Partitions of `__consumer_offsets`.
 pub(super) const OFFSETS_PARTITIONS: u32 = 3;
-const SESSION_MS: i32 = 600;
-const REBALANCE_MS: i32 = 800;
-const HEARTBEAT_MS: i64 = 100;
+const SESSION_MS: i32 = 400;
+const REBALANCE_MS: i32 = 500;
+const HEARTBEAT_MS: i64 = 60;
 /// How long a member waits for an answer before it gives the coordinator up.
 const REQUEST_TIMEOUT_MS: i64 = 2_000;
 
@@ -118,6 +118,8 @@ struct Member {
     client_id: String,
     /// The member's name in the trace.
     name: String,
+    /// Bumped at every restart: `name#incarnation` is one consumer process.
+    incarnation: u32,
     assignor: &'static str,
     member_id: String,
     generation: i32,
@@ -158,8 +160,9 @@ pub(super) struct Groups {
     members: Vec<Member>,
     next_token: u64,
     mailbox: BTreeMap<u64, Response>,
-    /// Invariant 6: (group, generation) → partition → the member SyncGroup gave it to.
-    owners: BTreeMap<(String, i32), BTreeMap<TopicPartition, String>>,
+    /// Invariant 6: (group, generation) → partition → the consumer process (`name#incarnation`)
+    /// and member id SyncGroup gave it to.
+    owners: BTreeMap<(String, i32), BTreeMap<TopicPartition, (String, String)>>,
     /// Invariant 7: (group, partition) → the acknowledged commit with the highest
     /// sequence number: (sequence, offset).
     acked: BTreeMap<(String, TopicPartition), (u64, u64)>,
@@ -179,6 +182,7 @@ impl Groups {
                     group: format!("group-{g}"),
                     client_id: format!("consumer-group-{g}-1"),
                     name: format!("g{g}m{m}"),
+                    incarnation: 0,
                     assignor,
                     member_id: String::new(),
                     generation: -1,
@@ -206,15 +210,19 @@ impl Groups {
 }
 
 impl Sim {
-    fn coordinator_config(&self) -> CoordinatorConfig {
+    /// Broker `b`'s coordinator settings: an instance of its own per broker and
+    /// restart, as a `Cluster` gives each group service it creates.
+    fn coordinator_config(&self, b: usize) -> CoordinatorConfig {
+        let instance = ((b as u64) << 32) | self.brokers[b].generation;
         CoordinatorConfig {
             min_session_timeout_ms: 100,
-            initial_rebalance_delay_ms: 50,
+            initial_rebalance_delay_ms: 30,
             new_member_join_timeout_ms: 1_000,
             offsets_topic_partitions: OFFSETS_PARTITIONS,
             member_id_seed: self.seed,
             ..CoordinatorConfig::default()
         }
+        .instance(instance)
     }
 
     /// Brings every host in line with its broker: created for a (re)started broker,
@@ -236,7 +244,7 @@ impl Sim {
                 .as_ref()
                 .is_none_or(|h| h.incarnation != incarnation)
             {
-                let mut coordinator = GroupCoordinator::new(self.coordinator_config()).unwrap();
+                let mut coordinator = GroupCoordinator::new(self.coordinator_config(b)).unwrap();
                 coordinator.set_owned_partitions([]);
                 self.groups.as_mut().unwrap().hosts[b] = Some(Host {
                     incarnation,
@@ -475,7 +483,7 @@ impl Sim {
         let roll = groups.rng.u32(0..100);
         match roll {
             0..=79 => self.poll_member(m),
-            80..=82 => {
+            80 => {
                 let member = &mut self.groups.as_mut().unwrap().members[m];
                 if !member.crashed {
                     member.crashed = true;
@@ -485,11 +493,12 @@ impl Sim {
                     self.note(what);
                 }
             }
-            83..=88 => {
+            81..=83 => {
                 let member = &mut self.groups.as_mut().unwrap().members[m];
                 if member.crashed {
                     // A restarted consumer process: a new member.
                     member.crashed = false;
+                    member.incarnation += 1;
                     member.member_id.clear();
                     member.generation = -1;
                     member.phase = Phase::Out;
@@ -499,7 +508,7 @@ impl Sim {
                     self.note(what);
                 }
             }
-            89..=90 => {
+            84 => {
                 let member = &self.groups.as_ref().unwrap().members[m];
                 if !member.crashed && member.waiting.is_none() && !member.member_id.is_empty() {
                     let req = LeaveGroupRequest {
@@ -735,6 +744,7 @@ impl Sim {
             member.generation,
             member.member_id.clone(),
         );
+        let process = format!("{}#{}", member.name, member.incarnation);
         let owners = groups
             .owners
             .entry((group.clone(), generation))
@@ -742,19 +752,19 @@ impl Sim {
         let mut clash = None;
         for tp in &partitions {
             match owners.get(tp) {
-                Some(other) if *other != id => clash = Some((tp.clone(), other.clone())),
+                Some(other) if other.0 != process => clash = Some((tp.clone(), other.clone())),
                 _ => {
-                    owners.insert(tp.clone(), id.clone());
+                    owners.insert(tp.clone(), (process.clone(), id.clone()));
                 }
             }
         }
         self.note(format!(
-            "{id} of {group} generation {generation} assigned {partitions:?} by broker {b}"
+            "{process} ({id}) of {group} generation {generation} assigned {partitions:?} by broker {b}"
         ));
         if let Some((tp, other)) = clash {
             self.fail(format!(
-                "invariant 6: {}-{} of {group} owned by both {other} and {id} in generation {generation}",
-                tp.0, tp.1
+                "invariant 6: {}-{} of {group} owned by both {} ({}) and {process} ({id}) in generation {generation}",
+                tp.0, tp.1, other.0, other.1
             ));
         }
         let host = self.groups.as_ref().unwrap().hosts[b].as_ref();
