@@ -1,7 +1,7 @@
 //! Deterministic simulation of a three-broker cluster (issue 6): one seed drives which
 //! broker steps next, the simulated clock, producers (`acks=1` and `acks=all`, retried),
-//! consumers reading from leaders, the network (drop, delay, reorder, duplicate, cut
-//! links, isolated brokers) and faults (broker stop and restart on its data dir, kill -9
+//! consumers reading from leaders, consumer groups, the network (drop, delay, reorder,
+//! duplicate, cut links, isolated brokers) and faults (broker stop and restart on its data dir, kill -9
 //! and restart, lease expiry by not stepping a broker or cutting it from the consensus
 //! store, a full disk on broker 2). Everything runs on one thread over `ManualClock`,
 //! `SimStorage`, `InMemoryTransport` and `InMemoryConsensus`, so a seed replays exactly.
@@ -12,11 +12,25 @@
 //! 2. two live replicas agree below the smaller of their high watermarks;
 //! 3. a replica's high watermark never moves back (across restarts too);
 //! 4. at most one leader per partition per leader epoch;
-//! 5. a consumer reading a leader never sees an offset at or above its high watermark.
+//! 5. a consumer reading a leader never sees an offset at or above its high watermark;
+//! 6. each group partition has at most one owner per generation: two consumer processes
+//!    never both get a partition from SyncGroup in the same (group, generation);
+//! 7. acknowledged commits are not lost: the coordinator the store names, once it has
+//!    loaded the group's `__consumer_offsets` partition, serves for each (group,
+//!    partition) the last acknowledged commit or a later one (commits carry a sequence
+//!    number in their metadata).
+//!
+//! Consumer groups (`simulation/groups.rs`, its doc for details): a replicated
+//! `__consumer_offsets` topic, a `GroupCoordinator` hosted for each broker that leads one
+//! of its partitions (loaded from that replica, unloaded when leadership moves), whose
+//! appends are `acks=all` produces through `Node::submit_produce` completed from
+//! `Node::take_answer`; 1–2 groups of 3–4 members drawn from their own random stream,
+//! after each action. The regression seeds found before groups replay without them.
 //!
 //! `STREAMLOG_SIM_SEED=<n>` replays one seed; `STREAMLOG_SIM_SEEDS=<n>` runs seeds `0..n`
 //! (200 by default); `STREAMLOG_SIM_STEPS=<n>` sets the steps per seed (500);
-//! `STREAMLOG_SIM_CHAOS=1` makes faults twice as frequent.
+//! `STREAMLOG_SIM_CHAOS=1` makes faults twice as frequent; `STREAMLOG_SIM_TRACE=1` prints
+//! every action as it happens.
 
 #[path = "simulation/groups.rs"]
 mod groups;

@@ -8,12 +8,15 @@
 //! that partition's groups from the broker's replica with the real load code
 //! ([`OffsetsStore::load_partition`], [`GroupCoordinator::load_partition`]); when it stops
 //! leading it (or leads it in another epoch), the host fails its appends in flight and
-//! unloads it. The host dies with its broker. A `Persist` output becomes an `acks=all`
+//! unloads it. The host dies with its broker; each host is a coordinator instance of its
+//! own ([`CoordinatorConfig::instance`]), as a `Cluster` makes each group service. A `Persist` output becomes an `acks=all`
 //! produce of [`OffsetsStore::persist_records`] through [`Node::submit_produce`]; its
 //! answer, polled later with [`Node::take_answer`], goes to `append_completed`. Nothing
 //! blocks: the single thread steps the followers that replicate the append.
 //!
-//! Members (client state machines of Kafka's eager consumer) find the coordinator as the
+//! Members (client state machines of Kafka's eager consumer, one process each, all with
+//! Kafka's default `client.id` of their group, so member ids differ only by the
+//! coordinator's suffix) find the coordinator as the
 //! leader the consensus store names for their group's partition, and talk to its host over
 //! a reliable connection (a request to a host that died or moved fails, as a reset
 //! connection does): JoinGroup (with the KIP-394 member-id round trip), SyncGroup (the
