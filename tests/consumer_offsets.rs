@@ -862,3 +862,38 @@ proptest! {
         prop_assert_eq!(snapshot(&store), model);
     }
 }
+
+/// A non-blocking driver's path (the simulation's): a `PersistRequest` encoded with
+/// `persist_records`, appended by the driver to a replica, then loaded by a read-only store.
+#[test]
+fn persist_records_appended_elsewhere_load_through_a_read_only_store() {
+    use streamlog::group::coordinator::{PersistId, PersistRecord, PersistRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        Arc::new(streamlog::Partition::open(dir.path(), streamlog::LogConfig::default()).unwrap());
+    let request = PersistRequest {
+        id: PersistId(0),
+        group_id: "billing".into(),
+        offsets_partition: 0,
+        record: PersistRecord::Offsets(vec![(("orders".into(), 3), at(42))]),
+    };
+    let records = OffsetsStore::persist_records(&request).unwrap();
+    assert_eq!(records.len(), 1);
+    log.append_records(&records).unwrap();
+    let bad = PersistRequest {
+        group_id: String::new(),
+        ..request
+    };
+    assert!(OffsetsStore::persist_records(&bad).is_err());
+
+    let store = OffsetsStore::read_only(1, small(1), BTreeMap::from([(0, log.clone())]));
+    let report = store.load_partition(0).unwrap();
+    assert_eq!(report.offsets, 1);
+    assert_eq!(
+        store.fetch("billing", "orders", 3).map(|o| o.offset),
+        Some(42)
+    );
+    // It writes nowhere.
+    assert!(store.commit("billing", [("orders", 3, at(43))]).is_err());
+    assert_eq!(log.log_end_offset(), 1);
+}
