@@ -25,7 +25,9 @@
 //! of its partitions (loaded from that replica, unloaded when leadership moves), whose
 //! appends are `acks=all` produces through `Node::submit_produce` completed from
 //! `Node::take_answer`; 1–2 groups of 3–4 members drawn from their own random stream,
-//! after each action. The regression seeds found before groups replay without them.
+//! after each action. After healing, each group must be Stable with exactly its live
+//! members on the current generation. The regression seeds found before groups replay
+//! without them.
 //!
 //! `STREAMLOG_SIM_SEED=<n>` replays one seed; `STREAMLOG_SIM_SEEDS=<n>` runs seeds `0..n`
 //! (200 by default); `STREAMLOG_SIM_STEPS=<n>` sets the steps per seed (500);
@@ -857,6 +859,7 @@ impl Sim {
                 ));
             }
         }
+        self.groups_converged();
     }
 
     fn run(&mut self, steps: u64) {

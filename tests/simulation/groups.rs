@@ -25,7 +25,7 @@
 //! LeaveGroup. They crash (stop heartbeating; come back as new members), and rejoin after
 //! `NotCoordinator`, `UnknownMemberId`, `IllegalGeneration` or a rebalance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use streamlog::group::assignor::protocol::{Assignment, Subscription};
 use streamlog::group::assignor::{MemberSubscription, TopicPartition, assignor_by_name};
@@ -41,9 +41,9 @@ use super::*;
 
 /// Partitions of `__consumer_offsets`.
 pub(super) const OFFSETS_PARTITIONS: u32 = 3;
-const SESSION_MS: i32 = 400;
-const REBALANCE_MS: i32 = 500;
-const HEARTBEAT_MS: i64 = 60;
+const SESSION_MS: i32 = 250;
+const REBALANCE_MS: i32 = 300;
+const HEARTBEAT_MS: i64 = 50;
 /// How long a member waits for an answer before it gives the coordinator up.
 const REQUEST_TIMEOUT_MS: i64 = 2_000;
 
@@ -618,6 +618,14 @@ impl Sim {
             (Kind::Join, Response::Join(resp)) => match resp.error {
                 None => {
                     let is_leader = resp.is_leader();
+                    let what = format!(
+                        "{} ({}) joined generation {}{}",
+                        self.groups.as_ref().unwrap().members[m].name,
+                        resp.member_id,
+                        resp.generation,
+                        if is_leader { " as leader" } else { "" }
+                    );
+                    self.note(what);
                     let member = &mut self.groups.as_mut().unwrap().members[m];
                     member.member_id = resp.member_id.clone();
                     member.generation = resp.generation;
@@ -722,6 +730,9 @@ impl Sim {
     }
 
     fn member_error(&mut self, m: usize, error: GroupError, given_id: &str) {
+        let member = &self.groups.as_ref().unwrap().members[m];
+        let what = format!("{} ({}): {error:?}", member.name, member.member_id);
+        self.note(what);
         let member = &mut self.groups.as_mut().unwrap().members[m];
         member.phase = Phase::Out;
         member.assigned.clear();
@@ -838,6 +849,52 @@ impl Sim {
         self.send(m, Kind::Commit(vec![(tp, seq, position)]), |c, now, to| {
             c.commit_offsets(now, to, req)
         });
+    }
+
+    /// Liveness after settling: each group's coordinator has loaded it, and it is Stable
+    /// with exactly the members that did not crash, each holding the current generation's
+    /// assignment.
+    pub(super) fn groups_converged(&self) {
+        let Some(groups) = &self.groups else {
+            return;
+        };
+        let names: BTreeSet<String> = groups.members.iter().map(|m| m.group.clone()).collect();
+        for group in names {
+            let Some(b) = self.find_coordinator(&group) else {
+                self.fail(format!("{group} has no coordinator after settling"));
+            };
+            let p = partition_for_group(&group, OFFSETS_PARTITIONS);
+            let host = groups.hosts[b].as_ref();
+            if host.is_none_or(|h| !h.loaded.contains_key(&p)) {
+                self.fail(format!(
+                    "{group}: broker {b} has not loaded offsets partition {p} after settling"
+                ));
+            }
+            let description = host.unwrap().coordinator.describe_group(&group);
+            let live: BTreeMap<&str, (Phase, i32)> = groups
+                .members
+                .iter()
+                .filter(|m| m.group == group && !m.crashed)
+                .map(|m| (m.member_id.as_str(), (m.phase, m.generation)))
+                .collect();
+            let converged = match &description {
+                // Every member crashed: the group is empty, or was never stored.
+                None => live.is_empty(),
+                Some(d) if live.is_empty() => d.state == streamlog::GroupState::Empty,
+                Some(d) => {
+                    d.state == streamlog::GroupState::Stable
+                        && d.members.len() == live.len()
+                        && d.members.iter().all(|(id, _)| {
+                            live.get(id.as_str()) == Some(&(Phase::Stable, d.generation))
+                        })
+                }
+            };
+            if !converged {
+                self.fail(format!(
+                    "{group} not converged after settling on broker {b}: {description:?}, live members (id, phase, generation): {live:?}"
+                ));
+            }
+        }
     }
 
     /// Invariant 7: the coordinator the store names, once it has loaded the group's
