@@ -859,7 +859,7 @@ impl Sim {
                 ));
             }
         }
-        self.groups_converged();
+        self.settle_groups();
     }
 
     fn run(&mut self, steps: u64) {
@@ -938,6 +938,9 @@ const REGRESSIONS: &[(u64, bool, bool)] = &[
     // of a member still in the group: both owned its partitions in one generation.
     (1, false, true),
     (6, false, true),
+    // The groups' liveness check ran right after a preferred-leader election moved a
+    // coordinator at the end of settling (the check now waits a bounded number of steps).
+    (622, true, true),
 ];
 
 #[test]
