@@ -281,11 +281,12 @@ impl Sim {
                 // (the append may still be in the log: not acknowledged is not lost).
                 let host = self.host_mut(b);
                 host.loaded.remove(&p);
-                let (gone, kept) = std::mem::take(&mut host.inflight)
-                    .into_iter()
-                    .partition(|i| i.partition == p);
+                let (gone, kept): (Vec<Inflight>, Vec<Inflight>) =
+                    std::mem::take(&mut host.inflight)
+                        .into_iter()
+                        .partition(|i| i.partition == p);
                 host.inflight = kept;
-                for i in gone as Vec<Inflight> {
+                for i in gone {
                     let out = self.host_mut(b).coordinator.append_completed(
                         now,
                         i.id,
