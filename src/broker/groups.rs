@@ -72,9 +72,12 @@ impl Broker {
         }
         let config = &self.shared.config;
         let store = OffsetsStore::open(self, config.offsets.clone())?;
+        // Each opening of the service draws member ids of its own: a reopened broker
+        // must never hand a new consumer the id of a member it loaded from the log.
+        let instance = self.shared.env.clock.now_ms() as u64;
         let service = GroupService::new(
             store,
-            config.group_coordinator.clone(),
+            config.group_coordinator.clone().instance(instance),
             self.shared.env.clock.clone(),
         )?;
         let service = Arc::new(service);

@@ -226,7 +226,12 @@ impl ClusterInner {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let service = Arc::new(GroupService::with_owner(
             store,
-            self.config.group_coordinator.clone().instance(instance),
+            // Distinct across the services of this process (the counter) and across
+            // runs of the cluster (the time it started them).
+            self.config
+                .group_coordinator
+                .clone()
+                .instance(instance ^ ((self.clock.now_ms() as u64) << 16)),
             self.clock.clone(),
             offsets,
         )?);
