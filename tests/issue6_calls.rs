@@ -274,7 +274,12 @@ fn every_replica_applies_retention_to_its_own_log() {
     );
     clock.advance_ms(120_000);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !logs.iter().all(|l| l.log_start_offset() > 0) {
+    // A follower's log start may move first with its leader's (from a fetch answer); its
+    // own retention pass, at its next step, leaves only the active segment.
+    while !logs
+        .iter()
+        .all(|l| l.log_start_offset() > 0 && l.segment_count() == 1)
+    {
         assert!(
             Instant::now() < deadline,
             "retention never ran on every replica"
@@ -286,7 +291,6 @@ fn every_replica_applies_retention_to_its_own_log() {
             log.log_start_offset() <= log.high_watermark(),
             "never past the HW"
         );
-        assert_eq!(log.segment_count(), 1, "only the active segment is left");
     }
 }
 

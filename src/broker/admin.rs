@@ -18,15 +18,7 @@ impl Broker {
     /// The config is stored before the partition directories are created; if creating
     /// them fails, the topic is removed again and the error returned.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        validate_topic_name(name)?;
-        if name.starts_with(INTERNAL_TOPIC_PREFIX) {
-            return Err(Error::InvalidTopicName {
-                name: name.to_owned(),
-                reason: format!(
-                    "names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics"
-                ),
-            });
-        }
+        super::validate_user_topic_name(name)?;
         self.create(name, config)
     }
 

@@ -70,6 +70,20 @@ pub use retention::{PartitionRetention, RetentionReport};
 /// only through [`Broker::create_internal_topic`].
 pub const INTERNAL_TOPIC_PREFIX: &str = "__";
 
+/// A topic name a user may create: valid, and not in the internal namespace.
+pub(crate) fn validate_user_topic_name(name: &str) -> Result<()> {
+    crate::topic::validate_topic_name(name)?;
+    if name.starts_with(INTERNAL_TOPIC_PREFIX) {
+        return Err(Error::InvalidTopicName {
+            name: name.to_owned(),
+            reason: format!(
+                "names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A broker: many topics in one data directory, each a set of partitions in
 /// `<data>/<topic>-<partition>/`. Reopening the directory restores every topic with its
 /// partitions, config and offsets.

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::broker::INTERNAL_TOPIC_PREFIX;
 use crate::broker::background::Background;
 use crate::clock::{Clock, SystemClock};
 use crate::consumer::{Consumer, ConsumerConfig};
@@ -163,15 +162,7 @@ impl Cluster {
     /// [`Error::InvalidReplicationFactor`] (0, above 10, or above the live brokers),
     /// [`Error::TopicExists`].
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
-        validate_topic_name(name)?;
-        if name.starts_with(INTERNAL_TOPIC_PREFIX) {
-            return Err(Error::InvalidTopicName {
-                name: name.to_owned(),
-                reason: format!(
-                    "names starting with {INTERNAL_TOPIC_PREFIX:?} are reserved for internal topics"
-                ),
-            });
-        }
+        crate::broker::validate_user_topic_name(name)?;
         self.inner.create_topic(name, config)
     }
 
