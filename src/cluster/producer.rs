@@ -68,7 +68,9 @@ impl Producer {
             Some(key) => partition_for_key(key, partitions),
             None => self.next_partition.fetch_add(1, Ordering::Relaxed) % partitions,
         };
-        let offsets = self.send_to(topic, partition, std::slice::from_ref(&record))?;
+        let offsets = self
+            .submit_batch(topic, partition, std::slice::from_ref(&record))?
+            .wait()?;
         Ok((partition, offsets.start))
     }
 
@@ -98,6 +100,12 @@ impl Producer {
                 partitions,
             });
         }
+        self.submit_batch(topic, partition, records)
+    }
+
+    /// Encodes `records` as one batch and hands it to the leader of `partition` (known
+    /// to exist).
+    fn submit_batch(&self, topic: &str, partition: u32, records: &[Record]) -> Result<PendingSend> {
         let mut buf = Vec::new();
         let now = self.cluster.clock.now_ms();
         let summary = encode_batch(records, self.config.compression, now, &mut buf)?;
