@@ -162,11 +162,7 @@ impl Node {
 
     /// Whether this broker currently leads `partition`.
     pub fn leads(&self, partition: &PartitionKey) -> bool {
-        let state = self.state.lock();
-        state
-            .manager
-            .replica(partition)
-            .is_some_and(|r| matches!(r.role(), crate::replication::Role::Leader(_)))
+        self.leader_epoch(partition).is_some()
     }
 
     /// The partitions of `topic` this broker currently leads: number, leader epoch, log.
