@@ -257,17 +257,7 @@ fn every_replica_applies_retention_to_its_own_log() {
     for _ in 0..20 {
         producer.send_to("t", 0, &records).unwrap();
     }
-    let logs: Vec<_> = (0..3)
-        .map(|b| {
-            cluster
-                .broker(b)
-                .unwrap()
-                .topic("t")
-                .unwrap()
-                .partition(0)
-                .unwrap()
-        })
-        .collect();
+    let logs: Vec<_> = (0..3).map(|b| replica_of_t0(&cluster, b)).collect();
     assert!(
         logs.iter()
             .all(|l| l.segment_count() > 5 && l.log_start_offset() == 0)
@@ -375,15 +365,7 @@ fn followers_move_their_log_start_with_the_leaders() {
         producer.send_to("t", 0, &records).unwrap();
     }
     let leader = cluster.leader("t", 0).unwrap();
-    let log = |b: u32| {
-        cluster
-            .broker(b)
-            .unwrap()
-            .topic("t")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-    };
+    let log = |b: u32| replica_of_t0(&cluster, b);
     assert_eq!(log(leader).delete_records_before(30).unwrap(), 30);
     let deadline = Instant::now() + Duration::from_secs(10);
     for b in 0..3 {
@@ -393,4 +375,15 @@ fn followers_move_their_log_start_with_the_leaders() {
         }
         assert_eq!(log(b).read_from(30).unwrap().count(), 20);
     }
+}
+
+/// Broker `b`'s replica of partition 0 of topic `t`.
+fn replica_of_t0(cluster: &Cluster, b: u32) -> std::sync::Arc<streamlog::Partition> {
+    cluster
+        .broker(b)
+        .unwrap()
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
 }
