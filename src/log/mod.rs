@@ -32,7 +32,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
-use crate::record::{BatchHeader, BatchSummary, Record, RecordBatch, encode_batch};
+use crate::record::{BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place};
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
 use crate::storage::{DirLock, Env};
 
@@ -269,10 +269,14 @@ impl Partition {
         cleaner::check_keys(&inner.config, records)?;
         let now_ms = inner.env.clock.now_ms();
         let mut writer = inner.writer.lock();
+        // The scratch buffer keeps its length across appends (see `encode_in_place`).
         let mut buf = std::mem::take(&mut writer.scratch);
-        buf.clear();
-        let result = encode_batch(records, inner.config.compression, now_ms, &mut buf)
-            .and_then(|summary| inner.append_locked(&mut writer, &mut buf, summary, now_ms));
+        let result = encode_in_place(records, inner.config.compression, now_ms, &mut buf).and_then(
+            |summary| {
+                let batch = buf.get_mut(..summary.size_bytes).unwrap_or_default();
+                inner.append_locked(&mut writer, batch, summary, now_ms)
+            },
+        );
         writer.scratch = buf;
         inner.after_append(writer, result)
     }
@@ -302,9 +306,12 @@ impl Partition {
         let now_ms = inner.env.clock.now_ms();
         let mut writer = inner.writer.lock();
         let mut buf = std::mem::take(&mut writer.scratch);
-        buf.clear();
-        buf.extend_from_slice(batch);
-        let result = inner.append_locked(&mut writer, &mut buf, summary, now_ms);
+        if buf.len() < batch.len() {
+            buf.resize(batch.len(), 0);
+        }
+        let copy = buf.get_mut(..batch.len()).unwrap_or_default();
+        copy.copy_from_slice(batch);
+        let result = inner.append_locked(&mut writer, copy, summary, now_ms);
         writer.scratch = buf;
         inner.after_append(writer, result)
     }

@@ -6,7 +6,7 @@
 //! record's timestamp (deltas may be negative), `maxTimestamp` the largest.
 
 use super::batch::{at, put};
-use super::varint::{size_of_varint, size_of_varlong};
+use super::varint::size_of_varint;
 use super::{
     BATCH_OVERHEAD, Compression, LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH,
     NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record,
@@ -57,149 +57,211 @@ fn nullable_size(bytes: Option<&[u8]>) -> Result<usize> {
     })
 }
 
-/// Writes into a buffer sized in advance from [`max_record_size`], so each write is one
-/// bounds check rather than a `Vec` growth check. A write past the end is dropped and
-/// reported by [`SliceWriter::finish`] (it cannot happen: the size is an upper bound).
-struct SliceWriter<'a> {
-    buf: &'a mut [u8],
+/// A varint encoded in registers: its first 8 bytes in `low` (little-endian: the first
+/// byte lowest), the 9th and 10th (only a varlong of a huge value has them) in `high`.
+/// Encoding this way and storing 8 bytes at once is what makes [`encode_batch`] cost
+/// little more than copying the values.
+#[derive(Debug, Clone, Copy)]
+struct Varint {
+    low: u64,
+    high: u16,
+    len: usize,
+}
+
+impl Varint {
+    #[inline]
+    fn unsigned(mut v: u64) -> Self {
+        let mut low = 0u64;
+        let mut len = 0;
+        while v >= 0x80 && len < 8 {
+            low |= ((v & 0x7f) | 0x80) << (8 * len);
+            v >>= 7;
+            len += 1;
+        }
+        if len < 8 {
+            return Varint {
+                low: low | (v << (8 * len)),
+                high: 0,
+                len: len + 1,
+            };
+        }
+        // 56 bits are in `low`; `v` has at most 8 left: one or two more bytes.
+        let (high, len) = if v >= 0x80 {
+            (((v & 0x7f) | 0x80) | ((v >> 7) << 8), 10)
+        } else {
+            (v, 9)
+        };
+        Varint {
+            low,
+            high: high as u16,
+            len,
+        }
+    }
+
+    #[inline]
+    fn of_i32(v: i32) -> Self {
+        Self::unsigned(u64::from(((v << 1) ^ (v >> 31)) as u32))
+    }
+
+    #[inline]
+    fn of_i64(v: i64) -> Self {
+        Self::unsigned(((v << 1) ^ (v >> 63)) as u64)
+    }
+}
+
+/// Writes at a moving position of a buffer that only grows (zero-filled when it does), so
+/// a buffer reused across batches is filled once, not per batch.
+struct Writer<'a> {
+    buf: &'a mut Vec<u8>,
     pos: usize,
 }
 
-impl<'a> SliceWriter<'a> {
-    fn new(buf: &'a mut [u8]) -> Self {
-        SliceWriter { buf, pos: 0 }
+impl<'a> Writer<'a> {
+    fn at(buf: &'a mut Vec<u8>, pos: usize) -> Self {
+        Writer { buf, pos }
+    }
+
+    /// Room for `n` more bytes at the position, plus [`Slot::SLACK`].
+    #[inline]
+    fn slot(&mut self, n: usize) -> Slot<'_> {
+        let need = self.pos.saturating_add(n).saturating_add(Slot::SLACK);
+        if self.buf.len() < need {
+            let grown = need.max(self.buf.len().saturating_mul(2));
+            self.buf.resize(grown, 0);
+        }
+        Slot {
+            out: self.buf.get_mut(self.pos..need).unwrap_or_default(),
+            at: 0,
+        }
+    }
+}
+
+/// The bytes one record is written into. A local slice, so the compiler keeps its
+/// address and length in registers (writes through a `&mut Vec` make it reload them after
+/// every store). Every write is bounds-checked; the slot's size makes the checks pass.
+struct Slot<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Slot<'_> {
+    /// Bytes a slot has beyond what it was asked for: varints are stored 8 or 10 bytes at
+    /// a time.
+    const SLACK: usize = 16;
+
+    #[inline]
+    fn varint(&mut self, v: Varint) {
+        if let Some(slot) = self.out.get_mut(self.at..self.at + 8) {
+            slot.copy_from_slice(&v.low.to_le_bytes());
+        }
+        if v.len > 8
+            && let Some(slot) = self.out.get_mut(self.at + 8..self.at + 10)
+        {
+            slot.copy_from_slice(&v.high.to_le_bytes());
+        }
+        self.at += v.len;
     }
 
     #[inline]
     fn byte(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.pos) {
+        if let Some(slot) = self.out.get_mut(self.at) {
             *slot = b;
         }
-        self.pos += 1;
+        self.at += 1;
     }
 
     #[inline]
     fn bytes(&mut self, b: &[u8]) {
-        let end = self.pos + b.len();
-        if let Some(slot) = self.buf.get_mut(self.pos..end) {
+        let end = self.at + b.len();
+        if let Some(slot) = self.out.get_mut(self.at..end) {
             slot.copy_from_slice(b);
         }
-        self.pos = end;
+        self.at = end;
     }
 
-    #[inline]
-    fn unsigned(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
-    }
-
-    #[inline]
-    fn varint(&mut self, v: i32) {
-        self.unsigned(u64::from(((v << 1) ^ (v >> 31)) as u32));
-    }
-
-    #[inline]
-    fn varlong(&mut self, v: i64) {
-        self.unsigned(((v << 1) ^ (v >> 63)) as u64);
-    }
-
-    /// A length-prefixed byte string, `-1` for null. Lengths were checked by
-    /// [`nullable_size`] before anything was written.
+    /// A length-prefixed byte string, `-1` for null (length checked by the caller).
     #[inline]
     fn nullable(&mut self, bytes: Option<&[u8]>) {
         match bytes {
             Some(b) => {
-                self.varint(b.len() as i32);
+                self.varint(Varint::of_i32(b.len() as i32));
                 self.bytes(b);
             }
-            None => self.varint(-1),
+            None => self.varint(Varint::of_i32(-1)),
         }
     }
-
-    /// Bytes written; an error if any write fell past the end.
-    fn finish(self) -> Result<usize> {
-        if self.pos > self.buf.len() {
-            return Err(Error::invalid_batch(
-                self.buf.len(),
-                "encoder size bound exceeded",
-            ));
-        }
-        Ok(self.pos)
-    }
-}
-
-/// Encodes `record` with `enc` at the end of `out`, growing `out` once by the record's
-/// size bound and trimming it after. On error `out` is unchanged.
-fn push_to_vec(
-    enc: &mut Encoder,
-    out: &mut Vec<u8>,
-    record: &Record,
-    default_timestamp: i64,
-) -> Result<()> {
-    let start = out.len();
-    out.resize(start.saturating_add(max_record_size(record)), 0);
-    let mut w = SliceWriter::new(out.get_mut(start..).unwrap_or_default());
-    let result = enc
-        .push(&mut w, record, default_timestamp)
-        .and_then(|()| w.finish());
-    out.truncate(start + *result.as_ref().unwrap_or(&0));
-    result.map(|_| ())
-}
-
-/// An upper bound on the encoded size of `record`, for reserving.
-fn max_record_size(record: &Record) -> usize {
-    let headers = record.headers().iter().fold(0usize, |acc, h| {
-        acc.saturating_add(10 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-    });
-    36usize
-        .saturating_add(record.key().map_or(0, <[u8]>::len))
-        .saturating_add(record.value().map_or(0, <[u8]>::len))
-        .saturating_add(headers)
 }
 
 impl Encoder {
-    /// Appends `record` (length prefix and body) to `out`. On error `out` is unchanged.
-    #[inline]
+    /// Writes `record` (length prefix and body) at `w`'s position. Every length is
+    /// checked before the first byte is written, so on error nothing moved.
+    #[inline(always)]
     fn push(
         &mut self,
-        w: &mut SliceWriter<'_>,
+        writer: &mut Writer<'_>,
         record: &Record,
         default_timestamp: i64,
     ) -> Result<()> {
+        let (key, value, headers) = (record.key(), record.value(), record.headers());
+        let key_bytes = key.map_or(0, <[u8]>::len);
+        let value_bytes = value.map_or(0, <[u8]>::len);
+        // Plain comparisons rather than `?` on each conversion: a `Result` per field costs
+        // more than the rest of the record here.
+        let limit = i32::MAX as usize;
+        if key_bytes > limit || value_bytes > limit || headers.len() > limit {
+            return Err(too_large(key_bytes.max(value_bytes).max(headers.len())));
+        }
+        if self.count > i32::MAX as u32 {
+            return Err(too_large(usize::MAX));
+        }
         let timestamp = record.timestamp().unwrap_or(default_timestamp);
-        let offset_delta = i32::try_from(self.count).map_err(|_| too_large(usize::MAX))?;
         if self.count == 0 {
             self.base_timestamp = timestamp;
         }
-        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
-        let header_count = len_i32(record.headers().len())?;
+        // Each varint is encoded once, up front; its length gives the body's size.
+        let timestamp_delta = Varint::of_i64(timestamp.wrapping_sub(self.base_timestamp));
+        let offset_delta = Varint::of_i32(self.count as i32);
+        let key_len = Varint::of_i32(key.map_or(-1, |_| key_bytes as i32));
+        let value_len = Varint::of_i32(value.map_or(-1, |_| value_bytes as i32));
+        let header_count = Varint::of_i32(headers.len() as i32);
         let mut body = 1
-            + size_of_varlong(timestamp_delta)
-            + size_of_varint(offset_delta)
-            + nullable_size(record.key())?
-            + nullable_size(record.value())?
-            + size_of_varint(header_count);
-        for h in record.headers() {
+            + timestamp_delta.len
+            + offset_delta.len
+            + key_len.len
+            + key_bytes
+            + value_len.len
+            + value_bytes
+            + header_count.len;
+        for h in headers {
             body = body
                 .saturating_add(nullable_size(Some(h.key.as_bytes()))?)
                 .saturating_add(nullable_size(h.value.as_deref())?);
         }
-        let body_len = len_i32(body)?;
+        if body > limit {
+            return Err(too_large(body));
+        }
+        let body_len = Varint::of_i32(body as i32);
 
+        let mut w = writer.slot(body + body_len.len);
         w.varint(body_len);
         w.byte(0); // record attributes: unused
-        w.varlong(timestamp_delta);
+        w.varint(timestamp_delta);
         w.varint(offset_delta);
-        w.nullable(record.key());
-        w.nullable(record.value());
+        w.varint(key_len);
+        if let Some(key) = key {
+            w.bytes(key);
+        }
+        w.varint(value_len);
+        if let Some(value) = value {
+            w.bytes(value);
+        }
         w.varint(header_count);
-        for h in record.headers() {
+        for h in headers {
             w.nullable(Some(h.key.as_bytes()));
             w.nullable(h.value.as_deref());
         }
+        let written = w.at;
+        writer.pos += written;
 
         if self.count == 0 || timestamp > self.max_timestamp {
             self.max_timestamp = timestamp;
@@ -263,44 +325,60 @@ pub fn encode_batch(
     default_timestamp_ms: i64,
     out: &mut Vec<u8>,
 ) -> Result<BatchSummary> {
+    let start = out.len();
+    let result = encode_at(records, compression, default_timestamp_ms, out, start);
+    out.truncate(start + result.as_ref().map_or(0, |summary| summary.size_bytes));
+    result
+}
+
+/// Encodes `records` as one batch into `buf[..size_bytes]`, leaving whatever length `buf`
+/// has beyond it: the log's reused scratch buffer then never shrinks, and is zero-filled
+/// only when it grows. On error the batch's bytes are garbage.
+pub(crate) fn encode_in_place(
+    records: &[Record],
+    compression: Compression,
+    default_timestamp_ms: i64,
+    buf: &mut Vec<u8>,
+) -> Result<BatchSummary> {
+    encode_at(records, compression, default_timestamp_ms, buf, 0)
+}
+
+/// Encodes the batch at `buf[start..start + size_bytes]`; `buf` may be left longer.
+fn encode_at(
+    records: &[Record],
+    compression: Compression,
+    default_timestamp_ms: i64,
+    buf: &mut Vec<u8>,
+    start: usize,
+) -> Result<BatchSummary> {
     if records.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    let start = out.len();
-    let bound = records
-        .iter()
-        .fold(0usize, |acc, r| acc.saturating_add(max_record_size(r)));
     let mut enc = Encoder::default();
-    let result = (|| {
-        if compression == Compression::None {
-            // One zero-filled region for header and records, trimmed to what was written.
-            let records_at = start + BATCH_OVERHEAD;
-            out.resize(records_at.saturating_add(bound), 0);
-            let mut w = SliceWriter::new(out.get_mut(records_at..).unwrap_or_default());
-            for r in records {
-                enc.push(&mut w, r, default_timestamp_ms)?;
-            }
-            let used = w.finish()?;
-            out.truncate(records_at + used);
-        } else {
-            let mut scratch = vec![0; bound];
-            let mut w = SliceWriter::new(&mut scratch);
-            for r in records {
-                enc.push(&mut w, r, default_timestamp_ms)?;
-            }
-            let used = w.finish()?;
-            scratch.truncate(used);
-            out.reserve(BATCH_OVERHEAD + scratch.len() / 2);
-            out.extend_from_slice(&[0; BATCH_OVERHEAD]);
-            compression.compress(&scratch, out)?;
+    let end = if compression == Compression::None {
+        let mut w = Writer::at(buf, start);
+        w.slot(BATCH_OVERHEAD);
+        w.pos += BATCH_OVERHEAD;
+        for r in records {
+            enc.push(&mut w, r, default_timestamp_ms)?;
         }
-        let batch = out.get_mut(start..).unwrap_or_default();
-        enc.finish(batch, compression, NO_PRODUCER)
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+        w.pos
+    } else {
+        let mut raw = Vec::new();
+        let mut w = Writer::at(&mut raw, 0);
+        for r in records {
+            enc.push(&mut w, r, default_timestamp_ms)?;
+        }
+        let used = w.pos;
+        raw.truncate(used);
+        buf.truncate(start);
+        buf.reserve(BATCH_OVERHEAD + used / 2);
+        buf.extend_from_slice(&[0; BATCH_OVERHEAD]);
+        compression.compress(&raw, buf)?;
+        buf.len()
+    };
+    let batch = buf.get_mut(start..end).unwrap_or_default();
+    enc.finish(batch, compression, NO_PRODUCER)
 }
 
 /// Builds one batch record by record; [`Self::finish_into`] writes it out.
@@ -310,7 +388,9 @@ pub struct BatchBuilder {
     default_timestamp_ms: i64,
     producer: (i64, i16, i32),
     enc: Encoder,
+    /// Encoded records in `records[..encoded_len]`; the buffer grows ahead of them.
     records: Vec<u8>,
+    encoded_len: usize,
 }
 
 impl BatchBuilder {
@@ -322,6 +402,7 @@ impl BatchBuilder {
             producer: NO_PRODUCER,
             enc: Encoder::default(),
             records: Vec::new(),
+            encoded_len: 0,
         }
     }
 
@@ -333,12 +414,10 @@ impl BatchBuilder {
 
     /// Encodes `record` as the next record of the batch.
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        push_to_vec(
-            &mut self.enc,
-            &mut self.records,
-            record,
-            self.default_timestamp_ms,
-        )
+        let mut w = Writer::at(&mut self.records, self.encoded_len);
+        let result = self.enc.push(&mut w, record, self.default_timestamp_ms);
+        self.encoded_len = w.pos;
+        result
     }
 
     /// Records appended so far.
@@ -354,7 +433,7 @@ impl BatchBuilder {
     /// Size of the batch if written uncompressed (exact for [`Compression::None`]; compressed
     /// batches are usually smaller).
     pub fn estimated_size_bytes(&self) -> usize {
-        BATCH_OVERHEAD + self.records.len()
+        BATCH_OVERHEAD + self.encoded_len
     }
 
     /// Appends the encoded batch to `out`. No records is [`Error::EmptyBatch`]; on error
@@ -364,15 +443,13 @@ impl BatchBuilder {
             return Err(Error::EmptyBatch);
         }
         let start = out.len();
-        out.reserve(BATCH_OVERHEAD + self.records.len());
+        let records = self.records.get(..self.encoded_len).unwrap_or_default();
+        out.reserve(BATCH_OVERHEAD + records.len());
         out.extend_from_slice(&[0; BATCH_OVERHEAD]);
-        let result = self
-            .compression
-            .compress(&self.records, out)
-            .and_then(|()| {
-                let batch = out.get_mut(start..).unwrap_or_default();
-                self.enc.finish(batch, self.compression, self.producer)
-            });
+        let result = self.compression.compress(records, out).and_then(|()| {
+            let batch = out.get_mut(start..).unwrap_or_default();
+            self.enc.finish(batch, self.compression, self.producer)
+        });
         if result.is_err() {
             out.truncate(start);
         }
