@@ -381,11 +381,15 @@ fn read_batches(log: &Partition, offset: u64, bound: ReadBound, max_bytes: usize
     let Some(second) = reader.next_batch().transpose()? else {
         return Ok(first);
     };
-    let mut all = BytesMut::with_capacity(max_bytes.min(64 << 20));
-    all.extend_from_slice(&first);
-    all.extend_from_slice(&second);
+    // The batches borrow the segment map; gather them first so that the one copy is
+    // allocated at its exact size rather than at `max_bytes`.
+    let mut batches = vec![first, second];
     while let Some(batch) = reader.next_batch().transpose()? {
-        all.extend_from_slice(&batch);
+        batches.push(batch);
+    }
+    let mut all = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+    for batch in &batches {
+        all.extend_from_slice(batch);
     }
     Ok(all.freeze())
 }
