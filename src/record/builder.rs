@@ -121,6 +121,12 @@ impl<'a> Writer<'a> {
         Writer { buf, pos }
     }
 
+    /// Moves past `n` bytes (growing the buffer if needed) that are written later.
+    fn skip(&mut self, n: usize) {
+        self.slot(n);
+        self.pos += n;
+    }
+
     /// Room for `n` more bytes at the position, plus [`Slot::SLACK`].
     #[inline]
     fn slot(&mut self, n: usize) -> Slot<'_> {
@@ -357,8 +363,7 @@ fn encode_at(
     let mut enc = Encoder::default();
     let end = if compression == Compression::None {
         let mut w = Writer::at(buf, start);
-        w.slot(BATCH_OVERHEAD);
-        w.pos += BATCH_OVERHEAD;
+        w.skip(BATCH_OVERHEAD); // the header, filled in by `finish`
         for r in records {
             enc.push(&mut w, r, default_timestamp_ms)?;
         }
