@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use super::compression::{Compression, MAX_DECOMPRESSED_BYTES};
-use super::view::RecordIter;
+use super::view::{RecordIter, records_in_order};
 use super::{
     BATCH_OVERHEAD, HEADER_SIZE_UP_TO_MAGIC, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH_FIELD,
 };
@@ -299,17 +299,34 @@ impl<'a> RecordBatch<'a> {
             ));
         }
         let records = self.records_bytes()?;
-        for (i, record) in RecordIter::new(h, &records).enumerate() {
-            let record = record?;
-            if i64::from(record.offset_delta()) != i as i64 {
-                return Err(Error::invalid_batch(
-                    BATCH_OVERHEAD,
-                    format!("record {i} has offset delta {}", record.offset_delta()),
-                ));
-            }
+        // The fast pass checks the deltas; the offsets they give are in range when the
+        // first and the last are.
+        let offsets_in_range = h.base_offset >= 0
+            && h.base_offset
+                .checked_add(i64::from(h.last_offset_delta))
+                .is_some();
+        let in_order =
+            usize::try_from(h.records_count).is_ok_and(|n| records_in_order(&records, n));
+        if offsets_in_range && in_order {
+            return Ok(());
         }
-        Ok(())
+        check_records_in_order(h, &records)
     }
+}
+
+/// Decodes every record of the records section `records` with an exact error for the
+/// first one that is malformed or whose offset delta is not its index.
+fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<()> {
+    for (i, record) in RecordIter::new(header, records).enumerate() {
+        let record = record?;
+        if i64::from(record.offset_delta()) != i as i64 {
+            return Err(Error::invalid_batch(
+                BATCH_OVERHEAD,
+                format!("record {i} has offset delta {}", record.offset_delta()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `base` into a batch's `baseOffset` field (outside the CRC: no re-checksum).

@@ -121,6 +121,37 @@ impl<'a> Writer<'a> {
         Writer { buf, pos }
     }
 
+    /// For a buffer with no capacity past the position (a fresh one): grows it once to hold
+    /// `records` (an upper bound of their encoded size), instead of doubling it record by
+    /// record, so it is zero-filled once and never copied. A reused buffer keeps its room
+    /// and is spared the pass over the records.
+    fn reserve_for(&mut self, records: &[Record]) {
+        if self.buf.capacity() > self.pos + Slot::SLACK {
+            return;
+        }
+        // Every varint of a record at its longest: length, timestamp delta, offset delta,
+        // key and value lengths, header count; two lengths per header.
+        const RECORD_VARINTS: usize = 5 + 10 + 5 + 5 + 5 + 5;
+        const HEADER_VARINTS: usize = 5 + 5;
+        // Beyond this the buffer grows as records come (the batch may be refused anyway).
+        const MAX_RESERVE: usize = 64 << 20;
+        let mut bound = 0usize;
+        for r in records {
+            let headers: usize = r.headers().iter().fold(0, |n, h| {
+                n.saturating_add(h.key.len() + h.value.as_deref().map_or(0, <[u8]>::len))
+                    .saturating_add(HEADER_VARINTS)
+            });
+            bound = bound
+                .saturating_add(1 + RECORD_VARINTS)
+                .saturating_add(r.key().map_or(0, <[u8]>::len))
+                .saturating_add(r.value().map_or(0, <[u8]>::len))
+                .saturating_add(headers);
+        }
+        if bound <= MAX_RESERVE {
+            self.slot(bound);
+        }
+    }
+
     /// Moves past `n` bytes (growing the buffer if needed) that are written later.
     fn skip(&mut self, n: usize) {
         self.slot(n);
@@ -364,6 +395,7 @@ fn encode_at(
     let end = if compression == Compression::None {
         let mut w = Writer::at(buf, start);
         w.skip(BATCH_OVERHEAD); // the header, filled in by `finish`
+        w.reserve_for(records);
         for r in records {
             enc.push(&mut w, r, default_timestamp_ms)?;
         }
@@ -371,6 +403,7 @@ fn encode_at(
     } else {
         let mut raw = Vec::new();
         let mut w = Writer::at(&mut raw, 0);
+        w.reserve_for(records);
         for r in records {
             enc.push(&mut w, r, default_timestamp_ms)?;
         }

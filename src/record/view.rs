@@ -280,6 +280,43 @@ pub(crate) fn skip_records(cursor: &mut Cursor<'_>, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether `records` holds exactly `count` records of the common shape (varints of at
+/// most 5 bytes) that [`RecordIter`] accepts, with offset deltas exactly `0..count` — what
+/// an append checks — without building views. `false` says only that this fast pass
+/// cannot vouch for the bytes: [`RecordIter`] then decides, with an exact error.
+pub(crate) fn records_in_order(records: &[u8], count: usize) -> bool {
+    let mut at = 0;
+    for i in 0..count {
+        match skip_common_record(records, at, i) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at == records.len()
+}
+
+/// The end of the record at `at` if it has the common shape, is valid as
+/// [`RecordContext::decode`] checks it, and has offset delta `delta`.
+#[inline(always)]
+fn skip_common_record(buf: &[u8], mut at: usize, delta: usize) -> Option<usize> {
+    let len = usize::try_from(fast::varint(buf, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    let body = buf.get(at..end)?;
+    let mut p = 1; // attributes: unused in v2
+    fast::varlong(body, &mut p)?;
+    if usize::try_from(fast::varint(body, &mut p)?).ok()? != delta {
+        return None;
+    }
+    fast::nullable_bytes(body, &mut p)?; // key
+    fast::nullable_bytes(body, &mut p)?; // value
+    let header_count = usize::try_from(fast::varint(body, &mut p)?).ok()?;
+    for _ in 0..header_count {
+        std::str::from_utf8(fast::nullable_bytes(body, &mut p)??).ok()?;
+        fast::nullable_bytes(body, &mut p)?;
+    }
+    (p == body.len()).then_some(end)
+}
+
 /// Iterates the records of one batch's records section, checking that exactly
 /// `records_count` records are present. Ends after the first error.
 #[derive(Debug, Clone)]

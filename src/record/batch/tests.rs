@@ -361,3 +361,100 @@ proptest! {
         let _ = next_batch_size(&buf);
     }
 }
+
+/// Records of every shape the fast append check must handle or hand over: null and
+/// empty keys and values, headers, and timestamps far enough apart for 10-byte deltas.
+fn arb_records() -> impl Strategy<Value = Vec<Record>> {
+    let bytes = || proptest::option::of(proptest::collection::vec(any::<u8>(), 0..150));
+    let record = (
+        bytes(),
+        bytes(),
+        prop_oneof![Just(0i64), -1000i64..1000, any::<i64>()],
+        proptest::collection::vec((".{0,4}", bytes()), 0..3),
+    )
+        .prop_map(|(key, value, timestamp, headers)| {
+            let mut r = Record::default()
+                .with_value(value)
+                .with_timestamp(timestamp);
+            if let Some(key) = key {
+                r = r.with_key(key);
+            }
+            for (k, v) in headers {
+                r = r.with_header(k, v);
+            }
+            r
+        });
+    proptest::collection::vec(record, 1..30)
+}
+
+/// An edit of a records section: overwrite, insert or delete one byte.
+fn edit(section: &mut Vec<u8>, kind: u8, at: usize, byte: u8) {
+    if section.is_empty() {
+        section.push(byte);
+        return;
+    }
+    let at = at % section.len();
+    match kind % 3 {
+        0 => section[at] = byte,
+        1 => section.insert(at, byte),
+        _ => {
+            section.remove(at);
+        }
+    }
+}
+
+proptest! {
+    /// The fast pass of `validate_for_append` never accepts what decoding every record
+    /// refuses, and hands everything else to it: on valid batches and on batches with a
+    /// few bytes edited, the answer (and its error) is the one of the full decode.
+    #[test]
+    fn the_fast_append_check_agrees_with_decoding_every_record(
+        records in arb_records(),
+        edits in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<u8>()), 0..3),
+        base in prop_oneof![Just(0i64), Just(-1), Just(i64::MAX - 3), 0i64..1000],
+        count_change in prop_oneof![Just(0i32), -1i32..2],
+    ) {
+        let mut b = Vec::new();
+        encode_batch(&records, Compression::None, 0, &mut b).unwrap();
+        let mut section = b[BATCH_OVERHEAD..].to_vec();
+        for &(kind, at, byte) in &edits {
+            edit(&mut section, kind, at, byte);
+        }
+        let count = records.len() as i32 + count_change;
+        let mut b = craft(&section, count, Compression::None);
+        b[at::BASE_OFFSET..at::BASE_OFFSET + 8].copy_from_slice(&base.to_be_bytes());
+        let batch = RecordBatch::parse(&b).unwrap();
+        let expected = if count == 0 {
+            Err(Error::EmptyBatch)
+        } else {
+            check_records_in_order(batch.header(), &section)
+        };
+        prop_assert_eq!(
+            format!("{:?}", batch.validate_for_append()),
+            format!("{:?}", expected)
+        );
+        if edits.is_empty() && count_change == 0 && (0..1000).contains(&base) {
+            prop_assert!(batch.validate_for_append().is_ok());
+        }
+    }
+}
+
+proptest! {
+    /// Offset deltas that are not exactly `0..count` are refused with the full decode's
+    /// error, and exactly `0..count` is accepted.
+    #[test]
+    fn the_fast_append_check_refuses_out_of_order_deltas(
+        deltas in proptest::collection::vec(prop_oneof![0i32..6, Just(-1), Just(i32::MAX)], 1..8),
+    ) {
+        let section: Vec<u8> = deltas.iter().flat_map(|&d| simple(d, 0)).collect();
+        let b = craft(&section, deltas.len() as i32, Compression::None);
+        let batch = RecordBatch::parse(&b).unwrap();
+        let result = batch.validate_for_append();
+        let in_order = deltas.iter().enumerate().all(|(i, &d)| d == i as i32);
+        prop_assert_eq!(result.is_ok(), in_order, "{:?}", result);
+        prop_assert_eq!(
+            format!("{:?}", result),
+            format!("{:?}", check_records_in_order(batch.header(), &section))
+        );
+    }
+}
