@@ -11,11 +11,12 @@ use replicas::{Reply, Sim, batch, config, stored, values};
 use streamlog::ReadBound;
 use streamlog::record::BatchIter;
 use streamlog::replication::messages::{
-    EpochQuery, FetchPartition, FetchRequest, OffsetsForLeaderEpochRequest, ProduceResponse,
+    EpochQuery, FetchPartition, FetchRequest, OffsetsForLeaderEpochRequest, ProduceRequest,
+    ProduceResponse,
 };
 use streamlog::replication::{
-    Acks, EpochEndOffset, FollowerPhase, PartitionState, ProduceOutcome, ReplicaError,
-    ReplicaRequest, ReplicaResponse,
+    Acks, EpochEndOffset, FollowerPhase, PartitionState, PreparedProduce, ProduceOutcome,
+    ReplicaError, ReplicaRequest, ReplicaResponse,
 };
 
 /// The base offsets of the batches in `records`.
@@ -205,6 +206,65 @@ fn a_leader_change_fails_waiting_produces() {
     let r = sim.answer(token).expect("failed at the leader change");
     assert_eq!((r.error, r.base_offset), (not_leader(1), None));
     assert_eq!(sim.answer(acks_one), None, "acks=1 was answered already");
+}
+
+/// A produce prepared by the leader whose append comes only after the leadership moved
+/// (the append runs outside the broker's lock): nothing is written, and the producer is
+/// told who leads now — for every acks, and when the old leader leads again in a later
+/// epoch too.
+#[test]
+fn an_append_prepared_before_a_leader_change_writes_nothing() {
+    for acks in [Acks::Leader, Acks::All] {
+        for comes_back in [false, true] {
+            let mut sim = Sim::new(3, config(1));
+            let request = ProduceRequest {
+                acks,
+                timeout_ms: 10_000,
+                partition: sim.key.clone(),
+                records: batch(&["late"]),
+            };
+            let token = sim.token();
+            let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
+                panic!("broker 0 leads");
+            };
+            sim.elect(1, &[]);
+            if comes_back {
+                sim.elect(0, &[]);
+            }
+            let appended = append.append(&request.records);
+            assert_eq!(
+                appended,
+                Err(ReplicaError::NotLeaderOrFollower { leader: None }),
+                "{acks:?} {comes_back}"
+            );
+            assert_eq!(sim.leo(0), 0, "nothing written");
+            let outcome = sim.managers[0].finish_produce(&request, token, appended, sim.now);
+            let leader = if comes_back { 0 } else { 1 };
+            let r = answered(outcome);
+            assert_eq!((r.error, r.base_offset), (not_leader(leader), None));
+        }
+    }
+}
+
+/// The same split produce with no change of leader answers as `handle_produce` does.
+#[test]
+fn a_prepared_append_in_the_same_epoch_is_written_and_answered() {
+    let mut sim = Sim::new(3, config(1));
+    let request = ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        partition: sim.key.clone(),
+        records: batch(&["a", "b"]),
+    };
+    let token = sim.token();
+    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
+        panic!("broker 0 leads");
+    };
+    let appended = append.append(&request.records);
+    assert_eq!(appended, Ok(0..2));
+    let r = answered(sim.managers[0].finish_produce(&request, token, appended, sim.now));
+    assert_eq!((r.error, r.base_offset), (None, Some(0)));
+    assert_eq!(values(sim.log(0), 0), [(0, "a".into()), (1, "b".into())]);
 }
 
 // --- high watermark and ISR -------------------------------------------------------------------

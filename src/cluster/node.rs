@@ -28,8 +28,8 @@ use crate::replication::messages::{
 };
 use crate::replication::transport::{Envelope, Message, Request, Response, Transport};
 use crate::replication::{
-    BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, ProduceOutcome,
-    ProduceToken, ReplicaManager, ReplicaOutput, ReplicaRequest, ReplicaResponse,
+    BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, PreparedProduce,
+    ProduceOutcome, ProduceToken, ReplicaManager, ReplicaOutput, ReplicaRequest, ReplicaResponse,
 };
 use crate::storage::Env;
 use crate::topic::TopicConfig;
@@ -640,24 +640,36 @@ impl Node {
         Ok(())
     }
 
-    /// Hands a produce to this broker's replica manager (as leader). Parked follower
-    /// fetches are answered at once, so replication starts without waiting for a step.
+    /// Hands a produce to this broker's replica manager (as leader). The batch is written
+    /// without the broker's lock, so the leader answers follower fetches meanwhile; a
+    /// change of leadership during the write is caught by the replica's leader gate.
+    /// Parked follower fetches are answered at once, so replication starts without
+    /// waiting for a step.
     pub fn submit_produce(&self, request: &ProduceRequest) -> Result<Submitted> {
-        let now = self.env.clock.now_ms();
-        let mut state = self.state.lock();
-        let submitted = self.submit_locked(&mut state, request, now);
-        self.serve_parked(&mut state, now, false)?;
-        Ok(submitted)
+        let (token, prepared) = {
+            let mut state = self.state.lock();
+            state.next_token += 1;
+            let token = ProduceToken(state.next_token);
+            (token, state.manager.prepare_produce(request))
+        };
+        let outcome = match prepared {
+            PreparedProduce::Answered(outcome) => outcome,
+            PreparedProduce::Append(append) => {
+                let appended = append.append(&request.records);
+                let now = self.env.clock.now_ms();
+                let mut state = self.state.lock();
+                let outcome = state.manager.finish_produce(request, token, appended, now);
+                self.serve_parked(&mut state, now, false)?;
+                outcome
+            }
+        };
+        Ok(submitted(outcome, token))
     }
 
     fn submit_locked(&self, state: &mut State, request: &ProduceRequest, now: i64) -> Submitted {
         state.next_token += 1;
         let token = ProduceToken(state.next_token);
-        match state.manager.handle_produce(request, token, now) {
-            ProduceOutcome::Done(response) => Submitted::Done(response),
-            ProduceOutcome::NoAnswer => Submitted::NoAnswer,
-            ProduceOutcome::Waiting => Submitted::Waiting(token),
-        }
+        submitted(state.manager.handle_produce(request, token, now), token)
     }
 
     /// The answer to a waiting produce, if it has come.
@@ -701,6 +713,14 @@ impl Node {
 /// Retention (by time, size and log start; never past the high watermark) and, for
 /// compacted topics that need it, compaction, on every log — each replica on its own, as
 /// in Kafka. Every log is tried; the first error is returned.
+fn submitted(outcome: ProduceOutcome, token: ProduceToken) -> Submitted {
+    match outcome {
+        ProduceOutcome::Done(response) => Submitted::Done(response),
+        ProduceOutcome::NoAnswer => Submitted::NoAnswer,
+        ProduceOutcome::Waiting => Submitted::Waiting(token),
+    }
+}
+
 fn clean_logs(logs: &[Arc<Partition>]) -> Result<()> {
     let mut first_error = None;
     for log in logs {

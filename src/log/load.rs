@@ -123,6 +123,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         dir: dir.to_path_buf(),
         env: env.clone(),
         limits,
+        bounds: Mutex::new(()),
         writer: Mutex::new(Writer {
             unflushed_messages: 0,
             last_flush_ms: now_ms,

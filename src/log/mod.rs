@@ -92,6 +92,10 @@ struct Inner {
     limits: SegmentLimits,
     /// The single-writer lock: appends, rolls, truncation, deletion, close.
     writer: Mutex<Writer>,
+    /// Held while the high watermark is stored and while the log start moves up or the
+    /// log end down, so that the high watermark is clamped to bounds that still hold when
+    /// it is stored — without waiting for an append's write. Taken after `writer`.
+    bounds: Mutex<()>,
     /// Segments by base offset; the last one is active. Written only under `writer`.
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     log_start_offset: AtomicU64,
@@ -170,8 +174,10 @@ impl Partition {
     /// Moves the high watermark to `offset`, clamped to `[log_start, log_end]`; returns the
     /// value set. For logs opened with `auto_high_watermark(false)` (replication).
     pub fn set_high_watermark(&self, offset: u64) -> u64 {
-        let _writer = self.inner.writer.lock();
-        let value = offset.clamp(self.log_start_offset(), self.log_end_offset());
+        let _bounds = self.inner.bounds.lock();
+        let value = offset
+            .min(self.log_end_offset())
+            .max(self.log_start_offset());
         self.inner.high_watermark.store(value, Ordering::Release);
         value
     }
@@ -234,6 +240,7 @@ impl Partition {
     pub fn truncate_fully_and_start_at(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
+        let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
         inner.restart_at(offset, inner.env.clock.now_ms())?;
         inner.env.storage.sync_dir(&inner.dir)?;
@@ -364,6 +371,7 @@ impl Partition {
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
+        let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
         let result = inner.truncate_locked(offset);
         if result.is_err() {
@@ -545,6 +553,7 @@ impl Inner {
         active.append(bytes, header)?;
         self.log_end_offset.store(last + 1, Ordering::Release);
         if self.config.auto_high_watermark {
+            let _bounds = self.bounds.lock();
             self.high_watermark.store(last + 1, Ordering::Release);
         }
         Ok(())
@@ -728,19 +737,22 @@ impl Inner {
     }
 
     fn delete_records_before_locked(&self, offset: u64) -> Result<u64> {
-        let log_start = self.log_start_offset.load(Ordering::Acquire);
-        let hw = self.high_watermark.load(Ordering::Acquire);
-        if offset > hw {
-            return Err(Error::OffsetOutOfRange {
-                requested: offset,
-                log_start,
-                log_end: hw,
-            });
+        {
+            let _bounds = self.bounds.lock();
+            let log_start = self.log_start_offset.load(Ordering::Acquire);
+            let hw = self.high_watermark.load(Ordering::Acquire);
+            if offset > hw {
+                return Err(Error::OffsetOutOfRange {
+                    requested: offset,
+                    log_start,
+                    log_end: hw,
+                });
+            }
+            if offset <= log_start {
+                return Ok(log_start);
+            }
+            self.log_start_offset.store(offset, Ordering::Release);
         }
-        if offset <= log_start {
-            return Ok(log_start);
-        }
-        self.log_start_offset.store(offset, Ordering::Release);
         self.write_checkpoint()?;
         self.update_epochs(|c| c.truncate_from_start(offset))?;
         // Retention's log-start rule: renamed `*.deleted`, removed after the delay.

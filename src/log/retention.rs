@@ -220,7 +220,11 @@ impl Inner {
         // Moved (and durable) before the segments leave the map, so that a reader that
         // misses one finds the log start past it.
         let base = first_kept.unwrap_or(0);
-        if self.log_start_offset.fetch_max(base, Ordering::AcqRel) < base {
+        let moved = {
+            let _bounds = self.bounds.lock();
+            self.log_start_offset.fetch_max(base, Ordering::AcqRel) < base
+        };
+        if moved {
             self.write_checkpoint()?;
             self.update_epochs(|c| c.truncate_from_start(base))?;
         }

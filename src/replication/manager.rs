@@ -14,7 +14,7 @@ use super::messages::{
     ProduceResponse, ReplicaError,
 };
 use super::partition_state::PartitionState;
-use super::replica::{Applied, FollowerPhase, Replica};
+use super::replica::{Applied, FollowerPhase, LeaderAppend, Replica};
 use super::truncation::truncation_offset;
 use crate::error::Result;
 use crate::log::Partition;
@@ -108,6 +108,30 @@ pub enum ProduceOutcome {
     NoAnswer,
     /// `acks=all`: the answer comes as [`ReplicaOutput::ProduceDone`].
     Waiting,
+}
+
+/// A produce after its checks: answered already, or an append to carry out.
+#[derive(Debug)]
+pub enum PreparedProduce {
+    /// Nothing to append: the answer (an error, or none for `acks=0`).
+    Answered(ProduceOutcome),
+    /// Append with [`LeaderAppend::append`], then call
+    /// [`ReplicaManager::finish_produce`].
+    Append(LeaderAppend),
+}
+
+fn produce_answer(
+    key: &PartitionKey,
+    error: Option<ReplicaError>,
+    base_offset: Option<u64>,
+    log_start_offset: u64,
+) -> ProduceResponse {
+    ProduceResponse {
+        partition: key.clone(),
+        error,
+        base_offset,
+        log_start_offset,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -302,7 +326,8 @@ impl ReplicaManager {
         out
     }
 
-    /// Handles a produce as leader. `acks=all` answers come later as
+    /// Handles a produce as leader in one call: [`ReplicaManager::prepare_produce`], the
+    /// append, then [`ReplicaManager::finish_produce`]. `acks=all` answers come later as
     /// [`ReplicaOutput::ProduceDone`] with `token` (or at once on an error, or when the
     /// append itself moves the high watermark past the batch). Earlier waiting produces
     /// that this append completes are answered by the next call returning outputs.
@@ -312,33 +337,66 @@ impl ReplicaManager {
         token: ProduceToken,
         now_ms: i64,
     ) -> ProduceOutcome {
-        let key = &request.partition;
-        let answer = |error: Option<ReplicaError>, base: Option<u64>, log_start: u64| {
-            ProduceOutcome::Done(ProduceResponse {
-                partition: key.clone(),
-                error,
-                base_offset: base,
-                log_start_offset: log_start,
-            })
-        };
-        let Some(replica) = self.replicas.get_mut(key) else {
-            if request.acks == Acks::None {
-                return ProduceOutcome::NoAnswer;
+        match self.prepare_produce(request) {
+            PreparedProduce::Answered(outcome) => outcome,
+            PreparedProduce::Append(append) => {
+                let appended = append.append(&request.records);
+                self.finish_produce(request, token, appended, now_ms)
             }
-            return answer(
-                Some(ReplicaError::NotLeaderOrFollower { leader: None }),
-                None,
-                0,
-            );
+        }
+    }
+
+    /// The checks of a produce before its append (leadership, `min.insync.replicas`
+    /// for `acks=all`): either the answer, or the append to carry out — which a driver
+    /// may do without holding whatever guards this manager.
+    pub fn prepare_produce(&mut self, request: &ProduceRequest) -> PreparedProduce {
+        let replica = self.replicas.get_mut(&request.partition);
+        let prepared = match replica {
+            None => Err((ReplicaError::NotLeaderOrFollower { leader: None }, 0)),
+            Some(replica) => replica
+                .prepare_leader_append(request.acks == Acks::All)
+                .map_err(|e| (e, replica.log().log_start_offset())),
         };
-        let acks_all = request.acks == Acks::All;
-        let result = replica.append_as_leader(&request.records, acks_all, now_ms);
+        match (request.acks, prepared) {
+            (_, Ok(append)) => PreparedProduce::Append(append),
+            (Acks::None, Err(_)) => PreparedProduce::Answered(ProduceOutcome::NoAnswer),
+            (_, Err((error, log_start))) => PreparedProduce::Answered(ProduceOutcome::Done(
+                produce_answer(&request.partition, Some(error), None, log_start),
+            )),
+        }
+    }
+
+    /// Records the append of a prepared produce and answers it, or (`acks=all`) holds it
+    /// until the high watermark passes the batch.
+    pub fn finish_produce(
+        &mut self,
+        request: &ProduceRequest,
+        token: ProduceToken,
+        appended: std::result::Result<std::ops::Range<u64>, ReplicaError>,
+        now_ms: i64,
+    ) -> ProduceOutcome {
+        let key = &request.partition;
+        let Some(replica) = self.replicas.get_mut(key) else {
+            let error = ReplicaError::NotLeaderOrFollower { leader: None };
+            return match request.acks {
+                Acks::None => ProduceOutcome::NoAnswer,
+                _ => ProduceOutcome::Done(produce_answer(key, Some(error), None, 0)),
+            };
+        };
+        let result = replica.finish_leader_append(appended, now_ms);
         let log_start = replica.log().log_start_offset();
+        let answer =
+            |error, base| ProduceOutcome::Done(produce_answer(key, error, base, log_start));
         match (request.acks, result) {
             (Acks::None, _) => ProduceOutcome::NoAnswer,
-            (_, Err(error)) => answer(Some(error), None, log_start),
-            (Acks::Leader, Ok(range)) => answer(None, Some(range.start), log_start),
+            (_, Err(error)) => answer(Some(error), None),
+            (Acks::Leader, Ok(range)) => answer(None, Some(range.start)),
             (Acks::All, Ok(range)) => {
+                if !replica.is_leader() {
+                    // Leadership moved while the batch was written: its waiting produces
+                    // have failed, and so does this one.
+                    return answer(Some(replica.not_leader()), None);
+                }
                 // Only this produce is answered here: other produces of the partition that
                 // are now replicated get their own `ProduceDone` at the next tick or fetch
                 // (answering the first of them in this one's place gave it another
@@ -347,7 +405,7 @@ impl ReplicaManager {
                     .leader_mut()
                     .and_then(|leader| leader.check_replicated(range.end));
                 if let Some(result) = done {
-                    return answer(result.err(), Some(range.start), log_start);
+                    return answer(result.err(), Some(range.start));
                 }
                 self.pending.push(PendingProduce {
                     token,

@@ -47,12 +47,12 @@ pub use consensus::{
 pub use fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
 pub use leader::{IsrChange, LeaderConfig, LeaderState};
 pub use manager::{
-    ProduceOutcome, ProduceToken, ReplicaConfig, ReplicaManager, ReplicaOutput, ReplicaRequest,
-    ReplicaResponse,
+    PreparedProduce, ProduceOutcome, ProduceToken, ReplicaConfig, ReplicaManager, ReplicaOutput,
+    ReplicaRequest, ReplicaResponse,
 };
 pub use messages::{Acks, BrokerId, EpochEndOffset, PartitionKey, ReplicaError};
 pub use partition_state::{LeaderRecoveryState, PartitionState};
 pub use remote_replica::RemoteReplica;
-pub use replica::{Applied, FollowerPhase, FollowerState, Replica, Role};
+pub use replica::{Applied, FollowerPhase, FollowerState, LeaderAppend, Replica, Role};
 pub use transport::{Envelope, InMemoryTransport, NetworkFaults, Transport, TransportStats};
 pub use truncation::{Truncation, truncation_offset};

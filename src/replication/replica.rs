@@ -1,10 +1,13 @@
 //! [`Replica`]: one partition hosted on a broker — its log, the partition state it last
 //! applied, and its role (leader, follower, or neither), with the leader's answers to
-//! fetches, offsets-for-leader-epoch and produce requests.
+//! fetches, offsets-for-leader-epoch and produce requests. A leader's append runs outside
+//! the broker's lock through a [`LeaderAppend`], fenced by the replica's leader gate.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
 
 use super::fetch_validation::{FetchPosition, check_leader_epoch, validate_fetch};
 use super::leader::{IsrChange, LeaderConfig, LeaderState};
@@ -58,6 +61,35 @@ pub struct Replica {
     log: Arc<Partition>,
     state: Option<PartitionState>,
     role: Role,
+    /// `Some(epoch)` while this broker leads in `epoch`: a [`LeaderAppend`] holds it for
+    /// reading while it writes, and a change of role holds it for writing, so no append
+    /// of an old leadership lands after the replica became a follower (Kafka's
+    /// `leaderIsrUpdateLock`).
+    gate: Arc<RwLock<Option<i32>>>,
+}
+
+/// A produce's append to the leader's log, prepared under the broker's lock and carried
+/// out without it, so that fetches are answered while the batch is written.
+#[derive(Debug)]
+pub struct LeaderAppend {
+    log: Arc<Partition>,
+    gate: Arc<RwLock<Option<i32>>>,
+    epoch: i32,
+}
+
+impl LeaderAppend {
+    /// Appends `records` (one encoded batch) if this broker still leads in the epoch the
+    /// append was prepared in; otherwise nothing is written and the answer is
+    /// `NotLeaderOrFollower`.
+    pub fn append(&self, records: &[u8]) -> Result<Range<u64>, ReplicaError> {
+        let gate = self.gate.read();
+        if *gate != Some(self.epoch) {
+            return Err(ReplicaError::NotLeaderOrFollower { leader: None });
+        }
+        self.log
+            .append_encoded(records)
+            .map_err(|e| replica_error(&e))
+    }
 }
 
 /// Maps a storage error to what a producer or follower is told.
@@ -86,6 +118,7 @@ impl Replica {
             log,
             state: None,
             role: Role::None,
+            gate: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -151,6 +184,8 @@ impl Replica {
                 return Ok(Applied::Unchanged);
             }
         }
+        // Waits for an append in flight, and stops new ones until the new role is set.
+        *self.gate.write() = None;
         let was_leader = matches!(self.role, Role::Leader(_));
         let previous_epoch = self.leader_epoch();
         if state.leader == Some(self.me) {
@@ -172,6 +207,7 @@ impl Replica {
             );
             self.log.set_high_watermark(leader.high_watermark());
             self.role = Role::Leader(leader);
+            *self.gate.write() = Some(state.leader_epoch);
             self.state = Some(state);
             return Ok(Applied::Leader);
         }
@@ -196,7 +232,9 @@ impl Replica {
         })
     }
 
-    fn not_leader(&self) -> ReplicaError {
+    /// The error a request for the leader gets here: `NotLeaderOrFollower` with the
+    /// leader this broker knows of.
+    pub fn not_leader(&self) -> ReplicaError {
         ReplicaError::NotLeaderOrFollower {
             leader: self.leader(),
         }
@@ -330,25 +368,48 @@ impl Replica {
         (answer, change)
     }
 
-    /// Appends a producer's batch as leader: the `acks=all` gate first (nothing written
-    /// on failure), then the append; returns the offsets written. The high watermark
-    /// moves at once when the leader is alone in the ISR.
-    pub fn append_as_leader(
+    /// Prepares a producer's append as leader: the `acks=all` gate first (nothing is
+    /// written on failure); [`LeaderAppend::append`] then writes without the broker's
+    /// lock, and [`Replica::finish_leader_append`] records it.
+    pub fn prepare_leader_append(&mut self, acks_all: bool) -> Result<LeaderAppend, ReplicaError> {
+        let epoch = self.leader_epoch();
+        self.leading(None)?.check_before_append(acks_all)?;
+        Ok(LeaderAppend {
+            log: self.log.clone(),
+            gate: self.gate.clone(),
+            epoch,
+        })
+    }
+
+    /// Records a leader append: the high watermark moves at once when the leader is alone
+    /// in the ISR. A refused append is answered with the current leader.
+    pub fn finish_leader_append(
         &mut self,
-        records: &[u8],
-        acks_all: bool,
+        appended: Result<Range<u64>, ReplicaError>,
         now_ms: i64,
-    ) -> Result<std::ops::Range<u64>, ReplicaError> {
-        let leader = self.leading(None)?;
-        leader.check_before_append(acks_all)?;
+    ) -> Result<Range<u64>, ReplicaError> {
+        let range = match appended {
+            Err(ReplicaError::NotLeaderOrFollower { .. }) => return Err(self.not_leader()),
+            other => other?,
+        };
         let log = self.log.clone();
-        let range = log.append_encoded(records).map_err(|e| replica_error(&e))?;
-        let log_end = log.log_end_offset();
         if let Some(leader) = self.leader_mut() {
-            leader.maybe_advance_high_watermark(log_end, now_ms);
+            leader.maybe_advance_high_watermark(log.log_end_offset(), now_ms);
             log.set_high_watermark(leader.high_watermark());
         }
         Ok(range)
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+}
+
+impl Drop for Replica {
+    /// A replica no longer hosted takes no more appends prepared while it led.
+    fn drop(&mut self) {
+        *self.gate.write() = None;
     }
 }
 
