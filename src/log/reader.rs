@@ -294,6 +294,23 @@ impl Records {
         }
     }
 
+    /// `batches` (handed out by [`Records::next_batch`], in order) as one slice of the
+    /// bytes they were cut from, when they lie end to end in the reader's current chunk
+    /// (a map of the segment, or one positional read): no copy. `None` otherwise.
+    pub(crate) fn joined(&self, batches: &[Bytes]) -> Option<Bytes> {
+        let base = self.chunk.as_ptr() as usize;
+        let index = |b: &Bytes| (b.as_ptr() as usize).checked_sub(base);
+        let start = index(batches.first()?)?;
+        let mut end = start;
+        for batch in batches {
+            if index(batch)? != end {
+                return None;
+            }
+            end = end.checked_add(batch.len())?;
+        }
+        (end <= self.chunk.len()).then(|| self.chunk.slice(start..end))
+    }
+
     fn next_whole_batch(&mut self) -> Result<Option<Bytes>> {
         loop {
             let Some((segment, position, bytes)) = self.next_raw_batch()? else {

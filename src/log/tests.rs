@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::*;
 use crate::clock::ManualClock;
 use crate::storage::SimStorage;
@@ -581,4 +583,62 @@ fn a_damaged_batch_is_an_error_naming_its_file_and_position() {
         "{err:?} (second batch at {first})"
     );
     assert!(r.next_batch().is_none());
+}
+
+/// Batches read back to back, joined into one slice of the bytes they came from.
+fn read_joined(log: &Partition, from: u64) -> (Vec<Bytes>, Option<Bytes>) {
+    let options = ReadOptions::default().bound(ReadBound::LogEnd);
+    let mut reader = log.read(from, options).unwrap();
+    let mut batches = Vec::new();
+    while let Some(bytes) = reader.next_batch() {
+        batches.push(bytes.unwrap());
+    }
+    let joined = reader.joined(&batches);
+    (batches, joined)
+}
+
+#[test]
+fn batches_end_to_end_in_one_map_join_without_a_copy_and_never_wrongly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
+    for i in 0..10 {
+        log.append_batch(vec![
+            Record::new(value(2 * i)),
+            Record::new(value(2 * i + 1)),
+        ])
+        .unwrap();
+    }
+    let (batches, joined) = read_joined(&log, 4);
+    assert_eq!(batches.len(), 8);
+    let joined = joined.expect("one segment's map holds them end to end");
+    assert_eq!(joined, batches.concat());
+    assert_eq!(
+        joined.as_ptr(),
+        batches[0].as_ptr(),
+        "a slice of the map, not a copy"
+    );
+    // Out of order or with a gap they are not joined.
+    let (a, b, c) = (batches[0].clone(), batches[1].clone(), batches[2].clone());
+    let reader = log.read(0, ReadOptions::default()).unwrap();
+    assert!(reader.joined(&[b.clone(), a.clone()]).is_none());
+    assert!(reader.joined(&[a, c]).is_none());
+
+    // Across rolled segments (and on the simulated disk, whose maps are copies) the
+    // batches come from several chunks: joined only where that is still exact.
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..40 {
+        log.append_batch(vec![
+            Record::new(value(2 * i)),
+            Record::new(value(2 * i + 1)),
+        ])
+        .unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    for from in [0, 7, 60] {
+        let (batches, joined) = read_joined(&log, from);
+        if let Some(joined) = joined {
+            assert_eq!(joined, batches.concat(), "from {from}");
+        }
+    }
 }

@@ -442,11 +442,14 @@ fn read_batches(log: &Partition, offset: u64, bound: ReadBound, max_bytes: usize
     let Some(second) = reader.next_batch().transpose()? else {
         return Ok(first);
     };
-    // The batches borrow the segment map; gather them first so that the one copy is
-    // allocated at its exact size rather than at `max_bytes`.
     let mut batches = vec![first, second];
     while let Some(batch) = reader.next_batch().transpose()? {
         batches.push(batch);
+    }
+    // Batches end to end in the segment's map are handed out as one slice of it;
+    // otherwise (they span segments) they are copied into a buffer of their exact size.
+    if let Some(joined) = reader.joined(&batches) {
+        return Ok(joined);
     }
     let mut all = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
     for batch in &batches {
