@@ -4,7 +4,9 @@
 //!
 //! Records carry a 100-byte value and no key (`Record::new(Vec<u8>)`). Groups:
 //!
-//! - `append/batch_1`, `append/batch_1000`: appends without fsync (page cache only);
+//! - `append/batch_1`, `append/batch_1000`: appends without fsync (page cache only), each
+//!   side writing at most `ROUND_BYTES` into one file or log before a fresh one (untimed):
+//!   past about 1 GB this machine's page cache holds writers to the disk's pace;
 //! - `append_fsync/batch_1000`: every batch of 1000 made durable before the next
 //!   (streamlog `FlushPolicy::Always`, raw `write_all` + `sync_data`, commitlog `flush`);
 //! - `group_commit`: single-record appends with `FlushPolicy::Always` from 1 and 8 threads;
@@ -35,7 +37,14 @@ use tempfile::TempDir;
 
 /// Bytes in each record's value.
 mod common;
+#[path = "common/rounds.rs"]
+mod rounds;
 use common::{configure, temp_dir, timed};
+use rounds::timed_rounds;
+
+/// Bytes an append bench writes into one file or log before starting a fresh one
+/// (untimed): inside what the page cache takes at memory speed (see `timed_rounds`).
+const ROUND_BYTES: usize = 110 << 20;
 
 const VALUE_BYTES: usize = 100;
 /// Records in the sequential-read log unless `STREAMLOG_BENCH_RECORDS` says otherwise.
@@ -98,11 +107,13 @@ fn append_group(c: &mut Criterion, name: &str, batch: usize, fsync: bool) {
     configure(&mut group, 3);
     group.throughput(Throughput::Elements(batch as u64));
     let id = format!("batch_{batch}");
+    let round = (ROUND_BYTES / bytes.len()).max(1) as u64;
 
     group.bench_function(format!("{id}/raw_file"), |b| {
         b.iter_custom(|iters| {
-            timed(
+            timed_rounds(
                 iters,
+                round,
                 || {
                     let dir = temp_dir();
                     let file = File::create(dir.path().join("raw.log")).expect("create raw file");
@@ -119,8 +130,9 @@ fn append_group(c: &mut Criterion, name: &str, batch: usize, fsync: bool) {
     });
     group.bench_function(format!("{id}/commitlog"), |b| {
         b.iter_custom(|iters| {
-            timed(
+            timed_rounds(
                 iters,
+                round,
                 || {
                     let dir = temp_dir();
                     let log = open_commitlog(dir.path());
@@ -142,8 +154,9 @@ fn append_group(c: &mut Criterion, name: &str, batch: usize, fsync: bool) {
     };
     group.bench_function(format!("{id}/streamlog"), |b| {
         b.iter_custom(|iters| {
-            timed(
+            timed_rounds(
                 iters,
+                round,
                 || {
                     let dir = temp_dir();
                     (open_streamlog(dir.path(), policy), dir)
