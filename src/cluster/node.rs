@@ -691,12 +691,20 @@ impl Node {
         }
     }
 
-    /// Answers what is parked and closes every log (flushing it). The lease is left to
-    /// expire, as when a process dies.
+    /// Answers what is parked and what waits for replication, and closes every log
+    /// (flushing it). The lease is left to expire, as when a process dies.
     pub fn shutdown(&self) -> Result<()> {
         let now = self.env.clock.now_ms();
         let mut state = self.state.lock();
         self.serve_parked(&mut state, now, true)?;
+        // Produces waiting for replication are answered now (`NotLeaderOrFollower`), as a
+        // dead broker's connections close, rather than left to their request timeout.
+        let keys: Vec<PartitionKey> = state.logs.keys().cloned().collect();
+        let failed: Vec<ReplicaOutput> = keys
+            .iter()
+            .flat_map(|key| state.manager.remove_replica(key))
+            .collect();
+        self.execute(&mut state, failed, now)?;
         let logs = std::mem::take(&mut state.logs);
         state.manager = ReplicaManager::new(self.id, self.config.replica);
         drop(state);

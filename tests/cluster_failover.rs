@@ -1,0 +1,141 @@
+//! Real threads against leader changes: a producer thread sends `acks=all` batches without
+//! pause while the main thread stops and restarts the partition's leader several times.
+//! The leader writes a produce outside the broker's lock (fenced by the replica's leader
+//! gate), so this is where a write of an old leadership could land after the replica
+//! became a follower. After the brokers converge, every acknowledged record must be on
+//! every replica at the offset it was acknowledged with, and the replicas must agree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use streamlog::{Acks, Cluster, ClusterConfig, Partition, ProducerConfig, Record, TopicConfig};
+
+const BROKERS: u32 = 3;
+const FAILOVERS: usize = 4;
+/// The producer's `request.timeout.ms` (Kafka's default).
+const REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// `(offset, value)` of every record of `log` from its log start to its high watermark.
+fn contents(log: &Partition) -> Vec<(u64, Vec<u8>)> {
+    log.read_from(log.log_start_offset())
+        .expect("read")
+        .map(|r| {
+            let r = r.expect("record");
+            (r.offset(), r.value().unwrap_or_default().to_vec())
+        })
+        .collect()
+}
+
+fn replica(cluster: &Cluster, broker: u32) -> Arc<Partition> {
+    cluster
+        .broker(broker)
+        .and_then(|b| b.topic("t"))
+        .and_then(|t| t.partition(0))
+        .expect("the replica of t-0")
+}
+
+#[test]
+fn acknowledged_records_survive_leaders_stopped_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Arc::new(
+        Cluster::start(
+            ClusterConfig::in_memory(BROKERS)
+                .data_dir(dir.path())
+                .lease_ms(300),
+        )
+        .unwrap(),
+    );
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(1).replication_factor(3),
+        )
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (cluster, stop) = (cluster.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer = cluster
+                .producer(
+                    ProducerConfig::default()
+                        .acks(Acks::All)
+                        .request_timeout_ms(REQUEST_TIMEOUT_SECS as u32 * 1000),
+                )
+                .unwrap();
+            let mut acked = Vec::new();
+            let mut refused = 0;
+            let mut slowest = Duration::ZERO;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let values: Vec<Vec<u8>> =
+                    (0..10).map(|i| format!("r{n}-{i}").into_bytes()).collect();
+                let records: Vec<Record> = values.iter().cloned().map(Record::new).collect();
+                let sent = Instant::now();
+                match producer.send_to("t", 0, &records) {
+                    Ok(range) => acked.extend(range.zip(values)),
+                    Err(_) => refused += 1,
+                }
+                slowest = slowest.max(sent.elapsed());
+                n += 1;
+            }
+            (acked, refused, slowest)
+        })
+    };
+    for _ in 0..FAILOVERS {
+        std::thread::sleep(Duration::from_millis(150));
+        let leader = cluster.leader("t", 0).unwrap();
+        cluster.stop_broker(leader).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        cluster.start_broker(leader).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    stop.store(true, Ordering::Release);
+    let (acked, refused, slowest) = producer.join().unwrap();
+    assert!(
+        acked.len() > 100,
+        "{} acknowledged, {refused} refused",
+        acked.len()
+    );
+    // Liveness, not speed: a stopped leader answers the produces waiting on it at once
+    // (`NotLeaderOrFollower`, then the producer retries elsewhere); before it did, such a
+    // send waited out its request timeout.
+    assert!(
+        slowest < Duration::from_secs(REQUEST_TIMEOUT_SECS / 2),
+        "a send waited {slowest:?}"
+    );
+
+    // Converged: every replica has the same log end and a high watermark at it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs: Vec<Arc<Partition>> = (0..BROKERS).map(|b| replica(&cluster, b)).collect();
+        let end = logs[0].log_end_offset();
+        if logs
+            .iter()
+            .all(|l| l.log_end_offset() == end && l.high_watermark() == end)
+        {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "the replicas never converged");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let leader_records = contents(&logs[0]);
+    for (b, log) in logs.iter().enumerate().skip(1) {
+        assert!(
+            contents(log) == leader_records,
+            "broker {b} disagrees with broker 0"
+        );
+    }
+    let stored: std::collections::BTreeMap<u64, Vec<u8>> = leader_records.into_iter().collect();
+    for (offset, value) in &acked {
+        assert_eq!(
+            stored.get(offset),
+            Some(value),
+            "acknowledged record at offset {offset} lost or changed"
+        );
+    }
+    let Ok(cluster) = Arc::try_unwrap(cluster) else {
+        panic!("the producer thread still holds the cluster");
+    };
+    cluster.shutdown().unwrap();
+}
