@@ -509,6 +509,17 @@ fn a_truncation_that_fails_closes_the_log_and_reopening_gives_a_consistent_log()
     assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
 }
 
+/// Appends `n` batches of two records, `value(2i)` and `value(2i + 1)`.
+fn append_pairs(log: &Partition, n: u64) {
+    for i in 0..n {
+        log.append_batch(vec![
+            Record::new(value(2 * i)),
+            Record::new(value(2 * i + 1)),
+        ])
+        .unwrap();
+    }
+}
+
 /// Raw batches read from `from` to the log end, as (base offset, records).
 fn raw_batches(log: &Partition, from: u64, max_bytes: Option<usize>) -> (Vec<(i64, i32)>, u64) {
     let mut options = ReadOptions::default().bound(ReadBound::LogEnd);
@@ -531,13 +542,7 @@ fn raw_batches(log: &Partition, from: u64, max_bytes: Option<usize>) -> (Vec<(i6
 fn whole_batches_come_back_as_stored_across_segments_and_within_a_budget() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
-    for i in 0..40 {
-        log.append_batch(vec![
-            Record::new(value(2 * i)),
-            Record::new(value(2 * i + 1)),
-        ])
-        .unwrap();
-    }
+    append_pairs(&log, 40);
     assert!(log.segment_count() > 2);
     let (all, next) = raw_batches(&log, 0, None);
     assert_eq!(all.len(), 40);
@@ -601,13 +606,7 @@ fn read_joined(log: &Partition, from: u64) -> (Vec<Bytes>, Option<Bytes>) {
 fn batches_end_to_end_in_one_map_join_without_a_copy_and_never_wrongly() {
     let dir = tempfile::tempdir().unwrap();
     let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
-    for i in 0..10 {
-        log.append_batch(vec![
-            Record::new(value(2 * i)),
-            Record::new(value(2 * i + 1)),
-        ])
-        .unwrap();
-    }
+    append_pairs(&log, 10);
     let (batches, joined) = read_joined(&log, 4);
     assert_eq!(batches.len(), 8);
     let joined = joined.expect("one segment's map holds them end to end");
@@ -627,13 +626,7 @@ fn batches_end_to_end_in_one_map_join_without_a_copy_and_never_wrongly() {
     // batches come from several chunks: joined only where that is still exact.
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
-    for i in 0..40 {
-        log.append_batch(vec![
-            Record::new(value(2 * i)),
-            Record::new(value(2 * i + 1)),
-        ])
-        .unwrap();
-    }
+    append_pairs(&log, 40);
     assert!(log.segment_count() > 2);
     for from in [0, 7, 60] {
         let (batches, joined) = read_joined(&log, from);
