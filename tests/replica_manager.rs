@@ -246,6 +246,30 @@ fn an_append_prepared_before_a_leader_change_writes_nothing() {
     }
 }
 
+/// An ISR change (a new partition epoch, the same leader epoch) does not refuse an
+/// append prepared before it.
+#[test]
+fn a_prepared_append_survives_an_isr_change() {
+    let mut sim = Sim::new(3, config(1));
+    let request = ProduceRequest {
+        acks: Acks::Leader,
+        timeout_ms: 10_000,
+        partition: sim.key.clone(),
+        records: batch(&["a"]),
+    };
+    let token = sim.token();
+    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
+        panic!("broker 0 leads");
+    };
+    sim.state.isr.retain(|&b| b != 2);
+    sim.state.partition_epoch += 1;
+    sim.apply_all();
+    let appended = append.append(&request.records);
+    assert_eq!(appended, Ok(0..1));
+    let r = answered(sim.managers[0].finish_produce(&request, token, appended, sim.now));
+    assert_eq!((r.error, r.base_offset), (None, Some(0)));
+}
+
 /// The same split produce with no change of leader answers as `handle_produce` does.
 #[test]
 fn a_prepared_append_in_the_same_epoch_is_written_and_answered() {

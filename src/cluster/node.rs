@@ -718,9 +718,7 @@ impl Node {
     }
 }
 
-/// Retention (by time, size and log start; never past the high watermark) and, for
-/// compacted topics that need it, compaction, on every log — each replica on its own, as
-/// in Kafka. Every log is tried; the first error is returned.
+/// What the producer of `token` is told about its produce.
 fn submitted(outcome: ProduceOutcome, token: ProduceToken) -> Submitted {
     match outcome {
         ProduceOutcome::Done(response) => Submitted::Done(response),
@@ -729,6 +727,9 @@ fn submitted(outcome: ProduceOutcome, token: ProduceToken) -> Submitted {
     }
 }
 
+/// Retention (by time, size and log start; never past the high watermark) and, for
+/// compacted topics that need it, compaction, on every log — each replica on its own, as
+/// in Kafka. Every log is tried; the first error is returned.
 fn clean_logs(logs: &[Arc<Partition>]) -> Result<()> {
     let mut first_error = None;
     for log in logs {

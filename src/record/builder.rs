@@ -122,11 +122,11 @@ impl<'a> Writer<'a> {
     }
 
     /// For a buffer with no capacity past the position (a fresh one): grows it once to hold
-    /// `records` (an upper bound of their encoded size), instead of doubling it record by
-    /// record, so it is zero-filled once and never copied. A reused buffer keeps its room
-    /// and is spared the pass over the records.
-    fn reserve_for(&mut self, records: &[Record]) {
-        if self.buf.capacity() > self.pos + Slot::SLACK {
+    /// `header` bytes and then `records` (an upper bound of their encoded size), instead of
+    /// doubling it record by record, so it is zero-filled once and never copied. A reused
+    /// buffer keeps its room and is spared the pass over the records.
+    fn reserve_for(&mut self, header: usize, records: &[Record]) {
+        if self.buf.capacity() > self.pos {
             return;
         }
         // Every varint of a record at its longest: length, timestamp delta, offset delta,
@@ -135,7 +135,7 @@ impl<'a> Writer<'a> {
         const HEADER_VARINTS: usize = 5 + 5;
         // Beyond this the buffer grows as records come (the batch may be refused anyway).
         const MAX_RESERVE: usize = 64 << 20;
-        let mut bound = 0usize;
+        let mut bound = header;
         for r in records {
             let headers: usize = r.headers().iter().fold(0, |n, h| {
                 n.saturating_add(h.key.len() + h.value.as_deref().map_or(0, <[u8]>::len))
@@ -394,8 +394,8 @@ fn encode_at(
     let mut enc = Encoder::default();
     let end = if compression == Compression::None {
         let mut w = Writer::at(buf, start);
+        w.reserve_for(BATCH_OVERHEAD, records);
         w.skip(BATCH_OVERHEAD); // the header, filled in by `finish`
-        w.reserve_for(records);
         for r in records {
             enc.push(&mut w, r, default_timestamp_ms)?;
         }
@@ -403,7 +403,7 @@ fn encode_at(
     } else {
         let mut raw = Vec::new();
         let mut w = Writer::at(&mut raw, 0);
-        w.reserve_for(records);
+        w.reserve_for(0, records);
         for r in records {
             enc.push(&mut w, r, default_timestamp_ms)?;
         }

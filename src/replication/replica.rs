@@ -184,8 +184,13 @@ impl Replica {
                 return Ok(Applied::Unchanged);
             }
         }
-        // Waits for an append in flight, and stops new ones until the new role is set.
-        *self.gate.write() = None;
+        // Unless this broker goes on leading in the same epoch (an ISR change), wait for
+        // an append in flight and stop new ones until the new role is set.
+        let leads_on = state.leader == Some(self.me)
+            && matches!(&self.role, Role::Leader(l) if l.leader_epoch() == state.leader_epoch);
+        if !leads_on {
+            *self.gate.write() = None;
+        }
         let was_leader = matches!(self.role, Role::Leader(_));
         let previous_epoch = self.leader_epoch();
         if state.leader == Some(self.me) {
