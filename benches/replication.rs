@@ -17,7 +17,7 @@
 //! Every measurement writes at most `ROUND` batches into one log or cluster, then starts
 //! a fresh one (untimed): three brokers on one disk write every byte three times, and a
 //! longer run measures how fast the machine's disk drains the page cache rather than the
-//! replication (see `common::timed_rounds`).
+//! replication (see `rounds::timed_rounds`).
 //!
 //! Run with `cargo bench --bench replication`.
 
@@ -41,7 +41,7 @@ const BATCH: usize = 1000;
 
 /// Batches per log or cluster before it is replaced (untimed): 110 MB per log, 330 MB
 /// for the three brokers, inside what the page cache takes at memory speed (see
-/// `common::timed_rounds`). The single broker and the cluster are measured alike.
+/// `rounds::timed_rounds`). The single broker and the cluster are measured alike.
 const ROUND: u64 = 1000;
 
 fn batch() -> Vec<Record> {

@@ -238,12 +238,42 @@ fn an_append_prepared_before_a_leader_change_writes_nothing() {
                 "{acks:?} {comes_back}"
             );
             assert_eq!(sim.leo(0), 0, "nothing written");
-            let outcome = sim.managers[0].finish_produce(&request, token, appended, sim.now);
+            let outcome =
+                sim.managers[0].finish_produce(&request, token, &append, appended, sim.now);
             let leader = if comes_back { 0 } else { 1 };
             let r = answered(outcome);
             assert_eq!((r.error, r.base_offset), (not_leader(leader), None));
         }
     }
+}
+
+/// An `acks=all` produce written in one leadership and recorded only after the broker
+/// lost and regained leadership fails: the follower in between may have replaced its
+/// records, so the high watermark passing its offsets proves nothing.
+#[test]
+fn an_acks_all_write_recorded_after_a_lost_leadership_fails() {
+    let mut sim = Sim::new(3, config(1));
+    let request = ProduceRequest {
+        acks: Acks::All,
+        timeout_ms: 10_000,
+        partition: sim.key.clone(),
+        records: batch(&["a"]),
+    };
+    let token = sim.token();
+    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
+        panic!("broker 0 leads");
+    };
+    let appended = append.append(&request.records);
+    assert_eq!(appended, Ok(0..1), "written while leading");
+    sim.elect(1, &[]);
+    sim.elect(0, &[]);
+    let outcome = sim.managers[0].finish_produce(&request, token, &append, appended, sim.now);
+    let r = answered(outcome);
+    assert_eq!((r.error, r.base_offset), (not_leader(0), None));
+    for _ in 0..5 {
+        sim.round();
+    }
+    assert_eq!(sim.answer(token), None, "never answered again");
 }
 
 /// An ISR change (a new partition epoch, the same leader epoch) does not refuse an
@@ -266,7 +296,7 @@ fn a_prepared_append_survives_an_isr_change() {
     sim.apply_all();
     let appended = append.append(&request.records);
     assert_eq!(appended, Ok(0..1));
-    let r = answered(sim.managers[0].finish_produce(&request, token, appended, sim.now));
+    let r = answered(sim.managers[0].finish_produce(&request, token, &append, appended, sim.now));
     assert_eq!((r.error, r.base_offset), (None, Some(0)));
 }
 
@@ -286,7 +316,7 @@ fn a_prepared_append_in_the_same_epoch_is_written_and_answered() {
     };
     let appended = append.append(&request.records);
     assert_eq!(appended, Ok(0..2));
-    let r = answered(sim.managers[0].finish_produce(&request, token, appended, sim.now));
+    let r = answered(sim.managers[0].finish_produce(&request, token, &append, appended, sim.now));
     assert_eq!((r.error, r.base_offset), (None, Some(0)));
     assert_eq!(values(sim.log(0), 0), [(0, "a".into()), (1, "b".into())]);
 }

@@ -658,7 +658,9 @@ impl Node {
                 let appended = append.append(&request.records);
                 let now = self.env.clock.now_ms();
                 let mut state = self.state.lock();
-                let outcome = state.manager.finish_produce(request, token, appended, now);
+                let outcome = state
+                    .manager
+                    .finish_produce(request, token, &append, appended, now);
                 self.serve_parked(&mut state, now, false)?;
                 outcome
             }
@@ -704,11 +706,12 @@ impl Node {
             .iter()
             .flat_map(|key| state.manager.remove_replica(key))
             .collect();
-        self.execute(&mut state, failed, now)?;
+        let answered = self.execute(&mut state, failed, now);
         let logs = std::mem::take(&mut state.logs);
         state.manager = ReplicaManager::new(self.id, self.config.replica);
         drop(state);
-        let mut first_error = None;
+        // The logs close even if an answer could not be sent.
+        let mut first_error = answered.err();
         for (_, log) in logs {
             if let Err(e) = log.shutdown() {
                 first_error.get_or_insert(e);

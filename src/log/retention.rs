@@ -222,7 +222,11 @@ impl Inner {
         let base = first_kept.unwrap_or(0);
         let moved = {
             let _bounds = self.bounds.lock();
-            self.log_start_offset.fetch_max(base, Ordering::AcqRel) < base
+            let moved = self.log_start_offset.fetch_max(base, Ordering::AcqRel) < base;
+            // The high watermark read above may have been lowered since: it never stays
+            // below the log start.
+            self.high_watermark.fetch_max(base, Ordering::AcqRel);
+            moved
         };
         if moved {
             self.write_checkpoint()?;

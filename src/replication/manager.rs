@@ -341,7 +341,7 @@ impl ReplicaManager {
             PreparedProduce::Answered(outcome) => outcome,
             PreparedProduce::Append(append) => {
                 let appended = append.append(&request.records);
-                self.finish_produce(request, token, appended, now_ms)
+                self.finish_produce(request, token, &append, appended, now_ms)
             }
         }
     }
@@ -367,11 +367,15 @@ impl ReplicaManager {
     }
 
     /// Records the append of a prepared produce and answers it, or (`acks=all`) holds it
-    /// until the high watermark passes the batch.
+    /// until the high watermark passes the batch. An `acks=all` produce whose leadership
+    /// ended between its write and this call fails: its offsets may since hold other
+    /// records. (An `acks=1` one succeeds, as in Kafka; a produce answered with an error
+    /// may still have been written, and a retry may then duplicate it.)
     pub fn finish_produce(
         &mut self,
         request: &ProduceRequest,
         token: ProduceToken,
+        append: &LeaderAppend,
         appended: std::result::Result<std::ops::Range<u64>, ReplicaError>,
         now_ms: i64,
     ) -> ProduceOutcome {
@@ -383,7 +387,8 @@ impl ReplicaManager {
                 _ => ProduceOutcome::Done(produce_answer(key, Some(error), None, 0)),
             };
         };
-        let result = replica.finish_leader_append(appended, now_ms);
+        let same_leadership = replica.leads_as(append);
+        let result = replica.finish_leader_append(append, appended, now_ms);
         let log_start = replica.log().log_start_offset();
         let answer =
             |error, base| ProduceOutcome::Done(produce_answer(key, error, base, log_start));
@@ -392,9 +397,9 @@ impl ReplicaManager {
             (_, Err(error)) => answer(Some(error), None),
             (Acks::Leader, Ok(range)) => answer(None, Some(range.start)),
             (Acks::All, Ok(range)) => {
-                if !replica.is_leader() {
-                    // Leadership moved while the batch was written: its waiting produces
-                    // have failed, and so does this one.
+                if !same_leadership {
+                    // Leadership moved after the batch was written (even if this broker
+                    // leads again): its waiting produces have failed, and so does this one.
                     return answer(Some(replica.not_leader()), None);
                 }
                 // Only this produce is answered here: other produces of the partition that

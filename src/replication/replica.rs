@@ -61,10 +61,12 @@ pub struct Replica {
     log: Arc<Partition>,
     state: Option<PartitionState>,
     role: Role,
-    /// `Some(epoch)` while this broker leads in `epoch`: a [`LeaderAppend`] holds it for
-    /// reading while it writes, and a change of role holds it for writing, so no append
-    /// of an old leadership lands after the replica became a follower (Kafka's
-    /// `leaderIsrUpdateLock`).
+    /// `Some(epoch)` while this broker leads in `epoch`, `None` otherwise. A
+    /// [`LeaderAppend`] holds it for reading while it writes, and writes only if it still
+    /// holds the epoch the append was prepared in. A change of role first stores `None`
+    /// (taking it for writing, which waits out the write in flight) and the new value
+    /// once the role is set, so no append of an old leadership lands after the replica
+    /// became a follower or led again (Kafka's `leaderIsrUpdateLock`).
     gate: Arc<RwLock<Option<i32>>>,
 }
 
@@ -198,8 +200,15 @@ impl Replica {
                 Role::Leader(l) if l.leader_epoch() == state.leader_epoch => Some(l.clone()),
                 _ => None,
             };
-            if previous.is_none() && self.log.latest_epoch() < Some(state.leader_epoch) {
-                self.log.assign_leader_epoch(state.leader_epoch)?;
+            if previous.is_none()
+                && self.log.latest_epoch() < Some(state.leader_epoch)
+                && let Err(e) = self.log.assign_leader_epoch(state.leader_epoch)
+            {
+                // The role is unchanged: a leader of the old epoch goes on writing.
+                if let Role::Leader(l) = &self.role {
+                    *self.gate.write() = Some(l.leader_epoch());
+                }
+                return Err(e);
             }
             let leader = LeaderState::new(
                 self.me,
@@ -212,7 +221,9 @@ impl Replica {
             );
             self.log.set_high_watermark(leader.high_watermark());
             self.role = Role::Leader(leader);
-            *self.gate.write() = Some(state.leader_epoch);
+            if *self.gate.read() != Some(state.leader_epoch) {
+                *self.gate.write() = Some(state.leader_epoch);
+            }
             self.state = Some(state);
             return Ok(Applied::Leader);
         }
@@ -386,10 +397,19 @@ impl Replica {
         })
     }
 
+    /// Whether this replica still leads in the leadership `append` was prepared in: the
+    /// same replica (not one re-created since) in the same epoch.
+    pub fn leads_as(&self, append: &LeaderAppend) -> bool {
+        Arc::ptr_eq(&self.gate, &append.gate)
+            && matches!(&self.role, Role::Leader(l) if l.leader_epoch() == append.epoch)
+    }
+
     /// Records a leader append: the high watermark moves at once when the leader is alone
-    /// in the ISR. A refused append is answered with the current leader.
+    /// in the ISR. A refused append is answered with the current leader. An append whose
+    /// leadership ended meanwhile ([`Replica::leads_as`]) moves nothing.
     pub fn finish_leader_append(
         &mut self,
+        append: &LeaderAppend,
         appended: Result<Range<u64>, ReplicaError>,
         now_ms: i64,
     ) -> Result<Range<u64>, ReplicaError> {
@@ -397,17 +417,15 @@ impl Replica {
             Err(ReplicaError::NotLeaderOrFollower { .. }) => return Err(self.not_leader()),
             other => other?,
         };
+        if !self.leads_as(append) {
+            return Ok(range);
+        }
         let log = self.log.clone();
         if let Some(leader) = self.leader_mut() {
             leader.maybe_advance_high_watermark(log.log_end_offset(), now_ms);
             log.set_high_watermark(leader.high_watermark());
         }
         Ok(range)
-    }
-
-    /// Whether this broker leads the partition.
-    pub fn is_leader(&self) -> bool {
-        matches!(self.role, Role::Leader(_))
     }
 }
 
@@ -451,8 +469,10 @@ fn read_batches(log: &Partition, offset: u64, bound: ReadBound, max_bytes: usize
     while let Some(batch) = reader.next_batch().transpose()? {
         batches.push(batch);
     }
-    // Batches end to end in the segment's map are handed out as one slice of it;
-    // otherwise (they span segments) they are copied into a buffer of their exact size.
+    // Batches end to end in the reader's current chunk (the segment's map from where the
+    // read last looked) are handed out as one slice of it; otherwise (they span segments,
+    // or the reader looked again as the log grew) they are copied into a buffer of their
+    // exact size.
     if let Some(joined) = reader.joined(&batches) {
         return Ok(joined);
     }
