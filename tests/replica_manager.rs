@@ -15,8 +15,8 @@ use streamlog::replication::messages::{
     ProduceResponse,
 };
 use streamlog::replication::{
-    Acks, EpochEndOffset, FollowerPhase, PartitionState, PreparedProduce, ProduceOutcome,
-    ReplicaError, ReplicaRequest, ReplicaResponse,
+    Acks, EpochEndOffset, FollowerPhase, LeaderAppend, PartitionState, PreparedProduce,
+    ProduceOutcome, ProduceToken, ReplicaError, ReplicaRequest, ReplicaResponse,
 };
 
 /// The base offsets of the batches in `records`.
@@ -208,6 +208,26 @@ fn a_leader_change_fails_waiting_produces() {
     assert_eq!(sim.answer(acks_one), None, "acks=1 was answered already");
 }
 
+/// A produce of `values` with `acks` to broker 0 (the leader), its token, and the append
+/// its checks prepared (to be carried out by the test, as a node does without its lock).
+fn prepare_on_0(
+    sim: &mut Sim,
+    acks: Acks,
+    values: &[&str],
+) -> (ProduceRequest, ProduceToken, LeaderAppend) {
+    let request = ProduceRequest {
+        acks,
+        timeout_ms: 10_000,
+        partition: sim.key.clone(),
+        records: batch(values),
+    };
+    let token = sim.token();
+    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
+        panic!("broker 0 leads");
+    };
+    (request, token, append)
+}
+
 /// A produce prepared by the leader whose append comes only after the leadership moved
 /// (the append runs outside the broker's lock): nothing is written, and the producer is
 /// told who leads now — for every acks, and when the old leader leads again in a later
@@ -217,16 +237,7 @@ fn an_append_prepared_before_a_leader_change_writes_nothing() {
     for acks in [Acks::Leader, Acks::All] {
         for comes_back in [false, true] {
             let mut sim = Sim::new(3, config(1));
-            let request = ProduceRequest {
-                acks,
-                timeout_ms: 10_000,
-                partition: sim.key.clone(),
-                records: batch(&["late"]),
-            };
-            let token = sim.token();
-            let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
-                panic!("broker 0 leads");
-            };
+            let (request, token, append) = prepare_on_0(&mut sim, acks, &["late"]);
             sim.elect(1, &[]);
             if comes_back {
                 sim.elect(0, &[]);
@@ -253,16 +264,7 @@ fn an_append_prepared_before_a_leader_change_writes_nothing() {
 #[test]
 fn an_acks_all_write_recorded_after_a_lost_leadership_fails() {
     let mut sim = Sim::new(3, config(1));
-    let request = ProduceRequest {
-        acks: Acks::All,
-        timeout_ms: 10_000,
-        partition: sim.key.clone(),
-        records: batch(&["a"]),
-    };
-    let token = sim.token();
-    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
-        panic!("broker 0 leads");
-    };
+    let (request, token, append) = prepare_on_0(&mut sim, Acks::All, &["a"]);
     let appended = append.append(&request.records);
     assert_eq!(appended, Ok(0..1), "written while leading");
     sim.elect(1, &[]);
@@ -281,16 +283,7 @@ fn an_acks_all_write_recorded_after_a_lost_leadership_fails() {
 #[test]
 fn a_prepared_append_survives_an_isr_change() {
     let mut sim = Sim::new(3, config(1));
-    let request = ProduceRequest {
-        acks: Acks::Leader,
-        timeout_ms: 10_000,
-        partition: sim.key.clone(),
-        records: batch(&["a"]),
-    };
-    let token = sim.token();
-    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
-        panic!("broker 0 leads");
-    };
+    let (request, token, append) = prepare_on_0(&mut sim, Acks::Leader, &["a"]);
     sim.state.isr.retain(|&b| b != 2);
     sim.state.partition_epoch += 1;
     sim.apply_all();
@@ -304,16 +297,7 @@ fn a_prepared_append_survives_an_isr_change() {
 #[test]
 fn a_prepared_append_in_the_same_epoch_is_written_and_answered() {
     let mut sim = Sim::new(3, config(1));
-    let request = ProduceRequest {
-        acks: Acks::Leader,
-        timeout_ms: 10_000,
-        partition: sim.key.clone(),
-        records: batch(&["a", "b"]),
-    };
-    let token = sim.token();
-    let PreparedProduce::Append(append) = sim.managers[0].prepare_produce(&request) else {
-        panic!("broker 0 leads");
-    };
+    let (request, token, append) = prepare_on_0(&mut sim, Acks::Leader, &["a", "b"]);
     let appended = append.append(&request.records);
     assert_eq!(appended, Ok(0..2));
     let r = answered(sim.managers[0].finish_produce(&request, token, &append, appended, sim.now));
