@@ -469,10 +469,9 @@ fn read_batches(log: &Partition, offset: u64, bound: ReadBound, max_bytes: usize
     while let Some(batch) = reader.next_batch().transpose()? {
         batches.push(batch);
     }
-    // Batches end to end in the reader's current chunk (the segment's map from where the
-    // read last looked) are handed out as one slice of it; otherwise (they span segments,
-    // or the reader looked again as the log grew) they are copied into a buffer of their
-    // exact size.
+    // Batches end to end in the reader's current chunk (the segment's map) are handed out
+    // as one slice of it; otherwise (they come from several chunks: across segments, or
+    // read positionally) they are copied into a buffer of their exact size.
     if let Some(joined) = reader.joined(&batches) {
         return Ok(joined);
     }
