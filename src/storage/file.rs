@@ -144,6 +144,7 @@ impl StorageFile for OsFile {
         // process only the owning index cuts the file, after dropping this map.
         let map =
             unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }.at(&self.path)?;
+        map.advise(memmap2::Advice::Random).at(&self.path)?;
         Ok(Box::new(OsMap {
             path: self.path.clone(),
             map,
