@@ -160,6 +160,35 @@ fn group_commit_shares_fsyncs_between_threads() {
 }
 
 #[test]
+fn group_commit_gathers_the_appenders_the_last_fsync_released() {
+    // Left alone, eight appenders on a slow disk split into two groups that take turns
+    // (each fsync covering about four); the syncer waits for the released ones instead.
+    let sim = SimStorage::default();
+    sim.sync_latency(std::time::Duration::from_millis(4));
+    let config = LogConfig::default().flush_policy(FlushPolicy::Always);
+    let log = Arc::new(Partition::open_with_env("/p", config, env(&sim)).unwrap());
+    let syncs_before = sim.sync_count();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    log.append(Record::new(value(t * 1000 + i))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let syncs = sim.sync_count() - syncs_before;
+    assert!(
+        syncs * 6 <= 320,
+        "{syncs} fsyncs for 320 appends: fewer than 6 appends per fsync"
+    );
+}
+
+#[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();

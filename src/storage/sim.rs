@@ -73,6 +73,8 @@ struct Disk {
     fail_writes: bool,
     syncs: u64,
     dir_syncs: u64,
+    /// How long each `sync_data` takes (real time, slept before it syncs).
+    sync_latency: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -297,6 +299,12 @@ impl SimStorage {
         self.disk.lock().fail_writes = enabled;
     }
 
+    /// Makes every later `sync_data` take `latency` of real time before it syncs, as a
+    /// disk's cache flush does (for tests of what concurrent appenders do meanwhile).
+    pub fn sync_latency(&self, latency: std::time::Duration) {
+        self.disk.lock().sync_latency = latency;
+    }
+
     /// How many `sync_data` and region `flush` calls succeeded on this disk.
     pub fn sync_count(&self) -> u64 {
         self.disk.lock().syncs
@@ -493,6 +501,10 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> Result<()> {
+        let latency = self.disk.lock().sync_latency;
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
         let mut disk = self.disk.lock();
         disk.check_writable(&self.path)?;
         disk.syncs += 1;
