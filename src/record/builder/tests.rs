@@ -233,26 +233,24 @@ proptest! {
     }
 }
 
-/// `Varint` (encoded in registers, stored 8 bytes at a time) against the byte-at-a-time
-/// reference writer, at every encoded length from 1 to 10 bytes.
-fn register_varint_bytes(v: Varint) -> Vec<u8> {
-    let mut buf = vec![0xAA; 3];
-    let mut w = Writer::at(&mut buf, 3);
-    let mut slot = w.slot(v.len);
-    slot.varint(v);
-    let end = slot.at;
-    buf[3..3 + end].to_vec()
+/// `put_varint` against the byte-at-a-time reference writer, at every encoded length
+/// from 1 to 10 bytes, with `varint_len` agreeing.
+fn put_varint_bytes(v: u64) -> Vec<u8> {
+    let mut buf = vec![0xAA; 16];
+    let end = put_varint(&mut buf, 3, v);
+    assert_eq!(end - 3, varint_len(v), "{v}");
+    buf[3..end].to_vec()
 }
 
 #[test]
-fn register_varints_match_the_reference_writer_at_every_length() {
+fn varints_match_the_reference_writer_at_every_length() {
     let mut lengths = std::collections::BTreeSet::new();
     for bits in 0..64 {
         let p = 1i64 << bits;
         for v in [p, p.wrapping_neg(), p.wrapping_sub(1), i64::MAX, i64::MIN] {
             let mut expected = Vec::new();
             crate::record::varint::write_varlong(&mut expected, v);
-            assert_eq!(register_varint_bytes(Varint::of_i64(v)), expected, "{v}");
+            assert_eq!(put_varint_bytes(zigzag64(v)), expected, "{v}");
             lengths.insert(expected.len());
         }
     }
@@ -264,13 +262,13 @@ fn register_varints_match_the_reference_writer_at_every_length() {
 
 proptest! {
     #[test]
-    fn register_varints_match_the_reference_writer(v in any::<i64>(), i in any::<i32>()) {
+    fn varints_match_the_reference_writer(v in any::<i64>(), i in any::<i32>()) {
         let mut expected = Vec::new();
         crate::record::varint::write_varlong(&mut expected, v);
-        prop_assert_eq!(register_varint_bytes(Varint::of_i64(v)), expected);
+        prop_assert_eq!(put_varint_bytes(zigzag64(v)), expected);
         let mut expected = Vec::new();
         crate::record::varint::write_varint(&mut expected, i);
-        prop_assert_eq!(register_varint_bytes(Varint::of_i32(i)), expected);
+        prop_assert_eq!(put_varint_bytes(zigzag32(i)), expected);
     }
 
     /// The log encodes into a reused scratch buffer longer than the batch, full of an
@@ -298,5 +296,59 @@ proptest! {
             b.finish_into(&mut built).unwrap();
             prop_assert_eq!(built, expected);
         }
+    }
+}
+
+/// Records without headers (what the plain encoder takes): lengths whose varints take
+/// one, two and three bytes, and timestamps up to the longest varlong.
+fn arb_plain_record() -> impl Strategy<Value = Record> {
+    let len = prop_oneof![0..200usize, 8190..8200usize, 16380..16390usize];
+    let bytes = move || proptest::option::of(len.clone().prop_map(|n| vec![0xA5; n]));
+    let timestamp = prop_oneof![
+        Just(None),
+        (-300i64..300).prop_map(Some),
+        any::<i64>().prop_map(Some)
+    ];
+    (bytes(), bytes(), timestamp).prop_map(|(key, value, ts)| {
+        let mut r = Record::default().with_value(value);
+        if let Some(k) = key {
+            r = r.with_key(k);
+        }
+        if let Some(t) = ts {
+            r = r.with_timestamp(t);
+        }
+        r
+    })
+}
+
+proptest! {
+    /// Batches without headers take the plain encoder; record by record, the builder
+    /// takes the general one. Both must write the same bytes and summary, into a fresh
+    /// buffer and into a longer scratch buffer full of an earlier batch.
+    #[test]
+    fn plain_and_general_encoders_write_identical_batches(
+        records in proptest::collection::vec(arb_plain_record(), 1..40),
+        default_timestamp in prop_oneof![Just(0i64), any::<i64>()],
+    ) {
+        let mut plain = Vec::new();
+        let s = encode_batch(&records, Compression::None, default_timestamp, &mut plain).unwrap();
+        let mut b = BatchBuilder::new(Compression::None, default_timestamp);
+        for r in &records {
+            b.append(r).unwrap();
+        }
+        let mut general = Vec::new();
+        let t = b.finish_into(&mut general).unwrap();
+        prop_assert_eq!(s, t);
+        prop_assert_eq!(&plain, &general);
+        let mut scratch = vec![0xFF; plain.len() * 2];
+        let u = encode_in_place(&records, Compression::None, default_timestamp, &mut scratch).unwrap();
+        prop_assert_eq!(s, u);
+        prop_assert_eq!(&scratch[..u.size_bytes], &plain[..]);
+        let back: Vec<Record> = decode(&plain).into_iter().map(|(_, r)| r).collect();
+        let expected: Vec<Record> = records
+            .iter()
+            .map(|r| r.clone().with_timestamp(r.timestamp().unwrap_or(default_timestamp)))
+            .collect();
+        prop_assert_eq!(back, expected);
     }
 }
