@@ -131,17 +131,17 @@ fn flushed_records_survive_any_power_loss() {
     }
 }
 
-#[test]
-fn group_commit_shares_fsyncs_between_threads() {
-    let sim = SimStorage::default();
+/// Eight threads each append `per_thread` records to one log with `FlushPolicy::Always`;
+/// returns the log and the fsyncs the appends took.
+fn durable_appends_from_8_threads(sim: &SimStorage, per_thread: u64) -> (Arc<Partition>, u64) {
     let config = LogConfig::default().flush_policy(FlushPolicy::Always);
-    let log = Arc::new(Partition::open_with_env("/p", config, env(&sim)).unwrap());
+    let log = Arc::new(Partition::open_with_env("/p", config, env(sim)).unwrap());
     let syncs_before = sim.sync_count();
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = log.clone();
             std::thread::spawn(move || {
-                for i in 0..200 {
+                for i in 0..per_thread {
                     log.append(Record::new(value(t * 1000 + i))).unwrap();
                 }
             })
@@ -150,8 +150,15 @@ fn group_commit_shares_fsyncs_between_threads() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(log.log_end_offset(), 1600);
     let syncs = sim.sync_count() - syncs_before;
+    (log, syncs)
+}
+
+#[test]
+fn group_commit_shares_fsyncs_between_threads() {
+    let sim = SimStorage::default();
+    let (log, syncs) = durable_appends_from_8_threads(&sim, 200);
+    assert_eq!(log.log_end_offset(), 1600);
     assert!(syncs <= 1600, "{syncs} fsyncs for 1600 appends");
     // Every append returned only after its bytes were synced.
     let after = sim.power_loss(7);
@@ -165,23 +172,7 @@ fn group_commit_gathers_the_appenders_the_last_fsync_released() {
     // (each fsync covering about four); the syncer waits for the released ones instead.
     let sim = SimStorage::default();
     sim.sync_latency(std::time::Duration::from_millis(4));
-    let config = LogConfig::default().flush_policy(FlushPolicy::Always);
-    let log = Arc::new(Partition::open_with_env("/p", config, env(&sim)).unwrap());
-    let syncs_before = sim.sync_count();
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for i in 0..40 {
-                    log.append(Record::new(value(t * 1000 + i))).unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    let syncs = sim.sync_count() - syncs_before;
+    let (_log, syncs) = durable_appends_from_8_threads(&sim, 40);
     assert!(
         syncs * 6 <= 320,
         "{syncs} fsyncs for 320 appends: fewer than 6 appends per fsync"

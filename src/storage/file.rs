@@ -144,7 +144,8 @@ impl StorageFile for OsFile {
         // process only the owning index cuts the file, after dropping this map.
         let map =
             unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }.at(&self.path)?;
-        map.advise(memmap2::Advice::Random).at(&self.path)?;
+        // Only a hint: a kernel that refuses it maps the index as before.
+        let _ = map.advise(memmap2::Advice::Random);
         Ok(Box::new(OsMap {
             path: self.path.clone(),
             map,
