@@ -225,6 +225,19 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The log was truncated below an append's records before they became durable
+    /// (with [`FlushPolicy::Always`](crate::FlushPolicy::Always)): the records are gone
+    /// and the append did not happen. Append again if they are still wanted.
+    #[error(
+        "records below offset {append_end} were truncated away (the log was cut to end at {log_end}) before they became durable"
+    )]
+    TruncatedBeforeDurable {
+        /// The end of the append's offset range.
+        append_end: u64,
+        /// Where the truncation cut the log.
+        log_end: u64,
+    },
+
     /// A consumer group id is empty or longer than
     /// [`MAX_GROUP_ID_BYTES`](crate::group::offsets::MAX_GROUP_ID_BYTES).
     #[error("invalid group id {group:?}: {reason}")]

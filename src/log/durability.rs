@@ -12,6 +12,12 @@
 //! two groups that take turns, each fsync covering half of them. So the syncer first waits
 //! (briefly: at most a quarter of the last fsync's time) until as many appenders are
 //! waiting as there were during the last fsync.
+//!
+//! Truncation: [`Partition::truncate_to`](crate::Partition::truncate_to) may cut records
+//! whose appenders still wait here. Those appenders fail with
+//! [`Error::TruncatedBeforeDurable`] (their records are gone), and an fsync that was in
+//! flight across a truncation proves nothing about the log as it is after it, so it does
+//! not move the durable offset.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::Inner;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How far the log is known durable, and whether an fsync is in flight.
 #[derive(Debug, Default)]
@@ -39,8 +45,12 @@ struct Synced {
     durable_offset: u64,
     /// A thread is fsyncing (or gathering appenders for its fsync) now.
     in_flight: bool,
-    /// The offset each appender inside `sync_to` needs durable (the syncer's included).
-    waiting: Vec<u64>,
+    /// Every appender inside `sync_to` (the syncer's included).
+    waiting: Vec<Waiter>,
+    /// Tickets handed out so far: a waiter's identity in `waiting`.
+    tickets: u64,
+    /// Truncations so far: an fsync that spans one does not count.
+    truncations: u64,
     /// The most appenders waiting for offsets past the durable one at once since the last
     /// fsync began.
     peak: usize,
@@ -48,13 +58,34 @@ struct Synced {
     last_sync: Duration,
 }
 
+/// An appender's place in the queue for durability; pass it to `Inner::sync_to`.
+#[must_use]
+pub(super) struct DurableWait {
+    ticket: u64,
+    offset: u64,
+}
+
+/// An appender waiting in `sync_to`.
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    /// Every offset below this must be durable.
+    offset: u64,
+    /// Where a truncation cut the log below `offset`, if one did: the records are gone.
+    cut_at: Option<u64>,
+}
+
 impl Synced {
     /// Appenders waiting for offsets the last fsync did not make durable.
     fn uncovered(&self) -> usize {
         self.waiting
             .iter()
-            .filter(|&&o| o > self.durable_offset)
+            .filter(|w| w.cut_at.is_none() && w.offset > self.durable_offset)
             .count()
+    }
+
+    fn waiter(&self, ticket: u64) -> Option<&Waiter> {
+        self.waiting.iter().find(|w| w.ticket == ticket)
     }
 }
 
@@ -76,30 +107,63 @@ impl SyncState {
         state.durable_offset = state.durable_offset.max(offset);
     }
 
-    /// After a truncation nothing at or past `offset` exists, durable or not.
+    /// After a truncation nothing at or past `offset` exists, durable or not: appenders
+    /// waiting for records past it fail, and an fsync in flight no longer counts.
     pub(super) fn truncate_to(&self, offset: u64) {
         let mut state = self.state.lock();
         state.durable_offset = state.durable_offset.min(offset);
+        state.truncations += 1;
+        for waiter in &mut state.waiting {
+            if waiter.offset > offset {
+                waiter.cut_at = Some(waiter.cut_at.map_or(offset, |at| at.min(offset)));
+            }
+        }
+        self.changed.notify_all();
     }
 }
 
 impl Inner {
-    /// Returns once every offset below `offset` is durable, sharing fsyncs with
-    /// concurrent callers (group commit).
-    pub(super) fn sync_to(&self, offset: u64) -> Result<()> {
+    /// Registers an appender that needs every offset below `offset` durable. Called
+    /// with the writer lock held, so a truncation cannot slip between the append and the
+    /// registration unseen.
+    pub(super) fn register_durable_wait(&self, offset: u64) -> DurableWait {
         let mut state = self.sync.state.lock();
-        state.waiting.push(offset);
+        let ticket = state.tickets;
+        state.tickets += 1;
+        state.waiting.push(Waiter {
+            ticket,
+            offset,
+            cut_at: None,
+        });
         state.peak = state.peak.max(state.uncovered());
         self.sync.arrived.notify_one();
-        let result = self.sync_locked(&mut state, offset);
-        if let Some(at) = state.waiting.iter().position(|&o| o == offset) {
+        DurableWait { ticket, offset }
+    }
+
+    /// Returns once the offsets `wait` registered are durable, sharing fsyncs with
+    /// concurrent callers (group commit), or fails if a truncation cut them first.
+    pub(super) fn sync_to(&self, wait: DurableWait) -> Result<()> {
+        let mut state = self.sync.state.lock();
+        let result = self.sync_locked(&mut state, wait.ticket, wait.offset);
+        if let Some(at) = state.waiting.iter().position(|w| w.ticket == wait.ticket) {
             state.waiting.swap_remove(at);
         }
         result
     }
 
-    fn sync_locked(&self, state: &mut MutexGuard<'_, Synced>, offset: u64) -> Result<()> {
+    fn sync_locked(
+        &self,
+        state: &mut MutexGuard<'_, Synced>,
+        ticket: u64,
+        offset: u64,
+    ) -> Result<()> {
         loop {
+            if let Some(log_end) = state.waiter(ticket).and_then(|w| w.cut_at) {
+                return Err(Error::TruncatedBeforeDurable {
+                    append_end: offset,
+                    log_end,
+                });
+            }
             if state.durable_offset >= offset {
                 return Ok(());
             }
@@ -112,6 +176,7 @@ impl Inner {
             let from = state.durable_offset;
             // Everything below the log end has been written before we read it.
             let target = self.log_end_offset.load(Ordering::Acquire);
+            let truncations = state.truncations;
             state.peak = state.uncovered();
             let started = Instant::now();
             let result = MutexGuard::unlocked(state, || {
@@ -121,7 +186,7 @@ impl Inner {
             });
             state.last_sync = started.elapsed();
             state.in_flight = false;
-            if result.is_ok() {
+            if result.is_ok() && state.truncations == truncations {
                 state.durable_offset = state.durable_offset.max(target);
             }
             self.sync.changed.notify_all();

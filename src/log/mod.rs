@@ -581,8 +581,9 @@ impl Inner {
                 }
             }
             FlushPolicy::Always => {
+                let wait = self.register_durable_wait(range.end);
                 drop(writer);
-                self.sync_to(range.end)?;
+                self.sync_to(wait)?;
             }
         }
         Ok(range)

@@ -179,6 +179,91 @@ fn group_commit_gathers_the_appenders_the_last_fsync_released() {
     );
 }
 
+/// A durable log of ten records whose next fsync takes `latency`.
+fn durable_log_with_slow_syncs(
+    sim: &SimStorage,
+    latency: std::time::Duration,
+) -> (Arc<Partition>, LogConfig) {
+    let config = LogConfig::default()
+        .segment_index_bytes(4096)
+        .flush_policy(FlushPolicy::Always);
+    let log = Arc::new(Partition::open_with_env("/p", config.clone(), env(sim)).unwrap());
+    for i in 0..10 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    sim.sync_latency(latency);
+    (log, config)
+}
+
+fn append_in_thread(log: &Arc<Partition>, i: u64) -> std::thread::JoinHandle<Result<u64>> {
+    let log = log.clone();
+    std::thread::spawn(move || log.append(Record::new(value(i))))
+}
+
+#[test]
+fn an_fsync_in_flight_across_a_truncation_does_not_cover_later_appends() {
+    let sim = SimStorage::default();
+    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
+    // Record 10's appender fsyncs (slowly) to offset 11 while the log is cut to 5.
+    let cut = append_in_thread(&log, 10);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    sim.sync_latency(std::time::Duration::ZERO);
+    // Offsets 5..11 are acknowledged again: each needs an fsync of its own.
+    for i in 5..11 {
+        let syncs = sim.sync_count();
+        assert_eq!(log.append(Record::new(value(100 + i))).unwrap(), i);
+        assert!(
+            sim.sync_count() > syncs,
+            "append of offset {i} was not synced"
+        );
+    }
+    assert!(matches!(
+        cut.join().unwrap(),
+        Err(Error::TruncatedBeforeDurable {
+            append_end: 11,
+            log_end: 5
+        })
+    ));
+    let expected: Vec<_> = (0..5)
+        .map(|i| (i, value(i)))
+        .chain((5..11).map(|i| (i, value(100 + i))))
+        .collect();
+    for seed in 0..20 {
+        let after = sim.power_loss_with(
+            seed,
+            crate::storage::PowerLoss {
+                garbage: false,
+                lose_indexes: false,
+            },
+        );
+        let reopened = Partition::open_with_env("/p", config.clone(), env(&after)).unwrap();
+        assert_eq!(values(&reopened, 0), expected, "power loss seed {seed}");
+    }
+}
+
+#[test]
+fn an_appender_whose_records_are_truncated_away_fails_at_once() {
+    let sim = SimStorage::default();
+    let (log, _) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(200));
+    let syncer = append_in_thread(&log, 10);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let waiter = append_in_thread(&log, 11);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    sim.sync_latency(std::time::Duration::ZERO);
+    for appender in [syncer, waiter] {
+        // Without the log growing again: an appender that kept waiting for its cut records
+        // would never return.
+        assert!(matches!(
+            appender.join().unwrap(),
+            Err(Error::TruncatedBeforeDurable { log_end: 5, .. })
+        ));
+    }
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.append(Record::new(value(5))).unwrap(), 5);
+}
+
 #[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();
