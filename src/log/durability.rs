@@ -14,10 +14,11 @@
 //! waiting as there were during the last fsync.
 //!
 //! Truncation: [`Partition::truncate_to`](crate::Partition::truncate_to) may cut records
-//! whose appenders still wait here. Those appenders fail with
-//! [`Error::TruncatedBeforeDurable`] (their records are gone), and an fsync that was in
-//! flight across a truncation proves nothing about the log as it is after it, so it does
-//! not move the durable offset.
+//! whose appenders still wait here. While it runs no fsync starts, and one already in
+//! flight proves nothing about the log as it is afterwards, so it does not move the
+//! durable offset. When it ends, appenders whose records it cut fail with
+//! [`Error::TruncatedBeforeDurable`]; if it fails half way (the log then closes), every
+//! appender not yet durable fails with [`Error::Closed`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -49,8 +50,10 @@ struct Synced {
     waiting: Vec<Waiter>,
     /// Tickets handed out so far: a waiter's identity in `waiting`.
     tickets: u64,
-    /// Truncations so far: an fsync that spans one does not count.
+    /// Truncations begun or ended so far: an fsync that spans either does not count.
     truncations: u64,
+    /// A truncation is under way: no fsync starts until it ends.
+    truncating: bool,
     /// The most appenders waiting for offsets past the durable one at once since the last
     /// fsync began.
     peak: usize,
@@ -71,8 +74,19 @@ struct Waiter {
     ticket: u64,
     /// Every offset below this must be durable.
     offset: u64,
-    /// Where a truncation cut the log below `offset`, if one did: the records are gone.
-    cut_at: Option<u64>,
+    /// Settled by a truncation, if one ended while it waited.
+    outcome: Option<Outcome>,
+}
+
+/// How a truncation settled a waiting appender.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    /// Its records were durable before the truncation: the append succeeded.
+    Durable,
+    /// The truncation cut its records; the log now ends at `log_end`.
+    Cut { log_end: u64 },
+    /// The truncation failed and closed the log before the records were durable.
+    Closed,
 }
 
 impl Synced {
@@ -80,12 +94,28 @@ impl Synced {
     fn uncovered(&self) -> usize {
         self.waiting
             .iter()
-            .filter(|w| w.cut_at.is_none() && w.offset > self.durable_offset)
+            .filter(|w| w.outcome.is_none() && w.offset > self.durable_offset)
             .count()
     }
 
-    fn waiter(&self, ticket: u64) -> Option<&Waiter> {
-        self.waiting.iter().find(|w| w.ticket == ticket)
+    fn outcome(&self, ticket: u64) -> Option<Outcome> {
+        self.waiting
+            .iter()
+            .find(|w| w.ticket == ticket)
+            .and_then(|w| w.outcome)
+    }
+
+    /// Settles every unsettled waiter: durable ones succeed, the rest get `lost`'s answer
+    /// (or keep waiting when it has none).
+    fn settle(&mut self, lost: impl Fn(&Waiter) -> Option<Outcome>) {
+        let durable = self.durable_offset;
+        for waiter in self.waiting.iter_mut().filter(|w| w.outcome.is_none()) {
+            waiter.outcome = if waiter.offset <= durable {
+                Some(Outcome::Durable)
+            } else {
+                lost(waiter)
+            };
+        }
     }
 }
 
@@ -107,17 +137,32 @@ impl SyncState {
         state.durable_offset = state.durable_offset.max(offset);
     }
 
-    /// After a truncation nothing at or past `offset` exists, durable or not: appenders
-    /// waiting for records past it fail, and an fsync in flight no longer counts.
-    pub(super) fn truncate_to(&self, offset: u64) {
+    /// A truncation begins: no fsync starts until it ends, and one in flight no longer
+    /// counts.
+    pub(super) fn begin_truncation(&self) {
         let mut state = self.state.lock();
-        state.durable_offset = state.durable_offset.min(offset);
+        state.truncating = true;
         state.truncations += 1;
-        for waiter in &mut state.waiting {
-            if waiter.offset > offset {
-                waiter.cut_at = Some(waiter.cut_at.map_or(offset, |at| at.min(offset)));
-            }
-        }
+    }
+
+    /// The truncation begun last ended: records at or past `kept_below` are gone and the
+    /// log ends at `log_end`. Appenders waiting for cut records fail.
+    pub(super) fn end_truncation(&self, kept_below: u64, log_end: u64) {
+        let mut state = self.state.lock();
+        state.settle(|w| (w.offset > kept_below).then_some(Outcome::Cut { log_end }));
+        state.durable_offset = state.durable_offset.min(kept_below);
+        state.truncating = false;
+        state.truncations += 1;
+        self.changed.notify_all();
+    }
+
+    /// The truncation begun last failed and closed the log: appenders not yet durable
+    /// fail.
+    pub(super) fn abort_truncation(&self) {
+        let mut state = self.state.lock();
+        state.settle(|_| Some(Outcome::Closed));
+        state.truncating = false;
+        state.truncations += 1;
         self.changed.notify_all();
     }
 }
@@ -133,7 +178,7 @@ impl Inner {
         state.waiting.push(Waiter {
             ticket,
             offset,
-            cut_at: None,
+            outcome: None,
         });
         state.peak = state.peak.max(state.uncovered());
         self.sync.arrived.notify_one();
@@ -158,16 +203,25 @@ impl Inner {
         offset: u64,
     ) -> Result<()> {
         loop {
-            if let Some(log_end) = state.waiter(ticket).and_then(|w| w.cut_at) {
-                return Err(Error::TruncatedBeforeDurable {
-                    append_end: offset,
-                    log_end,
-                });
+            match state.outcome(ticket) {
+                Some(Outcome::Durable) => return Ok(()),
+                Some(Outcome::Cut { log_end }) => {
+                    return Err(Error::TruncatedBeforeDurable {
+                        append_end: offset,
+                        log_end,
+                    });
+                }
+                Some(Outcome::Closed) => {
+                    return Err(Error::Closed {
+                        path: self.dir.clone(),
+                    });
+                }
+                None => {}
             }
             if state.durable_offset >= offset {
                 return Ok(());
             }
-            if state.in_flight {
+            if state.in_flight || state.truncating {
                 self.sync.changed.wait(state);
                 continue;
             }

@@ -242,21 +242,20 @@ impl Partition {
         let _writer = inner.writer.lock();
         let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
-        inner.restart_at(offset, inner.env.clock.now_ms())?;
-        inner.env.storage.sync_dir(&inner.dir)?;
-        cleaner::after_truncation(inner, offset)?;
-        for value in [
-            &inner.log_end_offset,
-            &inner.high_watermark,
-            &inner.recovery_point,
-        ] {
-            value.store(offset, Ordering::Release);
+        inner.sync.begin_truncation();
+        let result = inner.restart_fully_at(offset);
+        match result {
+            // Every record is gone: appenders still waiting for theirs fail.
+            Ok(_) => {
+                inner.sync.end_truncation(0, offset);
+                inner.sync.mark_durable(offset);
+            }
+            Err(_) => {
+                inner.closed.store(true, Ordering::Release);
+                inner.sync.abort_truncation();
+            }
         }
-        inner.sync.truncate_to(offset);
-        inner.sync.mark_durable(offset);
-        inner.write_checkpoint()?;
-        inner.update_epochs(EpochCache::clear)?;
-        Ok(offset)
+        result
     }
 
     /// Appends one record; returns its offset.
@@ -373,11 +372,16 @@ impl Partition {
         let _writer = inner.writer.lock();
         let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
+        inner.sync.begin_truncation();
         let result = inner.truncate_locked(offset);
-        if result.is_err() {
-            // Files and bookkeeping may disagree half way through: refuse further use;
-            // reopening recovers from the files.
-            inner.closed.store(true, Ordering::Release);
+        match result {
+            Ok(new_end) => inner.sync.end_truncation(new_end, new_end),
+            Err(_) => {
+                // Files and bookkeeping may disagree half way through: refuse further
+                // use; reopening recovers from the files.
+                inner.closed.store(true, Ordering::Release);
+                inner.sync.abort_truncation();
+            }
         }
         result
     }
@@ -641,6 +645,23 @@ impl Inner {
         segments.range(first..).map(|(_, s)| s.clone()).collect()
     }
 
+    /// [`Partition::truncate_fully_and_start_at`] under its locks.
+    fn restart_fully_at(&self, offset: u64) -> Result<u64> {
+        self.restart_at(offset, self.env.clock.now_ms())?;
+        self.env.storage.sync_dir(&self.dir)?;
+        cleaner::after_truncation(self, offset)?;
+        for value in [
+            &self.log_end_offset,
+            &self.high_watermark,
+            &self.recovery_point,
+        ] {
+            value.store(offset, Ordering::Release);
+        }
+        self.write_checkpoint()?;
+        self.update_epochs(EpochCache::clear)?;
+        Ok(offset)
+    }
+
     fn truncate_locked(&self, offset: u64) -> Result<u64> {
         let end = self.log_end_offset.load(Ordering::Acquire);
         if offset >= end {
@@ -702,7 +723,6 @@ impl Inner {
         self.log_end_offset.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
-        self.sync.truncate_to(new_end);
         self.write_checkpoint()?;
         if restarted {
             self.update_epochs(EpochCache::clear)?;

@@ -195,9 +195,16 @@ fn durable_log_with_slow_syncs(
     (log, config)
 }
 
+/// Appends record `i` from a new thread; returns once the append is in the log (its
+/// appender then waits for its fsync).
 fn append_in_thread(log: &Arc<Partition>, i: u64) -> std::thread::JoinHandle<Result<u64>> {
-    let log = log.clone();
-    std::thread::spawn(move || log.append(Record::new(value(i))))
+    let end = log.log_end_offset();
+    let appender = log.clone();
+    let thread = std::thread::spawn(move || appender.append(Record::new(value(i))));
+    while log.log_end_offset() == end {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    thread
 }
 
 #[test]
@@ -247,9 +254,7 @@ fn an_appender_whose_records_are_truncated_away_fails_at_once() {
     let sim = SimStorage::default();
     let (log, _) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(200));
     let syncer = append_in_thread(&log, 10);
-    std::thread::sleep(std::time::Duration::from_millis(30));
     let waiter = append_in_thread(&log, 11);
-    std::thread::sleep(std::time::Duration::from_millis(30));
     assert_eq!(log.truncate_to(5).unwrap(), 5);
     sim.sync_latency(std::time::Duration::ZERO);
     for appender in [syncer, waiter] {
@@ -262,6 +267,48 @@ fn an_appender_whose_records_are_truncated_away_fails_at_once() {
     }
     assert_eq!(log.log_end_offset(), 5);
     assert_eq!(log.append(Record::new(value(5))).unwrap(), 5);
+}
+
+#[test]
+fn a_full_truncation_fails_the_appenders_still_waiting() {
+    let sim = SimStorage::default();
+    let (log, _) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(200));
+    let appender = append_in_thread(&log, 10);
+    // A follower restarting past its log end: every record goes, the unsynced one too.
+    assert_eq!(log.truncate_fully_and_start_at(100).unwrap(), 100);
+    assert!(matches!(
+        appender.join().unwrap(),
+        Err(Error::TruncatedBeforeDurable {
+            append_end: 11,
+            log_end: 100
+        })
+    ));
+    sim.sync_latency(std::time::Duration::ZERO);
+    assert_eq!(log.append(Record::new(value(100))).unwrap(), 100);
+}
+
+#[test]
+fn a_truncation_that_fails_half_way_fails_the_appenders_still_waiting() {
+    let sim = SimStorage::default();
+    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::ZERO);
+    assert_eq!(log.delete_records_before(3).unwrap(), 3);
+    sim.sync_latency(std::time::Duration::from_millis(200));
+    let appender = append_in_thread(&log, 10);
+    // Cutting below the log start restarts the log; the disk refuses the new segment.
+    sim.fail_writes(true);
+    assert!(log.truncate_to(1).is_err());
+    sim.fail_writes(false);
+    assert!(matches!(
+        appender.join().unwrap(),
+        Err(Error::Closed { .. })
+    ));
+    drop(log);
+    let after = sim.power_loss(3);
+    let reopened = Partition::open_with_env("/p", config, env(&after)).unwrap();
+    assert!(
+        reopened.log_end_offset() <= 10,
+        "record 10 was never acknowledged"
+    );
 }
 
 #[test]
