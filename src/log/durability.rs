@@ -19,6 +19,10 @@
 //! durable offset. When it ends, appenders whose records it cut fail with
 //! [`Error::TruncatedBeforeDurable`]; if it fails half way (the log then closes), every
 //! appender not yet durable fails with [`Error::Closed`].
+//!
+//! A failed fsync closes the log (see `Inner::poison_on_failure`): its syncer gets the
+//! I/O error and every appender still waiting gets [`Error::Closed`]; a retried fsync
+//! is never trusted.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -221,6 +225,8 @@ impl Inner {
             if state.durable_offset >= offset {
                 return Ok(());
             }
+            // A failed fsync or truncation closed the log: these bytes stay unvouched.
+            self.ensure_open()?;
             if state.in_flight || state.truncating {
                 self.sync.changed.wait(state);
                 continue;
@@ -244,7 +250,7 @@ impl Inner {
                 state.durable_offset = state.durable_offset.max(target);
             }
             self.sync.changed.notify_all();
-            result?;
+            self.poison_on_failure(result)?;
         }
     }
 

@@ -411,10 +411,13 @@ impl Partition {
     }
 
     /// Makes every appended record durable (log and indexes) and moves the recovery point
-    /// to the log end.
+    /// to the log end. If a sync fails the log closes ([`Error::Closed`] from then on: a
+    /// retried fsync could report success for pages the failed one dropped); reopening
+    /// recovers from the files.
     pub fn flush(&self) -> Result<()> {
         let inner = &*self.inner;
         let mut writer = inner.writer.lock();
+        inner.ensure_open()?;
         inner.flush_locked(&mut writer)
     }
 
@@ -446,6 +449,18 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// Passes a sync's result on; a failed sync closes the log. After a failed fsync the
+    /// kernel may have dropped the dirty pages and a retry may report success without
+    /// them (as PostgreSQL learned in 2018), so nothing this log wrote since its last good
+    /// sync can be vouched for until reopening recovers it from the files. Kafka likewise
+    /// takes a log directory offline on an I/O error.
+    fn poison_on_failure<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.closed.store(true, Ordering::Release);
+        }
+        result
     }
 
     /// The segment appends go to. The map is empty only after a restart that failed
@@ -602,7 +617,7 @@ impl Inner {
             return Ok(old);
         }
         old.on_become_inactive()?;
-        old.flush()?;
+        self.poison_on_failure(old.flush())?;
         let storage = &*self.env.storage;
         let segment = Arc::new(Segment::create(
             storage,
@@ -623,9 +638,11 @@ impl Inner {
     fn flush_locked(&self, writer: &mut Writer) -> Result<()> {
         let end = self.log_end_offset.load(Ordering::Acquire);
         let from = self.recovery_point.load(Ordering::Acquire);
-        for segment in self.segments_holding(from) {
-            segment.flush()?;
-        }
+        let synced = self
+            .segments_holding(from)
+            .iter()
+            .try_for_each(|s| s.flush());
+        self.poison_on_failure(synced)?;
         self.sync.mark_durable(end);
         self.recovery_point.fetch_max(end, Ordering::AcqRel);
         // Persisted now, so recovery never mistakes flushed data for a torn tail.

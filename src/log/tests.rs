@@ -312,6 +312,45 @@ fn a_truncation_that_fails_half_way_fails_the_appenders_still_waiting() {
 }
 
 #[test]
+fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
+    let sim = SimStorage::default();
+    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
+    let syncer = append_in_thread(&log, 10);
+    let waiter = append_in_thread(&log, 11);
+    sim.fail_syncs(true);
+    assert!(matches!(syncer.join().unwrap(), Err(Error::Io { .. })));
+    // Never answered by a retried fsync: the failed one may have dropped its pages.
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
+    sim.fail_syncs(false);
+    sim.sync_latency(std::time::Duration::ZERO);
+    assert!(matches!(
+        log.append(Record::new(value(12))),
+        Err(Error::Closed { .. })
+    ));
+    drop(log);
+    let reopened = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    let kept = values(&reopened, 0);
+    assert_eq!(
+        kept[..10],
+        (0..10).map(|i| (i, value(i))).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_failed_flush_closes_the_log() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    log.append(Record::new(value(0))).unwrap();
+    sim.fail_syncs(true);
+    assert!(matches!(log.flush(), Err(Error::Io { .. })));
+    sim.fail_syncs(false);
+    // A flush that now succeeds would move the recovery point over bytes the failed one
+    // may have lost.
+    assert!(matches!(log.flush(), Err(Error::Closed { .. })));
+    assert_eq!(log.recovery_point(), 0);
+}
+
+#[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();

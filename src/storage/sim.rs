@@ -71,6 +71,8 @@ struct Disk {
     dirs: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
     fail_writes: bool,
+    /// Syncs fail (as after a writeback error) while writes succeed.
+    fail_syncs: bool,
     syncs: u64,
     dir_syncs: u64,
     /// How long each `sync_data` takes (real time, slept before it syncs).
@@ -244,6 +246,18 @@ impl Disk {
         }
         Ok(())
     }
+
+    fn check_syncable(&self, path: &Path) -> Result<()> {
+        self.check_writable(path)?;
+        if self.fail_syncs {
+            return Err(io_error(
+                path,
+                ErrorKind::Other,
+                "writeback failed (simulated)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl SimStorage {
@@ -297,6 +311,12 @@ impl SimStorage {
     /// `StorageFull` and change nothing.
     pub fn fail_writes(&self, enabled: bool) {
         self.disk.lock().fail_writes = enabled;
+    }
+
+    /// While `enabled`, `sync_data` and region flushes fail with an I/O error and sync
+    /// nothing, while writes still succeed: a writeback error.
+    pub fn fail_syncs(&self, enabled: bool) {
+        self.disk.lock().fail_syncs = enabled;
     }
 
     /// Makes every later `sync_data` take `latency` of real time before it syncs, as a
@@ -506,7 +526,7 @@ impl StorageFile for SimFile {
             std::thread::sleep(latency);
         }
         let mut disk = self.disk.lock();
-        disk.check_writable(&self.path)?;
+        disk.check_syncable(&self.path)?;
         disk.syncs += 1;
         self.state.lock().sync();
         Ok(())
@@ -548,7 +568,7 @@ impl MappedRegion for SimRegion {
 
     fn flush(&self) -> Result<()> {
         let mut disk = self.0.disk.lock();
-        disk.check_writable(&self.0.path)?;
+        disk.check_syncable(&self.0.path)?;
         disk.syncs += 1;
         let mut state = self.0.state.lock();
         state.write_back(&self.1);
