@@ -240,9 +240,19 @@ impl Inner {
             state.peak = state.uncovered();
             let started = Instant::now();
             let result = MutexGuard::unlocked(state, || {
-                self.segments_holding(from)
-                    .iter()
-                    .try_for_each(|s| s.sync_log())
+                // A panicking storage (it is pluggable) must not leave `in_flight` set and
+                // every later appender waiting forever: it counts as a failed sync.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.segments_holding(from)
+                        .iter()
+                        .try_for_each(|s| s.sync_log())
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Error::io(
+                        &self.dir,
+                        std::io::Error::other("the storage panicked during a sync"),
+                    ))
+                })
             });
             state.last_sync = started.elapsed();
             state.in_flight = false;

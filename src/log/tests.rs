@@ -337,6 +337,18 @@ fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
 }
 
 #[test]
+fn a_storage_that_panics_in_a_sync_fails_the_appenders_instead_of_hanging_them() {
+    let sim = SimStorage::default();
+    let (log, _) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
+    let syncer = append_in_thread(&log, 10);
+    let waiter = append_in_thread(&log, 11);
+    sim.panic_on_sync(true);
+    assert!(matches!(syncer.join().unwrap(), Err(Error::Io { .. })));
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
+    sim.panic_on_sync(false);
+}
+
+#[test]
 fn a_failed_flush_closes_the_log() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();

@@ -73,6 +73,9 @@ struct Disk {
     fail_writes: bool,
     /// Syncs fail (as after a writeback error) while writes succeed.
     fail_syncs: bool,
+    /// Syncs panic (a buggy storage), for tests of what a panic leaves behind.
+    #[cfg(test)]
+    panic_on_sync: bool,
     syncs: u64,
     dir_syncs: u64,
     /// How long each `sync_data` takes (real time, slept before it syncs).
@@ -248,6 +251,8 @@ impl Disk {
     }
 
     fn check_syncable(&self, path: &Path) -> Result<()> {
+        #[cfg(test)]
+        assert!(!self.panic_on_sync, "sync of {} panics", path.display());
         self.check_writable(path)?;
         if self.fail_syncs {
             return Err(io_error(
@@ -317,6 +322,12 @@ impl SimStorage {
     /// nothing, while writes still succeed: a writeback error.
     pub fn fail_syncs(&self, enabled: bool) {
         self.disk.lock().fail_syncs = enabled;
+    }
+
+    /// While `enabled`, `sync_data` and region flushes panic.
+    #[cfg(test)]
+    pub(crate) fn panic_on_sync(&self, enabled: bool) {
+        self.disk.lock().panic_on_sync = enabled;
     }
 
     /// Makes every later `sync_data` take `latency` of real time before it syncs, as a
