@@ -171,7 +171,7 @@ fn group_commit_gathers_the_appenders_the_last_fsync_released() {
     // Left alone, eight appenders on a slow disk split into two groups that take turns
     // (each fsync covering about four); the syncer waits for the released ones instead.
     let sim = SimStorage::default();
-    sim.sync_latency(std::time::Duration::from_millis(4));
+    sim.sync_latency(std::time::Duration::from_millis(10));
     let (_log, syncs) = durable_appends_from_8_threads(&sim, 40);
     assert!(
         syncs * 6 <= 320,
@@ -311,18 +311,28 @@ fn a_truncation_that_fails_half_way_fails_the_appenders_still_waiting() {
     );
 }
 
-#[test]
-fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
-    let sim = SimStorage::default();
-    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
+/// Breaks syncs (with `broken`) while appender 10 fsyncs slowly and appender 11 waits for
+/// it: the syncer gets the I/O error and the waiter `Closed`.
+fn sync_breaks_under_two_appenders(
+    sim: &SimStorage,
+    broken: impl Fn(bool),
+) -> (Arc<Partition>, LogConfig) {
+    let (log, config) = durable_log_with_slow_syncs(sim, std::time::Duration::from_millis(300));
     let syncer = append_in_thread(&log, 10);
     let waiter = append_in_thread(&log, 11);
-    sim.fail_syncs(true);
+    broken(true);
     assert!(matches!(syncer.join().unwrap(), Err(Error::Io { .. })));
     // Never answered by a retried fsync: the failed one may have dropped its pages.
     assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
-    sim.fail_syncs(false);
+    broken(false);
     sim.sync_latency(std::time::Duration::ZERO);
+    (log, config)
+}
+
+#[test]
+fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
+    let sim = SimStorage::default();
+    let (log, config) = sync_breaks_under_two_appenders(&sim, |on| sim.fail_syncs(on));
     assert!(matches!(
         log.append(Record::new(value(12))),
         Err(Error::Closed { .. })
@@ -339,13 +349,7 @@ fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
 #[test]
 fn a_storage_that_panics_in_a_sync_fails_the_appenders_instead_of_hanging_them() {
     let sim = SimStorage::default();
-    let (log, _) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
-    let syncer = append_in_thread(&log, 10);
-    let waiter = append_in_thread(&log, 11);
-    sim.panic_on_sync(true);
-    assert!(matches!(syncer.join().unwrap(), Err(Error::Io { .. })));
-    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
-    sim.panic_on_sync(false);
+    sync_breaks_under_two_appenders(&sim, |on| sim.panic_on_sync(on));
 }
 
 #[test]
