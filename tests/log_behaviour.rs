@@ -1227,3 +1227,26 @@ fn truncating_the_active_segment_under_a_held_record_cuts_a_copy() {
         Some(&b"value-000010"[..])
     );
 }
+
+/// Compaction may be writing a segment's `.cleaned` file while a truncation copies the
+/// same segment (readers hold its map): the copy has a name of its own, so neither
+/// overwrites the other.
+#[test]
+fn a_truncation_copy_leaves_compactions_file_of_the_same_segment_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("orders-0");
+    let log = Partition::open(&dir, base()).unwrap();
+    for i in 0..50 {
+        log.append(record(i)).unwrap();
+    }
+    let cleaned = dir.join("00000000000000000000.log.cleaned");
+    std::fs::write(&cleaned, b"compaction output in progress").unwrap();
+    let held = log.read_from(40).unwrap().next().unwrap().unwrap();
+    assert_eq!(log.truncate_to(10).unwrap(), 10);
+    assert_eq!(
+        std::fs::read(&cleaned).unwrap(),
+        b"compaction output in progress"
+    );
+    assert_eq!(held.value(), Some(&b"value-000040"[..]));
+    assert_eq!(read_offsets(&log, 0), (0..10).collect::<Vec<_>>());
+}

@@ -29,7 +29,8 @@ use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::segment::{
-    CLEANED_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits, parse_segment_file_name,
+    CLEANED_SUFFIX, REWRITE_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
+    parse_segment_file_name,
 };
 use crate::storage::{Env, Storage};
 
@@ -198,7 +199,7 @@ fn scan_directory(storage: &dyn Storage, dir: &Path) -> Result<(BTreeSet<u64>, B
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if name.ends_with(CLEANED_SUFFIX) {
+        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(REWRITE_SUFFIX) {
             storage.remove_file(&path)?;
             continue;
         }

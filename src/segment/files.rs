@@ -13,6 +13,9 @@ pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
 pub const DELETED_SUFFIX: &str = ".deleted";
 /// Suffix of files written by compaction before they are swapped in.
 pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a sealed segment's copy being written before a truncation cuts it (its own
+/// name: compaction may be writing the same segment's `.cleaned` file meanwhile).
+pub const REWRITE_SUFFIX: &str = ".rewrite";
 /// Suffix of compacted files waiting to replace the originals.
 pub const SWAP_SUFFIX: &str = ".swap";
 

@@ -30,8 +30,8 @@ use crate::record::{BatchHeader, NO_TIMESTAMP, RecordIter};
 use crate::storage::{OpenMode, ReadMap, Storage, StorageFile};
 
 pub use files::{
-    CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX, SegmentFile,
-    TIME_INDEX_SUFFIX, parse_segment_file_name,
+    CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, REWRITE_SUFFIX, SWAP_SUFFIX,
+    SegmentFile, TIME_INDEX_SUFFIX, parse_segment_file_name,
 };
 pub(crate) use scan::BatchScanner;
 

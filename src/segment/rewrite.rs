@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{Segment, SegmentFile};
 use crate::error::Result;
-use crate::segment::CLEANED_SUFFIX;
+use crate::segment::REWRITE_SUFFIX;
 use crate::storage::{OpenMode, Storage};
 
 /// Bytes copied per read/write step.
@@ -18,13 +18,13 @@ impl Segment {
     /// or renamed over) for the readers that still hold it.
     ///
     /// Crash-safe at every step: the copy is complete and synced before it replaces the
-    /// original, its content is identical, and a leftover `.cleaned` file or missing index
+    /// original, its content is identical, and a leftover `.rewrite` file or missing index
     /// is cleaned up or rebuilt by the next open.
     pub(crate) fn rewrite(&self, storage: &dyn Storage, dir: &Path, now_ms: i64) -> Result<Self> {
         let base = self.base_offset();
         let final_path = SegmentFile::Log.path(dir, base);
         let mut temp_name = final_path.clone().into_os_string();
-        temp_name.push(CLEANED_SUFFIX);
+        temp_name.push(REWRITE_SUFFIX);
         let temp_path = Path::new(&temp_name);
         let copy = storage.open(temp_path, OpenMode::Create)?;
         copy.set_len(0)?;
