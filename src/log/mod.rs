@@ -512,8 +512,13 @@ impl Inner {
         }
     }
 
+    /// Persists the log's bounds. A failure closes the log: the bounds in memory may
+    /// already be ahead of the durable ones (a moved log start would come back after a
+    /// crash although the call that moved it could be retried and answered), and only
+    /// reopening reconciles the two.
     fn write_checkpoint(&self) -> Result<()> {
-        self.checkpoint_file.lock().write(&self.checkpoint())
+        let written = self.checkpoint_file.lock().write(&self.checkpoint());
+        self.poison_on_failure(written)
     }
 
     /// Assigns offsets to the encoded batch in `buf` and appends it. Caller holds `writer`.

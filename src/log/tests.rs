@@ -367,6 +367,24 @@ fn a_failed_flush_closes_the_log() {
 }
 
 #[test]
+fn a_log_start_move_that_fails_to_persist_closes_the_log_instead_of_answering_a_retry() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..6 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    log.flush().unwrap();
+    sim.fail_syncs(true);
+    assert!(log.delete_records_before(4).is_err());
+    sim.fail_syncs(false);
+    // The log start moved in memory only: a retry answered Ok would be undone by a crash.
+    assert!(matches!(
+        log.delete_records_before(4),
+        Err(Error::Closed { .. })
+    ));
+}
+
+#[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
