@@ -384,6 +384,83 @@ fn a_log_start_move_that_fails_to_persist_closes_the_log_instead_of_answering_a_
     ));
 }
 
+/// A follower that truncated its own epoch-1 records, copied the new leader's epoch-2
+/// records at the same offsets and lost power must not come back with the old records
+/// under the new epoch (then its next divergence check finds nothing to cut and the two
+/// replicas disagree below the high watermark).
+#[test]
+fn a_truncation_is_durable_before_the_batches_that_replace_the_cut_records() {
+    use crate::replication::{EpochEndOffset, truncation_offset};
+    let config = || small().auto_high_watermark(false);
+    let values_of = |log: &Partition| {
+        values(log, 0)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    };
+    let leader_disk = SimStorage::default();
+    let leader = Partition::open_with_env("/l", config(), env(&leader_disk)).unwrap();
+    leader.assign_leader_epoch(0).unwrap();
+    for i in 0..5 {
+        leader.append(Record::new(value(i))).unwrap();
+    }
+    leader.assign_leader_epoch(2).unwrap();
+    for i in 5..8 {
+        leader.append(Record::new(value(200 + i))).unwrap();
+    }
+    let sim = SimStorage::default();
+    let follower = Partition::open_with_env("/p", config(), env(&sim)).unwrap();
+    follower.assign_leader_epoch(0).unwrap();
+    for i in 0..5 {
+        follower.append(Record::new(value(i))).unwrap();
+    }
+    follower.assign_leader_epoch(1).unwrap();
+    for i in 5..10 {
+        follower.append(Record::new(value(100 + i))).unwrap();
+    }
+    follower.flush().unwrap();
+    // Epoch 1 ends at 5 on the leader: the follower cuts there and copies epoch 2.
+    assert_eq!(leader.end_offset_for_epoch(1).unwrap(), (0, 5));
+    follower.truncate_to(5).unwrap();
+    let mut batch = Vec::new();
+    let copied: Vec<Record> = (5..8).map(|i| Record::new(value(200 + i))).collect();
+    crate::record::encode_batch(&copied, crate::record::Compression::None, 0, &mut batch).unwrap();
+    crate::record::set_base_offset(&mut batch, 5);
+    crate::record::set_partition_leader_epoch(&mut batch, 2);
+    follower.append_as_follower(&batch).unwrap();
+    for seed in 0..32 {
+        let after = sim.power_loss_with(
+            seed,
+            crate::storage::PowerLoss {
+                garbage: false,
+                lose_indexes: false,
+            },
+        );
+        let reopened = Partition::open_with_env("/p", config(), env(&after)).unwrap();
+        let asked = reopened.latest_epoch().unwrap();
+        let answer = leader
+            .end_offset_for_epoch(asked)
+            .map(|(epoch, end_offset)| EpochEndOffset { epoch, end_offset });
+        let cut = truncation_offset(
+            answer,
+            reopened.log_end_offset(),
+            reopened.high_watermark(),
+            |e| {
+                reopened
+                    .end_offset_for_epoch(e)
+                    .map(|(epoch, end_offset)| EpochEndOffset { epoch, end_offset })
+            },
+        );
+        reopened.truncate_to(cut.offset).unwrap();
+        let kept = values_of(&reopened);
+        assert_eq!(
+            kept[..],
+            values_of(&leader)[..kept.len()],
+            "power loss seed {seed}: the follower's log is not a prefix of the leader's"
+        );
+    }
+}
+
 #[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();

@@ -493,6 +493,9 @@ impl Segment {
         self.size_bytes.store(cut.position, Ordering::Release);
         self.log.set_len(cut.position)?;
         self.reload_tail(now_ms)?;
+        // Durable before anything replaces the cut records: a power loss must not bring
+        // them back under the leader epochs (checkpointed meanwhile) of their successors.
+        self.log.sync_data()?;
         Ok(old_size - cut.position)
     }
 
