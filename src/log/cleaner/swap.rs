@@ -129,6 +129,10 @@ pub(crate) fn replace(
         for segment in group {
             segment.delete(storage)?;
         }
+        // The deletions are durable before the `.swap` files (recovery's sign that the old
+        // segments may remain) go: a file system that persisted the renames first could
+        // otherwise leave the new segment beside old ones holding the same offsets.
+        storage.sync_dir(dir)?;
         rename_all(storage, &swap_paths, &final_paths)?;
         storage.sync_dir(dir)?;
         let segment = Segment::open(storage, dir, base, inner.limits, now_ms)?;
