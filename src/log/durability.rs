@@ -233,6 +233,13 @@ impl Inner {
             }
             state.in_flight = true;
             self.gather(state);
+            if state.truncating {
+                // A truncation began while gathering: an fsync now could count for
+                // records it is cutting. Wait for it to end.
+                state.in_flight = false;
+                self.sync.changed.notify_all();
+                continue;
+            }
             let from = state.durable_offset;
             // Everything below the log end has been written before we read it.
             let target = self.log_end_offset.load(Ordering::Acquire);
