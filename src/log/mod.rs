@@ -242,20 +242,10 @@ impl Partition {
         let _writer = inner.writer.lock();
         let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
-        inner.sync.begin_truncation();
-        let result = inner.restart_fully_at(offset);
-        match result {
-            // Every record is gone: appenders still waiting for theirs fail.
-            Ok(_) => {
-                inner.sync.end_truncation(0, offset);
-                inner.sync.mark_durable(offset);
-            }
-            Err(_) => {
-                inner.closed.store(true, Ordering::Release);
-                inner.sync.abort_truncation();
-            }
-        }
-        result
+        // Every record goes: appenders still waiting for theirs fail.
+        inner.truncating(|| inner.restart_fully_at(offset), |_| 0)?;
+        inner.sync.mark_durable(offset);
+        Ok(offset)
     }
 
     /// Appends one record; returns its offset.
@@ -372,18 +362,7 @@ impl Partition {
         let _writer = inner.writer.lock();
         let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
-        inner.sync.begin_truncation();
-        let result = inner.truncate_locked(offset);
-        match result {
-            Ok(new_end) => inner.sync.end_truncation(new_end, new_end),
-            Err(_) => {
-                // Files and bookkeeping may disagree half way through: refuse further
-                // use; reopening recovers from the files.
-                inner.closed.store(true, Ordering::Release);
-                inner.sync.abort_truncation();
-            }
-        }
-        result
+        inner.truncating(|| inner.truncate_locked(offset), |new_end| new_end)
     }
 
     /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the
@@ -665,6 +644,27 @@ impl Inner {
             .next_back()
             .map_or(0, |(base, _)| *base);
         segments.range(first..).map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Runs `truncate` (which returns the new log end) as a truncation group commit
+    /// knows of: appenders waiting for records at or past `kept_below(new end)` fail. If
+    /// it fails, files and bookkeeping may disagree half way through: the log closes
+    /// (reopening recovers from the files) and so do the waiters. Caller holds `writer`.
+    fn truncating(
+        &self,
+        truncate: impl FnOnce() -> Result<u64>,
+        kept_below: impl FnOnce(u64) -> u64,
+    ) -> Result<u64> {
+        self.sync.begin_truncation();
+        let result = truncate();
+        match result {
+            Ok(new_end) => self.sync.end_truncation(kept_below(new_end), new_end),
+            Err(_) => {
+                self.closed.store(true, Ordering::Release);
+                self.sync.abort_truncation();
+            }
+        }
+        result
     }
 
     /// [`Partition::truncate_fully_and_start_at`] under its locks.

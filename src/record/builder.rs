@@ -476,7 +476,7 @@ enum Plain {
 fn encode_plain_within(
     records: &[Record],
     default_timestamp: i64,
-    buf: &mut [u8],
+    out: &mut [u8],
     start: usize,
 ) -> Plain {
     // Keeps every length, offset delta and record size within an `i32`.
@@ -484,7 +484,6 @@ fn encode_plain_within(
     if records.len() > MAX_LEN {
         return Plain::Declined;
     }
-    let out = buf;
     let base = records
         .first()
         .and_then(Record::timestamp)
