@@ -212,6 +212,7 @@ impl ClusterInner {
         let mut running = self.running.lock();
         let broker = running
             .get_mut(&id)
+            .filter(|r| !r.node.is_halted())
             .ok_or(Error::BrokerStopped { broker: id })?;
         if let Some(service) = &broker.groups {
             return Ok(service.clone());

@@ -80,6 +80,18 @@ struct Running {
     thread: Option<JoinHandle<()>>,
 }
 
+impl Running {
+    /// Stops the broker's thread, then the broker (answering what waits on it and closing
+    /// its logs).
+    fn stop_and_join(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.node.shutdown()
+    }
+}
+
 pub(crate) struct ClusterInner {
     config: ClusterConfig,
     consensus: Arc<dyn ConsensusStore>,
@@ -281,14 +293,7 @@ impl Cluster {
     pub fn stop_broker(&self, id: BrokerId) -> Result<()> {
         self.inner.check_id(id)?;
         let running = self.inner.running.lock().remove(&id);
-        if let Some(mut running) = running {
-            running.stop.store(true, Ordering::Release);
-            if let Some(thread) = running.thread.take() {
-                let _ = thread.join();
-            }
-            running.node.shutdown()?;
-        }
-        Ok(())
+        running.map_or(Ok(()), Running::stop_and_join)
     }
 
     /// Starts broker `id` on its data directory (again): it registers, opens its logs,
@@ -297,6 +302,13 @@ impl Cluster {
     pub fn start_broker(&self, id: BrokerId) -> Result<()> {
         self.inner.check_id(id)?;
         let mut running = self.inner.running.lock();
+        if running.get(&id).is_some_and(|r| r.node.is_halted()) {
+            // Halted by a storage failure: its thread has ended and its logs are closed.
+            if let Some(halted) = running.remove(&id) {
+                // Nothing is left to flush: what its shutdown reports is already known.
+                let _ = halted.stop_and_join();
+            }
+        }
         if running.contains_key(&id) {
             return Ok(());
         }
@@ -318,7 +330,7 @@ impl Cluster {
             std::thread::Builder::new()
                 .name(format!("streamlog-broker-{id}"))
                 .spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
+                    while !stop.load(Ordering::Acquire) && !node.is_halted() {
                         if node.step(Some(tick)).is_err() {
                             std::thread::sleep(tick);
                         }
@@ -341,7 +353,12 @@ impl Cluster {
 
     /// The ids of the running brokers.
     pub fn running_brokers(&self) -> Vec<BrokerId> {
-        self.inner.running.lock().keys().copied().collect()
+        let running = self.inner.running.lock();
+        running
+            .iter()
+            .filter(|(_, r)| !r.node.is_halted())
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Running broker `id`, to read its replicas.
@@ -417,7 +434,11 @@ impl ClusterInner {
     }
 
     fn node(&self, id: BrokerId) -> Option<Arc<Node>> {
-        self.running.lock().get(&id).map(|r| r.node.clone())
+        let running = self.running.lock();
+        running
+            .get(&id)
+            .filter(|r| !r.node.is_halted())
+            .map(|r| r.node.clone())
     }
 
     fn partition_state(&self, topic: &str, partition: u32) -> Result<PartitionState> {
@@ -547,3 +568,6 @@ impl ClusterTopic {
             })
     }
 }
+
+#[cfg(test)]
+mod tests;

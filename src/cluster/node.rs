@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -93,6 +94,9 @@ pub struct Node {
     state: Mutex<State>,
     answers: Mutex<HashMap<ProduceToken, ProduceResponse>>,
     answered: Condvar,
+    /// Set when a hosted log closed under the broker (a storage failure): the broker has
+    /// stopped serving and left the cluster, until it is opened again.
+    halted: AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -140,6 +144,7 @@ impl Node {
             env,
             answers: Mutex::new(HashMap::new()),
             answered: Condvar::new(),
+            halted: AtomicBool::new(false),
         };
         node.register(&mut node.state.lock(), now)?;
         Ok(node)
@@ -196,6 +201,17 @@ impl Node {
         std::mem::take(&mut self.state.lock().elections)
     }
 
+    /// Whether the broker halted because one of its logs closed under it (a failed
+    /// fsync, checkpoint write or truncation: see [`Partition::is_closed`]). Its disk
+    /// can no longer be trusted, so, like a Kafka broker whose log directories are all
+    /// offline, it answered what waited on it, closed its logs, left the cluster (the
+    /// controller moves its leaderships to in-sync followers) and does nothing more:
+    /// [`Node::step`] answers [`Error::BrokerStopped`]. Opening the broker again
+    /// recovers its logs from their files and it catches up as a follower.
+    pub fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::Acquire)
+    }
+
     /// The last error a step met and carried on from (a store or disk failure).
     pub fn last_error(&self) -> Option<String> {
         self.state.lock().last_error.clone()
@@ -229,9 +245,21 @@ impl Node {
     /// Failures of the consensus store or a disk are remembered ([`Node::last_error`])
     /// and retried at the next step; the node keeps serving what it can.
     pub fn step(&self, wait: Option<Duration>) -> Result<()> {
+        if self.is_halted() {
+            return Err(Error::BrokerStopped { broker: self.id });
+        }
         let envelopes = self.transport.receive(self.id, 1024, wait)?;
         let now = self.env.clock.now_ms();
         let mut state = self.state.lock();
+        if let Some(closed) = state.logs.values().find(|log| log.is_closed()) {
+            let reason = format!(
+                "halted: the log at {} closed under the broker (a storage failure)",
+                closed.dir().display()
+            );
+            drop(state);
+            self.halt(reason);
+            return Err(Error::BrokerStopped { broker: self.id });
+        }
         if let Err(e) = self.maintain(&mut state, now) {
             state.last_error = Some(e.to_string());
         }
@@ -691,6 +719,20 @@ impl Node {
                 return answers.remove(&token);
             }
         }
+    }
+
+    /// Stops serving after a storage failure ([`Node::is_halted`]): the broker answers
+    /// what waits on it, closes its logs and unregisters, so that the controller elects
+    /// new leaders without waiting for the lease to run out.
+    fn halt(&self, reason: String) {
+        self.halted.store(true, Ordering::Release);
+        let shut = self.shutdown();
+        let left = self.consensus.unregister_broker(self.id);
+        let mut state = self.state.lock();
+        state.last_error = Some(match (shut, left) {
+            (Err(e), _) | (_, Err(e)) => format!("{reason}; then {e}"),
+            _ => reason,
+        });
     }
 
     /// Answers what is parked and what waits for replication, and closes every log

@@ -156,6 +156,14 @@ impl Partition {
         self.inner.log_start_offset.load(Ordering::Acquire)
     }
 
+    /// Whether the log is closed: by [`Partition::close`] (or its broker), or by a storage
+    /// failure — a failed fsync or checkpoint write, or a truncation that failed half way
+    /// — after which every call answers [`Error::Closed`] and only reopening the
+    /// directory recovers the log from its files.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> u64 {
         self.inner.log_end_offset.load(Ordering::Acquire)
@@ -803,15 +811,21 @@ impl Inner {
         Ok(offset)
     }
 
+    /// Flushes and marks a clean shutdown, unless a storage failure closed the log
+    /// already (then nothing is written: recovery at the next open vouches for the
+    /// files). Either way the directory is released once no write is in flight, so the
+    /// log can be reopened while old handles still exist.
     fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
+        let failed_before = self.closed.swap(true, Ordering::AcqRel);
         if let Some(flusher) = self.flusher.lock().take() {
             flusher.stop();
         }
         let mut writer = self.writer.lock();
-        let result = self.close_locked(&mut writer);
+        let result = if failed_before {
+            Ok(())
+        } else {
+            self.close_locked(&mut writer)
+        };
         self.lock.lock().take();
         result
     }

@@ -368,6 +368,37 @@ fn a_failed_flush_closes_the_log() {
     assert_eq!(log.recovery_point(), 0);
 }
 
+/// A broker closes a log that a storage failure closed, then reopens the directory
+/// while applications may still hold the old handle: closing must release the directory
+/// (without writing a clean-shutdown marker) and the old handle must stay closed.
+#[test]
+fn closing_a_log_a_failed_flush_closed_releases_its_directory() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    log.append(Record::new(value(0))).unwrap();
+    assert!(!log.is_closed());
+    sim.fail_syncs(true);
+    assert!(log.flush().is_err());
+    sim.fail_syncs(false);
+    assert!(log.is_closed());
+    assert!(matches!(
+        Partition::open_with_env("/p", small(), env(&sim)),
+        Err(Error::DirectoryLocked { .. })
+    ));
+    log.shutdown().unwrap();
+    assert!(!crate::storage::Storage::exists(
+        &sim,
+        &Path::new("/p").join(CLEAN_SHUTDOWN_FILE)
+    ));
+    let reopened = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!(values(&reopened, 0), vec![(0, value(0))]);
+    assert!(matches!(
+        log.append(Record::new(value(1))),
+        Err(Error::Closed { .. })
+    ));
+    assert_eq!(reopened.log_end_offset(), 1);
+}
+
 #[test]
 fn a_log_start_move_that_fails_to_persist_closes_the_log_instead_of_answering_a_retry() {
     let sim = SimStorage::default();

@@ -1,0 +1,240 @@
+//! A broker whose disk fails halts, as a Kafka broker whose log directories are all
+//! offline does: a failed fsync closes one of its logs (its data can no longer be
+//! vouched for), so it answers what waits on it, closes its logs and leaves the cluster;
+//! the controller elects an in-sync follower, and producers carry on there. Opened again
+//! on the same disk, the broker recovers its logs and catches up as a follower.
+//!
+//! Three `Node`s stepped by hand on one thread over `SimStorage`, `ManualClock`,
+//! `InMemoryTransport` and `InMemoryConsensus`, as in the simulation.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use streamlog::cluster::{ClusterConfig, Node, Submitted};
+use streamlog::replication::consensus::TopicRecord;
+use streamlog::replication::controller::place_replicas;
+use streamlog::replication::messages::{ProduceRequest, ProduceResponse, ReplicaError};
+use streamlog::storage::Env;
+use streamlog::{
+    Acks, BrokerId, Clock, Compression, ConsensusStore, Error, InMemoryConsensus,
+    InMemoryTransport, ManualClock, PartitionKey, PartitionState, Record, SimStorage, TopicConfig,
+};
+
+const BROKERS: usize = 3;
+const TOPIC: &str = "t";
+
+struct Harness {
+    clock: ManualClock,
+    consensus: Arc<InMemoryConsensus>,
+    transport: Arc<InMemoryTransport>,
+    disks: Vec<SimStorage>,
+    nodes: Vec<Option<Node>>,
+    key: PartitionKey,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let clock = ManualClock::new(1_000_000);
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let mut harness = Self {
+            consensus: Arc::new(InMemoryConsensus::new(shared.clone())),
+            transport: Arc::new(InMemoryTransport::new(shared, 7)),
+            clock,
+            disks: (0..BROKERS).map(|_| SimStorage::new()).collect(),
+            nodes: (0..BROKERS).map(|_| None).collect(),
+            key: PartitionKey::new(TOPIC, 0),
+        };
+        for b in 0..BROKERS {
+            harness.start(b);
+        }
+        let live: BTreeSet<BrokerId> = harness
+            .consensus
+            .live_brokers()
+            .unwrap()
+            .into_iter()
+            .collect();
+        let config = TopicConfig::default().partitions(1).replication_factor(3);
+        // Small indexes: the simulated disk copies a whole map back when it is dropped.
+        let log = config.log_config().clone().segment_index_bytes(4 << 10);
+        let config = config.with_log_config(log);
+        let states = place_replicas(1, 3, &live, 0)
+            .unwrap()
+            .into_iter()
+            .map(PartitionState::new)
+            .collect();
+        harness
+            .consensus
+            .create_topic(TOPIC, TopicRecord::new(config, states))
+            .unwrap();
+        harness.run(20);
+        harness
+    }
+
+    fn config() -> ClusterConfig {
+        let mut config = ClusterConfig::in_memory(BROKERS as u32).lease_ms(300);
+        config.replica_fetch_wait_max_ms = 20;
+        config
+    }
+
+    fn start(&mut self, b: usize) {
+        let node = Node::open(
+            b as BrokerId,
+            &PathBuf::from(format!("/broker-{b}")),
+            Self::config(),
+            Arc::new(self.consensus.session(b as BrokerId)),
+            self.transport.clone(),
+            Env {
+                storage: Arc::new(self.disks[b].clone()),
+                clock: Arc::new(self.clock.clone()),
+            },
+        )
+        .unwrap();
+        self.nodes[b] = Some(node);
+    }
+
+    /// Steps every node `rounds` times, 5 ms apart; returns what each step answered.
+    fn run(&mut self, rounds: usize) -> Vec<streamlog::Result<()>> {
+        let mut results = Vec::new();
+        for _ in 0..rounds {
+            for node in self.nodes.iter().flatten() {
+                results.push(node.step(None));
+            }
+            self.clock.advance_ms(5);
+        }
+        results
+    }
+
+    fn node(&self, b: usize) -> &Node {
+        self.nodes[b].as_ref().unwrap()
+    }
+
+    fn state(&self) -> PartitionState {
+        self.consensus
+            .partition_state(TOPIC, 0)
+            .unwrap()
+            .unwrap()
+            .value
+    }
+
+    fn leader(&self) -> usize {
+        self.state().leader.expect("a leader") as usize
+    }
+
+    /// Produces `values` with `acks=all` to broker `b` and steps until it is answered.
+    fn produce(&mut self, b: usize, values: &[&str]) -> ProduceResponse {
+        let records: Vec<Record> = values
+            .iter()
+            .map(|v| Record::new(v.as_bytes().to_vec()))
+            .collect();
+        let mut buf = Vec::new();
+        streamlog::record::encode_batch(&records, Compression::None, self.clock.now_ms(), &mut buf)
+            .unwrap();
+        let request = ProduceRequest {
+            acks: Acks::All,
+            timeout_ms: 1_000,
+            partition: self.key.clone(),
+            records: Bytes::from(buf),
+        };
+        match self.node(b).submit_produce(&request).unwrap() {
+            Submitted::Done(response) => response,
+            Submitted::NoAnswer => panic!("acks=all is always answered"),
+            Submitted::Waiting(token) => {
+                for _ in 0..400 {
+                    self.run(1);
+                    if let Some(response) = self.node(b).take_answer(token) {
+                        return response;
+                    }
+                }
+                panic!("no answer to the produce");
+            }
+        }
+    }
+
+    fn values(&self, b: usize) -> Vec<(u64, String)> {
+        let log = self.node(b).log(&self.key).expect("the replica");
+        log.read_to_log_end(log.log_start_offset())
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                let value = String::from_utf8(r.value().unwrap().to_vec()).unwrap();
+                (r.offset(), value)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_leader_whose_fsync_fails_halts_and_a_follower_takes_over() {
+    let mut h = Harness::new();
+    let old = h.leader();
+    let before = h.state();
+    assert_eq!(before.isr.len(), 3, "{before:?}");
+    let first = h.produce(old, &["a", "b"]);
+    assert_eq!((first.error, first.base_offset), (None, Some(0)));
+
+    // The leader's disk fails an fsync: the log closes (nothing it wrote since its last
+    // good sync can be vouched for).
+    h.disks[old].fail_syncs(true);
+    let log = h.node(old).log(&h.key).unwrap();
+    assert!(log.flush().is_err());
+    assert!(log.is_closed());
+
+    // At its next step the broker halts and leaves the cluster at once.
+    let results = h.run(1);
+    assert!(h.node(old).is_halted());
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(Error::BrokerStopped { broker }) if *broker as usize == old)),
+        "{results:?}"
+    );
+    assert!(
+        !h.consensus
+            .live_brokers()
+            .unwrap()
+            .contains(&(old as BrokerId))
+    );
+    assert!(
+        h.node(old).log(&h.key).is_none(),
+        "its logs are closed and released"
+    );
+    assert!(h.node(old).last_error().unwrap().contains("halted"));
+
+    // The controller (another broker, if it was the old leader) elects an in-sync
+    // follower in a new epoch, without waiting for the halted broker's lease.
+    h.run(10);
+    let after = h.state();
+    let new = h.leader();
+    assert_ne!(new, old);
+    assert!(after.leader_epoch > before.leader_epoch, "{after:?}");
+    assert!(!after.isr.contains(&(old as BrokerId)), "{after:?}");
+
+    // A produce to the halted broker is turned away; the new leader takes it.
+    let refused = h.produce(old, &["lost"]);
+    assert!(
+        matches!(
+            refused.error,
+            Some(ReplicaError::NotLeaderOrFollower { .. })
+        ),
+        "{refused:?}"
+    );
+    let second = h.produce(new, &["c"]);
+    assert_eq!((second.error, second.base_offset), (None, Some(2)));
+
+    // Opened again on the same disk, the broker recovers and catches up as a follower.
+    h.nodes[old] = None;
+    h.disks[old].fail_syncs(false);
+    h.start(old);
+    h.run(40);
+    let expected: Vec<(u64, String)> = vec![(0, "a".into()), (1, "b".into()), (2, "c".into())];
+    assert_eq!(h.values(old), expected);
+    assert_eq!(h.values(new), expected);
+    assert!(
+        h.state().isr.contains(&(old as BrokerId)),
+        "{:?}",
+        h.state()
+    );
+    assert!(!h.node(old).is_halted());
+}
