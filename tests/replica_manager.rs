@@ -165,21 +165,25 @@ fn acks_all_fails_after_the_append_when_the_isr_shrinks_below_min_insync() {
 
 #[test]
 fn each_acks_all_produce_gets_its_own_answer() {
-    // Two produces wait; a follower's broker is fenced, so the next append alone moves the
-    // high watermark past both: each token gets its own answer with its own offset.
+    // Two produces wait; a follower's broker is fenced and the leader's proposal to drop
+    // it commits, so the high watermark moves past both at once: each token gets its own
+    // answer with its own offset.
     let mut sim = Sim::new(2, config(1));
     let (first, outcome) = sim.produce(Acks::All, &["a"]);
     assert_eq!(outcome, ProduceOutcome::Waiting);
-    sim.managers[0].set_fenced_brokers(&[1]);
     let (second, outcome) = sim.produce(Acks::All, &["b"]);
-    let r = answered(outcome);
-    assert_eq!((r.error, r.base_offset), (None, Some(1)), "{second:?}");
-    assert_eq!(sim.answer(first), None, "not in the produce's own answer");
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    sim.managers[0].set_fenced_brokers(&[1]);
     sim.tick(0);
-    let r = sim
-        .answer(first)
-        .expect("the first produce is answered by the next tick");
-    assert_eq!((r.error, r.base_offset), (None, Some(0)));
+    assert_eq!(sim.answer(first), None, "broker 1 is still in the ISR");
+    sim.commit_isr();
+    assert_eq!(sim.state.isr, [0]);
+    for (token, offset) in [(first, 0), (second, 1)] {
+        let r = sim
+            .answer(token)
+            .expect("answered once the ISR drops broker 1");
+        assert_eq!((r.error, r.base_offset), (None, Some(offset)));
+    }
 }
 
 #[test]
@@ -380,7 +384,7 @@ fn a_lagging_follower_leaves_the_isr_and_rejoins_when_caught_up() {
 }
 
 #[test]
-fn a_fenced_broker_stops_holding_the_high_watermark_back() {
+fn a_fenced_broker_holds_the_high_watermark_back_until_the_isr_drops_it() {
     let mut sim = Sim::new(3, config(1));
     sim.produce(Acks::Leader, &["a"]);
     sim.rounds(3, 1);
@@ -395,13 +399,17 @@ fn a_fenced_broker_stops_holding_the_high_watermark_back() {
         sim.tick(1);
         sim.deliver_all();
     }
-    assert_eq!(sim.hw(0), 2, "broker 2 (fenced, in the ISR) does not count");
-    assert!(sim.answer(token).is_some_and(|r| r.error.is_none()));
-    // The leader proposes it out at once; it stays fenced after the new state applies,
-    // though it was caught up a few ms ago.
+    // Broker 2 is in the committed ISR, so a controller could still elect it.
+    assert_eq!(sim.hw(0), 1, "broker 2 (fenced, in the ISR) holds it back");
+    assert_eq!(sim.answer(token), None);
+    // The leader proposes it out at once; once that commits, the produce is answered.
     sim.tick(0);
     sim.commit_isr();
     assert_eq!(sim.state.isr, [0, 1]);
+    assert_eq!(sim.hw(0), 2);
+    assert!(sim.answer(token).is_some_and(|r| r.error.is_none()));
+    // It stays fenced after the new state applies (out of the ISR, it no longer counts),
+    // though it was caught up a few ms ago.
     let (token, _) = sim.produce(Acks::All, &["c"]);
     for _ in 0..2 {
         sim.now += 1;
@@ -413,16 +421,47 @@ fn a_fenced_broker_stops_holding_the_high_watermark_back() {
         "high watermark {} held back by fenced broker 2",
         sim.hw(0)
     );
-    // A new leader knows broker 2 is fenced too.
-    sim.state.isr = vec![0, 1, 2];
-    sim.elect(1, &[]);
-    let (token, _) = sim.produce(Acks::All, &["d"]);
-    sim.rounds(3, 1);
-    assert!(
-        sim.answer(token).is_some_and(|r| r.error.is_none()),
-        "new leader 1's high watermark {} held back by fenced broker 2",
-        sim.hw(1)
-    );
+}
+
+/// The scenario where passing a fenced ISR member lost an acknowledged record: the
+/// leader's proposal to drop it fails to commit, the broker comes back (no longer
+/// fenced, still in the ISR, without the record), the leader dies, and a clean election
+/// picks it.
+#[test]
+fn a_record_a_fenced_isr_member_lacks_is_not_acknowledged() {
+    use std::collections::BTreeSet;
+    use streamlog::BrokerId;
+    use streamlog::replication::controller::decide;
+
+    let mut sim = Sim::with_state(PartitionState::new(vec![0, 2, 1]), 3, config(1));
+    sim.rounds(3, 10);
+    sim.down.insert(2);
+    sim.managers[0].set_fenced_brokers(&[2]);
+    let (token, outcome) = sim.produce(Acks::All, &["acked"]);
+    assert_eq!(outcome, ProduceOutcome::Waiting);
+    for _ in 0..3 {
+        sim.now += 10;
+        sim.tick_all();
+        sim.deliver_all();
+        while let Some((from, _)) = sim.alters.pop_front() {
+            sim.managers[from as usize].isr_change_failed(&sim.key);
+        }
+    }
+    assert_eq!(sim.state.isr, [0, 2, 1], "the shrink was never written");
+    assert_eq!(sim.hw(0), 0, "broker 2, in the ISR, lacks the record");
+    assert_eq!(sim.answer(token), None, "not acknowledged");
+    // Broker 2 comes back, the leader dies, and the controller elects broker 2.
+    sim.down.remove(&2);
+    sim.managers[0].set_fenced_brokers(&[]);
+    sim.down.insert(0);
+    let live: BTreeSet<BrokerId> = [1, 2].into_iter().collect();
+    let decision = decide(&sim.state, &live, false, false).expect("a clean election");
+    assert_eq!(decision.state.leader, Some(2));
+    sim.state = decision.state;
+    sim.apply_all();
+    sim.rounds(20, 10);
+    // The record was never acknowledged, so losing it broke no promise.
+    assert_eq!(values(sim.log(1), 0), values(sim.log(2), 0));
 }
 
 // --- reads and fencing ------------------------------------------------------------------------

@@ -180,8 +180,9 @@ impl LeaderState {
         self.isr.len() < self.effective_min_isr()
     }
 
-    /// ISR members not on a fenced (gone) broker: a fenced follower no longer holds the
-    /// high watermark back, so it cannot count towards `min.insync.replicas` either.
+    /// ISR members not on a fenced (gone) broker: a fenced follower still holds the high
+    /// watermark back until the ISR drops it, but it keeps no live copy, so it does not
+    /// count towards `min.insync.replicas`.
     fn live_isr_len(&self) -> usize {
         self.isr.iter().filter(|b| !self.fenced.contains(b)).count()
     }
@@ -321,7 +322,7 @@ impl LeaderState {
     }
 
     /// Recomputes the high watermark: the smallest log end offset among the leader and
-    /// every follower that is in the maximal ISR or caught up (and not fenced). It never
+    /// every follower that is in the maximal ISR, or caught up and not fenced. It never
     /// moves back, never passes the leader's log end, and does not move while the
     /// committed ISR is below `min.insync.replicas` (Kafka 4). Returns the new value if it
     /// moved.
@@ -337,13 +338,15 @@ impl LeaderState {
         let lag = self.config.replica_lag_time_max_ms;
         let mut candidate = leader_log_end;
         for (b, r) in &self.followers {
-            if self.fenced.contains(b) {
-                continue;
-            }
-            // A follower outside the ISR counts once it has fetched in this epoch and
-            // is caught up (Kafka: the ISR may have just shrunk past it).
+            // Every member of the maximal ISR holds it back, fenced or not: a fenced
+            // member stays electable until the ISR that drops it is committed, so
+            // passing it would acknowledge records a clean election could lose. A
+            // follower outside the ISR counts once it has fetched in this epoch and is
+            // caught up, unless fenced (Kafka: the ISR may have just shrunk past it).
             let counts = maximal.contains(b)
-                || (r.log_end_offset.is_some() && r.is_caught_up(leader_log_end, now_ms, lag));
+                || (!self.fenced.contains(b)
+                    && r.log_end_offset.is_some()
+                    && r.is_caught_up(leader_log_end, now_ms, lag));
             if counts {
                 candidate = candidate.min(r.log_end_offset.unwrap_or(0));
             }
