@@ -263,12 +263,18 @@ impl Node {
         if let Err(e) = self.maintain(&mut state, now) {
             state.last_error = Some(e.to_string());
         }
+        // A message that cannot be sent (its broker is gone) fails only itself: the rest
+        // of the round is done, and the first such error is reported at the end.
+        let mut failed = None;
         for envelope in envelopes {
-            self.handle(&mut state, envelope, now)?;
+            keep_first(&mut failed, self.handle(&mut state, envelope, now));
         }
         let outputs = state.manager.tick(now);
-        self.execute(&mut state, outputs, now)?;
-        self.serve_parked(&mut state, now, false)?;
+        keep_first(&mut failed, self.execute(&mut state, outputs, now));
+        keep_first(&mut failed, self.serve_parked(&mut state, now, false));
+        if let Some(e) = &failed {
+            state.last_error = Some(e.to_string());
+        }
         let due = now - state.last_cleanup_ms >= self.config.log_retention_check_interval_ms as i64;
         if due {
             state.last_cleanup_ms = now;
@@ -279,7 +285,7 @@ impl Node {
                 self.state.lock().last_error = Some(e.to_string());
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Lease, metadata and controller duties.
@@ -454,7 +460,7 @@ impl Node {
             } => match request {
                 Request::Fetch(request) => {
                     let (response, outputs) = state.manager.handle_fetch(&request, now);
-                    self.execute(state, outputs, now)?;
+                    let executed = self.execute(state, outputs, now);
                     if request.replica_id.is_some() && nothing_new(&response) {
                         state.parked.push(ParkedFetch {
                             from,
@@ -465,6 +471,7 @@ impl Node {
                     } else {
                         self.reply(from, correlation_id, Response::Fetch(response))?;
                     }
+                    return executed;
                 }
                 Request::OffsetsForLeaderEpoch(request) => {
                     let response = state.manager.handle_offsets_for_leader_epoch(&request);
@@ -559,7 +566,11 @@ impl Node {
         })
     }
 
+    /// Carries out the manager's outputs, every one of them: a request that cannot be
+    /// sent does not keep the others (answers to producers among them) from being done.
+    /// Returns the first send error.
     fn execute(&self, state: &mut State, outputs: Vec<ReplicaOutput>, now: i64) -> Result<()> {
+        let mut failed = None;
         let mut queue = std::collections::VecDeque::from(outputs);
         while let Some(output) = queue.pop_front() {
             match output {
@@ -574,14 +585,15 @@ impl Node {
                             Request::OffsetsForLeaderEpoch(r)
                         }
                     };
-                    self.transport.send(Envelope {
+                    let sent = self.transport.send(Envelope {
                         from: self.id,
                         to,
                         message: Message::Request {
                             correlation_id,
                             request,
                         },
-                    })?;
+                    });
+                    keep_first(&mut failed, sent);
                 }
                 ReplicaOutput::AlterIsr { partition, change } => {
                     queue.extend(self.alter_isr(state, &partition, change, now));
@@ -592,7 +604,7 @@ impl Node {
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Writes a leader's ISR proposal with compare-and-set on the partition epoch.
@@ -648,6 +660,7 @@ impl Node {
             return Ok(());
         }
         let parked = std::mem::take(&mut state.parked);
+        let mut failed = None;
         for fetch in parked {
             let ready = all
                 || now >= fetch.deadline_ms
@@ -662,10 +675,11 @@ impl Node {
                 continue;
             }
             let (response, outputs) = state.manager.handle_fetch(&fetch.request, now);
-            self.execute(state, outputs, now)?;
-            self.reply(fetch.from, fetch.correlation_id, Response::Fetch(response))?;
+            keep_first(&mut failed, self.execute(state, outputs, now));
+            let replied = self.reply(fetch.from, fetch.correlation_id, Response::Fetch(response));
+            keep_first(&mut failed, replied);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Hands a produce to this broker's replica manager (as leader). The batch is written
@@ -689,7 +703,11 @@ impl Node {
                 let outcome = state
                     .manager
                     .finish_produce(request, token, &append, appended, now);
-                self.serve_parked(&mut state, now, false)?;
+                // The batch is written: its outcome is the producer's, whatever happens
+                // to the answers of the fetches parked here.
+                if let Err(e) = self.serve_parked(&mut state, now, false) {
+                    state.last_error = Some(e.to_string());
+                }
                 outcome
             }
         };
@@ -793,6 +811,13 @@ fn clean_logs(logs: &[Arc<Partition>]) -> Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Keeps the first error of steps that are each worth doing whatever the others did.
+fn keep_first(first: &mut Option<Error>, result: Result<()>) {
+    if let Err(e) = result {
+        first.get_or_insert(e);
+    }
 }
 
 /// A fetch answer with no records, no error and no divergence for any partition.

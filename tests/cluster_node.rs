@@ -1,34 +1,67 @@
-//! A broker whose disk fails halts, as a Kafka broker whose log directories are all
-//! offline does: a failed fsync closes one of its logs (its data can no longer be
-//! vouched for), so it answers what waits on it, closes its logs and leaves the cluster;
-//! the controller elects an in-sync follower, and producers carry on there. Opened again
-//! on the same disk, the broker recovers its logs and catches up as a follower.
+//! Brokers (`Node`s) meeting failures around them:
 //!
-//! Three `Node`s stepped by hand on one thread over `SimStorage`, `ManualClock`,
-//! `InMemoryTransport` and `InMemoryConsensus`, as in the simulation.
+//! - a broker whose disk fails halts, as a Kafka broker whose log directories are all
+//!   offline does: a failed fsync closes one of its logs (its data can no longer be
+//!   vouched for), so it answers what waits on it, closes its logs and leaves the
+//!   cluster; the controller elects an in-sync follower, and producers carry on there.
+//!   Opened again on the same disk, the broker recovers its logs and catches up;
+//! - a message that cannot be sent to one broker (it is gone) fails only itself.
+//!
+//! Three `Node`s stepped by hand on one thread over `SimStorage`, `ManualClock`, an
+//! `InMemoryTransport` (wrapped to refuse sends to chosen brokers) and
+//! `InMemoryConsensus`, as in the simulation.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use streamlog::cluster::{ClusterConfig, Node, Submitted};
 use streamlog::replication::consensus::TopicRecord;
-use streamlog::replication::controller::place_replicas;
 use streamlog::replication::messages::{ProduceRequest, ProduceResponse, ReplicaError};
 use streamlog::storage::Env;
 use streamlog::{
-    Acks, BrokerId, Clock, Compression, ConsensusStore, Error, InMemoryConsensus,
+    Acks, BrokerId, Clock, Compression, ConsensusStore, Envelope, Error, InMemoryConsensus,
     InMemoryTransport, ManualClock, PartitionKey, PartitionState, Record, SimStorage, TopicConfig,
+    Transport,
 };
 
 const BROKERS: usize = 3;
 const TOPIC: &str = "t";
 
+/// The in-memory transport, but a send to a broker in `unreachable` fails (as a
+/// connection to a dead peer is refused).
+struct Refusing {
+    inner: InMemoryTransport,
+    unreachable: Mutex<BTreeSet<BrokerId>>,
+}
+
+impl Transport for Refusing {
+    fn send(&self, envelope: Envelope) -> streamlog::Result<()> {
+        if self.unreachable.lock().contains(&envelope.to) {
+            return Err(Error::BrokerStopped {
+                broker: envelope.to,
+            });
+        }
+        self.inner.send(envelope)
+    }
+
+    fn receive(
+        &self,
+        broker: BrokerId,
+        max: usize,
+        wait: Option<Duration>,
+    ) -> streamlog::Result<Vec<Envelope>> {
+        self.inner.receive(broker, max, wait)
+    }
+}
+
 struct Harness {
     clock: ManualClock,
     consensus: Arc<InMemoryConsensus>,
-    transport: Arc<InMemoryTransport>,
+    transport: Arc<Refusing>,
     disks: Vec<SimStorage>,
     nodes: Vec<Option<Node>>,
     key: PartitionKey,
@@ -40,7 +73,10 @@ impl Harness {
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let mut harness = Self {
             consensus: Arc::new(InMemoryConsensus::new(shared.clone())),
-            transport: Arc::new(InMemoryTransport::new(shared, 7)),
+            transport: Arc::new(Refusing {
+                inner: InMemoryTransport::new(shared, 7),
+                unreachable: Mutex::new(BTreeSet::new()),
+            }),
             clock,
             disks: (0..BROKERS).map(|_| SimStorage::new()).collect(),
             nodes: (0..BROKERS).map(|_| None).collect(),
@@ -49,21 +85,12 @@ impl Harness {
         for b in 0..BROKERS {
             harness.start(b);
         }
-        let live: BTreeSet<BrokerId> = harness
-            .consensus
-            .live_brokers()
-            .unwrap()
-            .into_iter()
-            .collect();
         let config = TopicConfig::default().partitions(1).replication_factor(3);
         // Small indexes: the simulated disk copies a whole map back when it is dropped.
         let log = config.log_config().clone().segment_index_bytes(4 << 10);
         let config = config.with_log_config(log);
-        let states = place_replicas(1, 3, &live, 0)
-            .unwrap()
-            .into_iter()
-            .map(PartitionState::new)
-            .collect();
+        // Leader 0, followers 1 and 2.
+        let states = vec![PartitionState::new(vec![0, 1, 2])];
         harness
             .consensus
             .create_topic(TOPIC, TopicRecord::new(config, states))
@@ -106,6 +133,10 @@ impl Harness {
         results
     }
 
+    fn step(&self, b: usize) {
+        let _ = self.node(b).step(None);
+    }
+
     fn node(&self, b: usize) -> &Node {
         self.nodes[b].as_ref().unwrap()
     }
@@ -122,8 +153,7 @@ impl Harness {
         self.state().leader.expect("a leader") as usize
     }
 
-    /// Produces `values` with `acks=all` to broker `b` and steps until it is answered.
-    fn produce(&mut self, b: usize, values: &[&str]) -> ProduceResponse {
+    fn request(&self, values: &[&str]) -> ProduceRequest {
         let records: Vec<Record> = values
             .iter()
             .map(|v| Record::new(v.as_bytes().to_vec()))
@@ -131,12 +161,17 @@ impl Harness {
         let mut buf = Vec::new();
         streamlog::record::encode_batch(&records, Compression::None, self.clock.now_ms(), &mut buf)
             .unwrap();
-        let request = ProduceRequest {
+        ProduceRequest {
             acks: Acks::All,
             timeout_ms: 1_000,
             partition: self.key.clone(),
             records: Bytes::from(buf),
-        };
+        }
+    }
+
+    /// Produces `values` with `acks=all` to broker `b` and steps until it is answered.
+    fn produce(&mut self, b: usize, values: &[&str]) -> ProduceResponse {
+        let request = self.request(values);
         match self.node(b).submit_produce(&request).unwrap() {
             Submitted::Done(response) => response,
             Submitted::NoAnswer => panic!("acks=all is always answered"),
@@ -237,4 +272,36 @@ fn a_leader_whose_fsync_fails_halts_and_a_follower_takes_over() {
         h.state()
     );
     assert!(!h.node(old).is_halted());
+}
+
+/// A leader answers the follower fetches parked on it when it appends; the answer to one
+/// follower cannot be sent (its broker is gone). The other follower's fetch must still be
+/// answered (before, it was dropped, so that follower replicated nothing until its
+/// request timed out) and the producer must get its produce's outcome (before, an error
+/// although the batch was written, so a retry would write it twice).
+#[test]
+fn a_reply_that_cannot_be_sent_fails_only_itself() {
+    let h = Harness::new();
+    assert_eq!(h.leader(), 0);
+    // Both followers' fetches end up parked on the leader, broker 1's first.
+    h.clock.advance_ms(25);
+    h.step(0);
+    h.step(1);
+    h.step(2);
+    h.step(0);
+    h.transport.unreachable.lock().insert(1);
+    let request = h.request(&["v"]);
+    let submitted = h.node(0).submit_produce(&request);
+    assert!(
+        matches!(submitted, Ok(Submitted::Waiting(_))),
+        "{submitted:?}"
+    );
+    let follower = h.node(2).log(&h.key).unwrap();
+    for _ in 0..5 {
+        h.step(0);
+        h.step(2);
+    }
+    assert_eq!(follower.log_end_offset(), 1, "follower 2 copied the batch");
+    let error = h.node(0).last_error().unwrap_or_default();
+    assert!(error.contains("broker 1"), "{error}");
 }
