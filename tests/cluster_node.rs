@@ -102,6 +102,7 @@ impl Harness {
     fn config() -> ClusterConfig {
         let mut config = ClusterConfig::in_memory(BROKERS as u32).lease_ms(300);
         config.replica_fetch_wait_max_ms = 20;
+        config.replica.fetch_backoff_ms = 50;
         config
     }
 
@@ -304,4 +305,33 @@ fn a_reply_that_cannot_be_sent_fails_only_itself() {
     assert_eq!(follower.log_end_offset(), 1, "follower 2 copied the batch");
     let error = h.node(0).last_error().unwrap_or_default();
     assert!(error.contains("broker 1"), "{error}");
+}
+
+/// A follower whose disk is full fails to append what it fetched; it wrote nothing and
+/// its log stays open, so once space is freed it fetches again and catches up (before,
+/// it stopped fetching until the partition's next leader epoch, and an `acks=all`
+/// produce waited for the ISR to drop it).
+#[test]
+fn a_follower_whose_disk_was_full_catches_up_once_it_has_room() {
+    let mut h = Harness::new();
+    h.disks[2].fail_writes(true);
+    let request = h.request(&["a"]);
+    let Ok(Submitted::Waiting(token)) = h.node(0).submit_produce(&request) else {
+        panic!("acks=all waits for the followers");
+    };
+    h.run(10);
+    let follower = h.node(2).log(&h.key).unwrap();
+    assert_eq!(follower.log_end_offset(), 0);
+    assert!(!follower.is_closed() && !h.node(2).is_halted());
+    assert_eq!(h.node(0).take_answer(token), None);
+    h.disks[2].fail_writes(false);
+    // Within `replica.fetch.backoff.ms` (50 ms here) and a round.
+    let mut answer = None;
+    for _ in 0..40 {
+        h.run(1);
+        answer = answer.or_else(|| h.node(0).take_answer(token));
+    }
+    let answer = answer.expect("answered once follower 2 has the batch");
+    assert_eq!((answer.error, answer.base_offset), (None, Some(0)));
+    assert_eq!(follower.log_end_offset(), 1);
 }

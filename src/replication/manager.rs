@@ -820,12 +820,17 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
                 // correlation ids it reuses): dropped, and the follower fetches again.
                 return false;
             }
-            Err(_) => {
-                // The local disk failed: this replica stops (Kafka takes the log dir
-                // offline).
+            Err(_) if log.is_closed() => {
+                // The log can no longer be trusted (a failed sync): this replica stops,
+                // and its broker halts (Kafka takes the log dir offline).
                 if let Some(f) = replica.follower_mut() {
                     f.phase = FollowerPhase::Failed;
                 }
+                return true;
+            }
+            Err(_) => {
+                // A write that failed (a full disk) left the log as it was: fetch the
+                // same records again after the backoff.
                 return true;
             }
         }

@@ -26,7 +26,8 @@ pub enum FollowerPhase {
     Truncating,
     /// Fetching from its log end.
     Fetching,
-    /// Appending or truncating failed (a disk error); waits for a new partition state.
+    /// Its log closed under it (a failed sync or truncation: see
+    /// [`Partition::is_closed`]); waits for a new partition state, and its broker halts.
     Failed,
 }
 
