@@ -237,7 +237,11 @@ impl ReplicaManager {
     pub fn remove_replica(&mut self, key: &PartitionKey) -> Vec<ReplicaOutput> {
         self.leader_configs.remove(key);
         let leader = self.replicas.remove(key).and_then(|r| r.leader());
-        self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader })
+        // Answers left for later go out too: a broker that stops after this call would
+        // otherwise drop them, leaving their producers to time out.
+        let mut out = std::mem::take(&mut self.deferred);
+        out.extend(self.fail_pending(key, ReplicaError::NotLeaderOrFollower { leader }));
+        out
     }
 
     /// Applies a partition state from the consensus store to a hosted partition.
@@ -846,4 +850,28 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
         return true;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removing_a_replica_hands_out_the_answers_left_for_later() {
+        let key = PartitionKey::new("t", 0);
+        let mut manager = ReplicaManager::new(0, ReplicaConfig::default());
+        let response = ProduceResponse {
+            partition: key.clone(),
+            error: None,
+            base_offset: Some(3),
+            log_start_offset: 0,
+        };
+        let done = ReplicaOutput::ProduceDone {
+            token: ProduceToken(7),
+            response,
+        };
+        manager.deferred.push(done.clone());
+        assert_eq!(manager.remove_replica(&key), vec![done]);
+        assert!(manager.tick(0).is_empty(), "handed out once");
+    }
 }
