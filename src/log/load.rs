@@ -12,8 +12,9 @@
 //! - index files without a `.log` are removed; missing index files are rebuilt;
 //! - the log start offset is `max(checkpointed log start, first segment's base)`; if the
 //!   log end falls below it, the log restarts as one empty segment at the log start;
-//! - the leader epochs come from `leader-epoch-checkpoint`, trimmed to the log start and
-//!   end; when that file is missing or unreadable they are rebuilt from the batch headers.
+//! - the leader epochs come from `leader-epoch-checkpoint`, completed from the batches
+//!   recovery re-validated and trimmed to the log start and end; when that file is missing
+//!   or unreadable they are rebuilt from every batch header.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -114,7 +115,13 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     };
 
     let epoch_file = EpochCheckpoint::new(dir);
-    let epochs = load_epochs(storage, &epoch_file, &segments, log_start, log_end)?;
+    let epochs = load_epochs(
+        storage,
+        &epoch_file,
+        &segments,
+        recover_from,
+        (log_start, log_end),
+    )?;
 
     // From here on a crash must trigger recovery: the marker goes before any append.
     storage.remove_file(&dir.join(CLEAN_SHUTDOWN_FILE))?;
@@ -154,33 +161,32 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
 }
 
 /// The leader epochs as stored, trimmed to `[log_start, log_end)`; rebuilt from the batch
-/// headers (the first batch of each newer epoch) when the file is missing or invalid.
-/// Rewritten when anything changed.
+/// headers (the first batch of each newer epoch) when the file is missing or invalid,
+/// and completed from the headers of the segments recovery re-validated (from base
+/// `recovered_from`), as Kafka's segment recovery does: a newer epoch a recovered batch
+/// carries is never missing, whatever the file says. Rewritten when anything changed.
 fn load_epochs(
     storage: &dyn Storage,
     file: &EpochCheckpoint,
     segments: &BTreeMap<u64, Arc<Segment>>,
-    log_start: u64,
-    log_end: u64,
+    recovered_from: u64,
+    (log_start, log_end): (u64, u64),
 ) -> Result<EpochCache> {
     let stored = file.read(storage)?;
-    let mut epochs = match &stored {
-        Some(cache) => cache.clone(),
-        None => {
-            let mut cache = EpochCache::default();
-            for segment in segments.values() {
-                let mut scanner = segment.scan_batches();
-                while let Some((_, batch)) = scanner.next_batch()? {
-                    let header = batch.header();
-                    let epoch = header.partition_leader_epoch;
-                    if epoch >= 0 && cache.latest().is_none_or(|l| l.epoch < epoch) {
-                        cache.assign(epoch, header.base_offset as u64);
-                    }
-                }
-            }
-            cache
-        }
+    let (mut epochs, scan_from) = match &stored {
+        Some(cache) => (cache.clone(), recovered_from),
+        None => (EpochCache::default(), 0),
     };
+    for segment in segments.range(scan_from..).map(|(_, s)| s) {
+        let mut scanner = segment.scan_batches();
+        while let Some((_, batch)) = scanner.next_batch()? {
+            let header = batch.header();
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 && epochs.latest().is_none_or(|l| l.epoch < epoch) {
+                epochs.assign(epoch, header.base_offset as u64);
+            }
+        }
+    }
     epochs.truncate_from_end(log_end);
     epochs.truncate_from_start(log_start);
     if stored.as_ref() != Some(&epochs) {

@@ -417,6 +417,47 @@ fn a_log_start_move_that_fails_to_persist_closes_the_log_instead_of_answering_a_
     ));
 }
 
+/// Recovery completes a leader-epoch checkpoint that lacks an epoch the recovered batches
+/// carry (a file restored from a backup, or written by a tool), as Kafka's segment
+/// recovery does; a clean open trusts the file.
+#[test]
+fn an_unclean_open_takes_newer_epochs_from_the_recovered_batches() {
+    use crate::log::leader_epoch::LEADER_EPOCH_FILE;
+    let sim = SimStorage::default();
+    let config = || small().auto_high_watermark(false);
+    let log = Partition::open_with_env("/p", config(), env(&sim)).unwrap();
+    log.assign_leader_epoch(0).unwrap();
+    log.append(Record::new(value(0))).unwrap();
+    log.flush().unwrap();
+    let only_epoch_0 = sim
+        .read_file(Path::new("/p").join(LEADER_EPOCH_FILE))
+        .unwrap();
+    log.assign_leader_epoch(3).unwrap();
+    log.append(Record::new(value(1))).unwrap();
+    log.append(Record::new(value(2))).unwrap();
+    // A crash now leaves no clean-shutdown marker; a close does.
+    let crashed = sim.process_crash();
+    drop(log);
+    let epochs = |log: &Partition| {
+        log.leader_epochs()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect::<Vec<_>>()
+    };
+
+    // Clean shutdown: the file is trusted as it is.
+    sim.write_file(Path::new("/p").join(LEADER_EPOCH_FILE), &only_epoch_0);
+    let log = Partition::open_with_env("/p", config(), env(&sim)).unwrap();
+    assert_eq!(epochs(&log), [(0, 0)]);
+    drop(log);
+
+    // After a crash the segments after the recovery point are re-read, epochs and all.
+    crashed.write_file(Path::new("/p").join(LEADER_EPOCH_FILE), &only_epoch_0);
+    let log = Partition::open_with_env("/p", config(), env(&crashed)).unwrap();
+    assert_eq!(epochs(&log), [(0, 0), (3, 1)]);
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 1)));
+}
+
 /// A follower that truncated its own epoch-1 records, copied the new leader's epoch-2
 /// records at the same offsets and lost power must not come back with the old records
 /// under the new epoch (then its next divergence check finds nothing to cut and the two
