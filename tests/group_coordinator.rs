@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use streamlog::GroupError::{self, *};
 use streamlog::group::coordinator::*;
-use streamlog::{OffsetAndMetadata, java_string_hash_code, partition_for_group};
+use streamlog::{GroupMetadata, OffsetAndMetadata, java_string_hash_code, partition_for_group};
 
 const G: &str = "group";
 const TIMEOUT: i32 = 500;
@@ -495,6 +495,32 @@ fn generations_start_at_one_with_the_first_joiner_leading_and_go_up_by_one() {
         (d.state, d.generation, d.protocol_name),
         (GroupState::Empty, 3, None)
     );
+}
+
+/// A generation read back from `__consumer_offsets` may be anything: `i32::MAX` wraps to 1
+/// on the next rebalance (no overflow panic), a negative one loads as 0 ("none formed"),
+/// so a formed generation is always positive.
+#[test]
+fn a_loaded_generation_of_i32_max_wraps_to_one_and_a_negative_one_loads_as_zero() {
+    for (stored, loaded) in [(i32::MAX, i32::MAX), (-7, 0)] {
+        let mut h = H::new();
+        let metadata = GroupMetadata {
+            protocol_type: "consumer".into(),
+            generation: stored,
+            ..GroupMetadata::default()
+        };
+        h.c.load_group(0, G, Some(&metadata), Vec::new());
+        let d = h.c.describe_group(G).unwrap();
+        assert_eq!((d.state, d.generation), (GroupState::Empty, loaded));
+        let t = h.join("");
+        h.settle(&[t]);
+        let joined = h.joined(t).unwrap();
+        assert_eq!(
+            (joined.error, joined.generation),
+            (None, 1),
+            "stored {stored}"
+        );
+    }
 }
 
 #[test]

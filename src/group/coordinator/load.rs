@@ -27,7 +27,9 @@ pub(super) fn loaded_group(
     let Some(metadata) = metadata else {
         return group;
     };
-    group.generation = metadata.generation;
+    // A negative generation (never written by a coordinator) would read as "no
+    // generation" to members and commits: it loads as 0, "none formed yet".
+    group.generation = metadata.generation.max(0);
     group.protocol_type =
         (!metadata.protocol_type.is_empty()).then(|| metadata.protocol_type.clone());
     group.state_timestamp = metadata.current_state_timestamp.unwrap_or(now);

@@ -412,8 +412,9 @@ impl GroupCoordinator {
     /// Installs a group as `__consumer_offsets` holds it (Kafka's loading rules): with
     /// members it is Stable with its generation, protocol, leader and members, each with a
     /// fresh session from `now_ms`, so members that are gone expire and the group
-    /// rebalances; without members it is Empty, keeping its generation. `offsets` are its
-    /// committed offsets. A group already held is replaced.
+    /// rebalances; without members it is Empty, keeping its generation (a negative one,
+    /// which no coordinator writes, loads as 0). `offsets` are its committed offsets. A
+    /// group already held is replaced.
     pub fn load_group(
         &mut self,
         now_ms: i64,

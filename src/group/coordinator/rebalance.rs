@@ -56,8 +56,9 @@ impl Group {
     }
 
     /// Ends the phase: members that did not rejoin are dropped, the generation goes up by
-    /// one, and every joined member gets its JoinGroup answer (the leader with everyone's
-    /// metadata). With no member left the group is Empty.
+    /// one (from `i32::MAX` it wraps to 1: generations are always positive), and every
+    /// joined member gets its JoinGroup answer (the leader with everyone's metadata). With
+    /// no member left the group is Empty.
     pub fn complete_join(&mut self, cx: &mut Ctx) {
         self.join_timer = None;
         self.new_member_added = false;
@@ -80,7 +81,8 @@ impl Group {
         if !leader_joined {
             self.leader = self.first_member(|_| true);
         }
-        self.generation += 1;
+        self.generation = next_generation(self.generation);
+        debug_assert!(self.generation > 0, "generation {}", self.generation);
         self.pending_sync.clear();
         if self.members.is_empty() {
             self.protocol_name = None;
@@ -192,5 +194,26 @@ impl Group {
             }
         }
         self.maybe_prepare_rebalance(cx);
+    }
+}
+
+/// The generation after `generation`: one more, or 1 after `i32::MAX` (and after a
+/// negative one, which no coordinator writes), so that a formed generation is never 0 or
+/// negative, the values that mean "no generation" to members and commits.
+fn next_generation(generation: i32) -> i32 {
+    generation.checked_add(1).filter(|g| *g > 0).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_generation;
+
+    #[test]
+    fn generations_go_up_by_one_and_wrap_to_one() {
+        assert_eq!(next_generation(0), 1);
+        assert_eq!(next_generation(41), 42);
+        assert_eq!(next_generation(i32::MAX), 1);
+        assert_eq!(next_generation(-5), 1);
+        assert_eq!(next_generation(i32::MIN), 1);
     }
 }
