@@ -945,6 +945,34 @@ fn a_dead_group_answers_coordinator_not_available() {
     assert_eq!(h.fetched(), None, "deleted offsets read back as nothing");
 }
 
+/// The tombstones of a deletion did not make it to `__consumer_offsets`, so the offsets
+/// are still there (they come back on the next load): the coordinator keeps serving them
+/// and the group can be deleted again.
+#[test]
+fn a_failed_deletion_keeps_the_group_empty_with_its_offsets() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 42), Ok(()));
+    h.hold = true;
+    let to = h.next();
+    let out = h.c.delete_group(h.now, to, G);
+    h.feed(out);
+    assert_eq!(h.state(), Some(GroupState::Dead));
+    h.release(0, Err(AppendError::NotEnoughReplicas));
+    assert_eq!(
+        h.replies[&to.0],
+        Response::DeleteGroup(Err(CoordinatorNotAvailable))
+    );
+    assert_eq!(h.state(), Some(GroupState::Empty));
+    assert_eq!(h.fetched(), Some(42), "the offset is still committed");
+    h.hold = false;
+    assert_eq!(h.commit("", -1, 43), Ok(()));
+    let to = h.next();
+    let out = h.c.delete_group(h.now, to, G);
+    h.feed(out);
+    assert_eq!(h.replies[&to.0], Response::DeleteGroup(Ok(())));
+    assert_eq!((h.state(), h.fetched()), (None, None));
+}
+
 #[test]
 fn only_an_empty_group_can_be_deleted() {
     let mut h = H::new();

@@ -78,6 +78,17 @@ impl Group {
         self.state_timestamp = now;
     }
 
+    /// Undoes a deletion whose tombstones could not be appended: the Dead group is Empty
+    /// again, with the state timestamp it had (offset expiry counts from it). Not a
+    /// transition — Kafka has no Dead → Empty — but the deletion that never happened: while
+    /// Dead the group refused every request, so it has no members and all its offsets.
+    pub fn undo_delete(&mut self, state_timestamp: i64) {
+        if self.state == GroupState::Dead {
+            self.state = GroupState::Empty;
+            self.state_timestamp = state_timestamp;
+        }
+    }
+
     /// Whether nothing is left worth keeping (a group created by a request that failed).
     pub fn is_vacant(&self) -> bool {
         self.state == GroupState::Empty

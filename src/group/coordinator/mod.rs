@@ -287,7 +287,9 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups for one group: only an Empty group can go (`NonEmptyGroup` otherwise,
-    /// `GroupIdNotFound` if there is none). It is Dead until the tombstones are appended.
+    /// `GroupIdNotFound` if there is none). It is Dead while the tombstones are appended,
+    /// then gone; if the append fails, it is Empty again with its committed offsets (they
+    /// are still in the log) and the answer is the error.
     pub fn delete_group(&mut self, now_ms: i64, reply_to: ReplyTo, group_id: &str) -> Vec<Output> {
         if let Err(error) = self.check_group_id(group_id) {
             return vec![reply(reply_to, Response::DeleteGroup(Err(error)))];
@@ -307,11 +309,13 @@ impl GroupCoordinator {
             if let Some(error) = error {
                 return cx.reply(reply_to, Response::DeleteGroup(Err(error)));
             }
+            let state_timestamp = group.state_timestamp;
             group.transition(GroupState::Dead, cx.now);
             let offsets = group.offsets.keys().cloned().collect();
             let pending = Pending::Delete {
                 group_id: group_id.to_string(),
                 reply_to,
+                state_timestamp,
             };
             cx.persist(
                 group_id,
@@ -362,9 +366,23 @@ impl GroupCoordinator {
                     sync::assignment_stored(group, generation, assignments, result, cx);
                 }
             }
-            Pending::Delete { reply_to, .. } => {
-                groups.remove(&group_id);
-                let response = result.map(|_| ()).map_err(AppendError::group_error);
+            Pending::Delete {
+                reply_to,
+                state_timestamp,
+                ..
+            } => {
+                let response = match result {
+                    Ok(_) => {
+                        groups.remove(&group_id);
+                        Ok(())
+                    }
+                    Err(error) => {
+                        if let Some(group) = groups.get_mut(&group_id) {
+                            group.undo_delete(state_timestamp);
+                        }
+                        Err(error.group_error())
+                    }
+                };
                 cx.reply(reply_to, Response::DeleteGroup(response));
             }
             Pending::Metadata => {}

@@ -155,8 +155,13 @@ pub(super) enum Pending {
     },
     /// Nothing waits on it.
     Metadata,
-    /// Remove the deleted group and answer.
-    Delete { group_id: String, reply_to: ReplyTo },
+    /// Remove the deleted group and answer; if the append failed, the group is Empty
+    /// again since `state_timestamp`, as it was before the deletion.
+    Delete {
+        group_id: String,
+        reply_to: ReplyTo,
+        state_timestamp: i64,
+    },
 }
 
 /// Appends in flight.
