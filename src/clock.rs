@@ -1,9 +1,10 @@
 //! Injectable time: the [`Clock`] trait, the [`SystemClock`] used in production and the
-//! [`ManualClock`] used by tests, so retention, `segment.ms` and timeouts never need `sleep`.
+//! [`ManualClock`] used by tests, so retention, `segment.ms` and timeouts never need `sleep`;
+//! and `deadline_after`, the real-time deadline of a wait on a caller-supplied duration.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -58,5 +59,26 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+/// The instant `timeout` from now, for a wait on a caller-supplied duration. A timeout too
+/// long for an [`Instant`] (`Duration::MAX`, "wait as long as it takes", as Kafka's
+/// `poll(Long.MAX_VALUE)`) gives a deadline a century away instead of an overflow panic.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_after_duration_max_is_far_away_not_a_panic() {
+        let deadline = deadline_after(Duration::MAX);
+        assert!(deadline > Instant::now() + Duration::from_secs(50 * 365 * 24 * 60 * 60));
+        assert!(deadline_after(Duration::ZERO) <= Instant::now());
     }
 }

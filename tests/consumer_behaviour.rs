@@ -349,6 +349,44 @@ fn a_standalone_consumer_reads_what_it_is_assigned_and_cannot_commit() {
     assert!(!broker.topics().contains(&"__consumer_offsets".to_string()));
 }
 
+/// `Duration::MAX` means "wait as long as it takes" (Kafka's `poll(Long.MAX_VALUE)`): it
+/// must not overflow the deadline. With records ready, poll returns them at once.
+#[test]
+fn poll_with_duration_max_returns_the_ready_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(1))
+        .unwrap();
+    produce(&broker, "t", 1);
+    let standalone = broker
+        .consumer(ConsumerConfig::standalone().auto_offset_reset(AutoOffsetReset::Earliest))
+        .unwrap();
+    standalone.assign(&[("t", 0)]).unwrap();
+    assert_eq!(standalone.poll(10, Duration::MAX).unwrap().len(), 1);
+    let member = broker.consumer(earliest("g")).unwrap();
+    member.subscribe(&["t"]).unwrap();
+    assert_eq!(member.poll(10, Duration::MAX).unwrap().len(), 1);
+}
+
+/// `default.api.timeout.ms` bounds the retries of `commit` and `committed`; any duration
+/// is accepted, so `Duration::MAX` must not overflow their deadlines.
+#[test]
+fn a_default_api_timeout_of_duration_max_is_accepted_by_commit_and_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(1))
+        .unwrap();
+    let c = broker
+        .consumer(earliest("g").default_api_timeout(Duration::MAX))
+        .unwrap();
+    c.assign(&[("t", 0)]).unwrap();
+    c.commit_offsets(&[("t", 0, 0)]).unwrap();
+    c.commit().unwrap();
+    assert_eq!(c.committed("t", 0).unwrap(), Some(0));
+}
+
 /// Records each generation's revoked and assigned partitions, committing on revoke.
 #[derive(Default)]
 struct Log {

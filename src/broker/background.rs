@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::clock::deadline_after;
 use crate::error::{Error, Result};
 
 /// A thread running a job every interval; stopped and joined on drop.
@@ -32,7 +33,7 @@ impl Background {
             .spawn(move || {
                 let (stopped, wake) = &*signal;
                 loop {
-                    let deadline = Instant::now() + interval;
+                    let deadline = deadline_after(interval);
                     let mut stopped = stopped.lock();
                     while !*stopped && Instant::now() < deadline {
                         wake.wait_until(&mut stopped, deadline);

@@ -727,7 +727,7 @@ impl Node {
 
     /// Waits (real time) up to `timeout` for the answer to a waiting produce.
     pub fn wait_answer(&self, token: ProduceToken, timeout: Duration) -> Option<ProduceResponse> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline_after(timeout);
         let mut answers = self.answers.lock();
         loop {
             if let Some(response) = answers.remove(&token) {

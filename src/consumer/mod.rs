@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::broker::Broker;
+use crate::clock::deadline_after;
 use crate::error::{Error, Result};
 use crate::group::RebalanceProtocol;
 use crate::group::coordinator::{LeaveGroupRequest, OffsetCommit, OffsetCommitRequest, Response};
@@ -336,13 +337,14 @@ impl Consumer {
     }
 
     /// Up to `max_records` records from the assigned partitions, waiting up to `timeout`
-    /// for some (an empty vector when none came). A subscribed consumer first runs its
+    /// for some (an empty vector when none came; `Duration::MAX` waits as long as it
+    /// takes). A subscribed consumer first runs its
     /// group's protocol (join, sync, heartbeat; rebalance callbacks run here, on this
     /// thread) and auto-commits when due. Positions move past the records returned.
     /// Errors: [`Error::NoOffsetForPartition`] under `auto.offset.reset = none`,
     /// [`Error::Group`] for a group error the consumer cannot handle, storage errors.
     pub fn poll(&self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mode = {
             let inner = self.inner.lock();
             Self::check_open(&inner)?;
@@ -419,7 +421,7 @@ impl Consumer {
     /// group). A coordinator that moved is found again and the commit retried, for up to
     /// `default.api.timeout.ms`.
     fn send_commit(&self, group: &str, offsets: &[((String, u32), u64)]) -> Result<()> {
-        let deadline = Instant::now() + self.config.default_api_timeout;
+        let deadline = deadline_after(self.config.default_api_timeout);
         for ((topic, partition), offset) in offsets {
             self.check_partition(topic, *partition)?;
             let p = loop {
@@ -543,7 +545,7 @@ impl Consumer {
     /// A coordinator that moved is found again, for up to `default.api.timeout.ms`.
     pub fn committed(&self, topic: &str, partition: u32) -> Result<Option<u64>> {
         let group = self.group_id()?;
-        let deadline = Instant::now() + self.config.default_api_timeout;
+        let deadline = deadline_after(self.config.default_api_timeout);
         let tp = [(topic.to_owned(), partition)];
         loop {
             let Some(coordinator) = self.coordinator() else {
