@@ -137,6 +137,92 @@ fn auto_offset_reset_earliest_latest_and_none() {
     assert_eq!(got.first().map(|r| r.offset()), Some(4));
 }
 
+/// Positions are resolved before anything is read (Kafka's `updateFetchPositions`): a poll
+/// that fails on a partition without an offset (`auto.offset.reset = none`) has taken
+/// nothing off the others, so their records are delivered by the next poll.
+#[test]
+fn a_poll_failing_on_a_missing_offset_consumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let t = broker.topic("t").unwrap();
+    for i in 0..3u8 {
+        t.append_to(0, vec![Record::new(vec![i])]).unwrap();
+    }
+    let c = broker
+        .consumer(
+            ConsumerConfig::new("g")
+                .auto_offset_reset(AutoOffsetReset::None)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    c.assign(&[("t", 0), ("t", 1)]).unwrap();
+    c.commit_offsets(&[("t", 0, 0)]).unwrap();
+    // t-1 has no committed offset: whichever partition the poll starts with, it fails.
+    for _ in 0..2 {
+        let err = c.poll(100, SHORT).unwrap_err();
+        assert!(
+            matches!(err, Error::NoOffsetForPartition { partition: 1, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            c.position("t", 0).unwrap(),
+            0,
+            "nothing of t-0 was consumed"
+        );
+    }
+    c.seek("t", 1, 0).unwrap();
+    let got = c.poll(100, SHORT).unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(c.position("t", 0).unwrap(), 3);
+}
+
+/// As Kafka's fetcher: a read that fails on one partition after another gave records
+/// returns those records (their positions move); the failing partition keeps its
+/// position, and its error is the poll's once nothing else comes.
+#[test]
+fn a_read_error_after_records_of_another_partition_returns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let t = broker
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in 0..2 {
+        t.append_to(p, (0..3u8).map(|i| Record::new(vec![i; 64])).collect())
+            .unwrap();
+    }
+    // Damage the records of t-1's batch: its CRC no longer matches.
+    let log = t.partition_dir(1).join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&log, bytes).unwrap();
+    let c = broker
+        .consumer(ConsumerConfig::standalone().auto_offset_reset(AutoOffsetReset::Earliest))
+        .unwrap();
+    c.assign(&[("t", 0), ("t", 1)]).unwrap();
+    // The first poll starts with t-0, then fails on t-1.
+    let got = c.poll(100, SHORT).unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.partition(), r.offset()))
+            .collect::<Vec<_>>(),
+        [(0, 0), (0, 1), (0, 2)]
+    );
+    assert_eq!(
+        (c.position("t", 0).unwrap(), c.position("t", 1).unwrap()),
+        (3, 0)
+    );
+    let err = c.poll(100, SHORT).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert_eq!(c.position("t", 1).unwrap(), 0);
+}
+
 #[test]
 fn seek_and_bad_input_are_typed_errors_that_change_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,7 +62,11 @@ impl Consumer {
     }
 
     /// Reads up to `max_records` from the assigned partitions, starting with a different
-    /// partition each time.
+    /// partition each time. As Kafka's `updateFetchPositions`, every position is resolved
+    /// first, so an error there (`NoOffsetForPartition`) fails before anything is read.
+    /// Positions then move past the records returned, and only those: a read that fails
+    /// after other partitions gave records returns those, leaving the failing partition's
+    /// position where it was.
     pub(super) fn fetch(&self, max_records: usize) -> Result<Vec<ConsumerRecord>> {
         let (partitions, start) = {
             let mut inner = self.inner.lock();
@@ -71,59 +75,68 @@ impl Consumer {
             inner.next_partition = (start + 1) % n;
             (inner.assignment.clone(), start)
         };
-        let mut out = Vec::new();
         let count = partitions.len();
+        let mut ready = Vec::with_capacity(count);
         for i in 0..count {
+            let (topic, partition) = &partitions[(start + i) % count];
+            if let Some((p, position)) = self.fetch_position(topic, *partition)? {
+                ready.push((topic, *partition, p, position));
+            }
+        }
+        let mut out = Vec::new();
+        for (topic, partition, p, position) in ready {
             if out.len() >= max_records {
                 break;
             }
-            let (topic, partition) = &partitions[(start + i) % count];
-            // A partition whose leader (or the group's coordinator) is moving is skipped
-            // this time; the next fetch asks for the new one.
-            let resolved = match self.resolve(topic, *partition) {
-                Err(e) if is_moving(&e) => continue,
-                other => other?,
-            };
-            let mut position = resolved;
-            let p = match self.partition(topic, *partition) {
-                Err(e) if is_moving(&e) => continue,
-                other => other?,
-            };
-            if position < p.log_start_offset() || position > p.log_end_offset() {
-                position = self.reset_position(topic, *partition, false)?;
-            }
             if position >= p.high_watermark() {
-                if position != resolved
-                    && let Some(slot) = self
-                        .inner
-                        .lock()
-                        .positions
-                        .get_mut(&(topic.clone(), *partition))
-                    && *slot == Some(resolved)
-                {
-                    *slot = Some(position);
-                }
                 continue;
             }
             let name: Arc<str> = Arc::from(topic.as_str());
-            let mut next = position;
-            for record in p.read_from(position)? {
-                if out.len() >= max_records {
-                    break;
-                }
-                let record = record?;
-                next = record.offset() + 1;
-                out.push(ConsumerRecord::new(name.clone(), *partition, record));
-            }
+            let (next, failed) =
+                read_partition(&p, &name, partition, position, max_records, &mut out);
             let mut inner = self.inner.lock();
             // A rebalance or seek meanwhile (from a callback) wins over this read.
-            if let Some(slot) = inner.positions.get_mut(&(topic.clone(), *partition))
-                && *slot == Some(resolved)
+            if let Some(slot) = inner.positions.get_mut(&(topic.clone(), partition))
+                && *slot == Some(position)
             {
                 *slot = Some(next);
             }
+            match failed {
+                Some(error) if out.is_empty() => return Err(error),
+                Some(_) => break,
+                None => {}
+            }
         }
         Ok(out)
+    }
+
+    /// The position to read an assigned partition from, with its log: resolved, and reset
+    /// by `auto.offset.reset` if it fell out of the log. `None` while the partition's
+    /// leader (or the group's coordinator) is moving: it is skipped this time, the next
+    /// fetch asks for the new one.
+    fn fetch_position(&self, topic: &str, partition: u32) -> Result<Option<(Arc<Partition>, u64)>> {
+        let resolved = match self.resolve(topic, partition) {
+            Err(e) if is_moving(&e) => return Ok(None),
+            other => other?,
+        };
+        let p = match self.partition(topic, partition) {
+            Err(e) if is_moving(&e) => return Ok(None),
+            other => other?,
+        };
+        if (p.log_start_offset()..=p.log_end_offset()).contains(&resolved) {
+            return Ok(Some((p, resolved)));
+        }
+        let position = self.reset_position(topic, partition, false)?;
+        if let Some(slot) = self
+            .inner
+            .lock()
+            .positions
+            .get_mut(&(topic.to_owned(), partition))
+            && *slot == Some(resolved)
+        {
+            *slot = Some(position);
+        }
+        Ok(Some((p, position)))
     }
 
     /// Moves the position of an assigned partition: the next poll reads from `offset`.
@@ -172,4 +185,35 @@ impl Consumer {
             .map(|(t, p)| Ok(((t.clone(), p), self.lag(&t, p)?)))
             .collect()
     }
+}
+
+/// Appends the records of `p` from `position` to `out` until it holds `max_records`:
+/// the offset after the last one appended (`position` if none), and the error that cut
+/// the read short, if any.
+fn read_partition(
+    p: &Partition,
+    topic: &Arc<str>,
+    partition: u32,
+    position: u64,
+    max_records: usize,
+    out: &mut Vec<ConsumerRecord>,
+) -> (u64, Option<Error>) {
+    let records = match p.read_from(position) {
+        Ok(records) => records,
+        Err(error) => return (position, Some(error)),
+    };
+    let mut next = position;
+    for record in records {
+        if out.len() >= max_records {
+            break;
+        }
+        match record {
+            Ok(record) => {
+                next = record.offset() + 1;
+                out.push(ConsumerRecord::new(topic.clone(), partition, record));
+            }
+            Err(error) => return (next, Some(error)),
+        }
+    }
+    (next, None)
 }

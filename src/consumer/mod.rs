@@ -340,7 +340,9 @@ impl Consumer {
     /// for some (an empty vector when none came; `Duration::MAX` waits as long as it
     /// takes). A subscribed consumer first runs its
     /// group's protocol (join, sync, heartbeat; rebalance callbacks run here, on this
-    /// thread) and auto-commits when due. Positions move past the records returned.
+    /// thread) and auto-commits when due. Every assigned partition's position is resolved
+    /// before anything is read, and positions move past the records returned, only those:
+    /// a poll that fails returns nothing and consumes nothing.
     /// Errors: [`Error::NoOffsetForPartition`] under `auto.offset.reset = none`,
     /// [`Error::Group`] for a group error the consumer cannot handle, storage errors.
     pub fn poll(&self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
