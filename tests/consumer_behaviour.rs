@@ -503,6 +503,39 @@ impl RebalanceListener for Listener {
     }
 }
 
+/// A subscription changed while the consumer's JoinGroup is still waiting (here for the
+/// group's initial delay) is not lost: as Kafka's consumer (its `joinedSubscription`), the
+/// member rejoins once that join completes, since it was sent with the old subscription.
+#[test]
+fn a_subscription_changed_while_joining_is_followed_by_a_rejoin() {
+    for assignor in ["range", "cooperative-sticky"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config();
+        config.group_coordinator.initial_rebalance_delay_ms = 300;
+        let broker = Broker::open(dir.path(), config).unwrap();
+        for topic in ["old", "new"] {
+            broker
+                .create_topic(topic, TopicConfig::default().partitions(1))
+                .unwrap();
+        }
+        produce(&broker, "new", 1);
+        let c = broker.consumer(earliest("g").assignor(assignor)).unwrap();
+        c.subscribe(&["old"]).unwrap();
+        // The JoinGroup waits for the 300 ms initial delay: this poll returns first.
+        assert!(c.poll(10, SHORT).unwrap().is_empty());
+        assert_eq!(c.generation(), None, "{assignor}: still joining");
+        c.subscribe(&["new"]).unwrap();
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while got.is_empty() {
+            assert!(start.elapsed() < WAIT, "{assignor}: `new` never consumed");
+            got = c.poll(10, SHORT).unwrap();
+        }
+        assert_eq!(c.assignment(), [("new".to_string(), 0)], "{assignor}");
+        assert_eq!((got.len(), got[0].topic()), (1, "new"), "{assignor}");
+    }
+}
+
 #[test]
 fn the_group_rebalances_when_a_consumer_joins_and_leaves() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,9 @@
 //!   once so the follow-up rebalance gives those partitions out.
 //!
 //! Either way a member that is out of the group (session expired, fenced, late for
-//! `max.poll.interval.ms`) calls `on_partitions_lost` and joins afresh.
+//! `max.poll.interval.ms`) calls `on_partitions_lost` and joins afresh, and a Stable member
+//! whose subscription is not the one its last JoinGroup carried (it changed while Stable,
+//! or while that join was in flight) rejoins.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,7 +118,8 @@ impl Consumer {
         }
         let mut inner = self.inner.lock();
         let membership = inner.membership;
-        let reason = rejoin.or(inner.rejoin_needed.then_some(Rejoin::Rebalance));
+        let resubscribed = inner.joined_subscription != inner.subscription;
+        let reason = rejoin.or((inner.rejoin_needed || resubscribed).then_some(Rejoin::Rebalance));
         if let (Membership::Stable, Some(reason)) = (membership, reason) {
             inner.rejoin_needed = false;
             service.set_live(registration, None);
@@ -179,6 +182,7 @@ impl Consumer {
                         );
                 let token = service.submit(|c, now, to| c.join_group(now, to, req));
                 inner.membership = Membership::Joining(token);
+                inner.joined_subscription = inner.subscription.clone();
                 Ok(Step::Continue)
             }
             Membership::Joining(token) => {

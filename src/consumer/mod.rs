@@ -66,8 +66,12 @@ enum Mode {
 struct Inner {
     mode: Mode,
     subscription: Vec<String>,
-    /// Rejoin on the next poll: the subscription changed while Stable, or a cooperative
-    /// rebalance revoked partitions (they are given out in a follow-up rebalance).
+    /// The subscription the last JoinGroup was sent with: a Stable member whose
+    /// subscription differs (it changed while Stable, or while that join was in flight)
+    /// rejoins, as Kafka's `joinedSubscription`.
+    joined_subscription: Vec<String>,
+    /// Rejoin on the next poll: a cooperative rebalance revoked partitions (they are given
+    /// out in a follow-up rebalance).
     rejoin_needed: bool,
     membership: Membership,
     member_id: String,
@@ -184,6 +188,7 @@ impl Consumer {
             inner: Mutex::new(Inner {
                 mode: Mode::None,
                 subscription: Vec::new(),
+                joined_subscription: Vec::new(),
                 rejoin_needed: false,
                 membership: Membership::Unjoined,
                 member_id: String::new(),
@@ -272,8 +277,9 @@ impl Consumer {
     }
 
     /// Subscribes to `topics` as a member of the group (replacing an earlier subscription;
-    /// the group rebalances on the next poll). Topics that do not exist yet are ignored by
-    /// the assignment. Needs a group id; not after [`Consumer::assign`].
+    /// the group rebalances on the next poll, or once a join still in flight completes).
+    /// Topics that do not exist yet are ignored by the assignment. Needs a group id; not
+    /// after [`Consumer::assign`].
     pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
         self.group_id()?;
         let mut inner = self.inner.lock();
@@ -286,9 +292,6 @@ impl Consumer {
         let mut topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
         topics.sort();
         topics.dedup();
-        if inner.mode == Mode::Subscribed && inner.subscription != topics {
-            inner.rejoin_needed = inner.membership == Membership::Stable;
-        }
         inner.mode = Mode::Subscribed;
         inner.subscription = topics;
         Ok(())
