@@ -536,6 +536,66 @@ fn a_subscription_changed_while_joining_is_followed_by_a_rejoin() {
     }
 }
 
+/// As Kafka's group leader (its snapshot of the partition counts the assignment was
+/// computed from), the group rebalances when a subscribed topic gains partitions or a
+/// subscribed topic is created, so the new partitions get an owner and are consumed.
+#[test]
+fn partitions_added_to_or_created_in_subscribed_topics_are_assigned_and_consumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().partitions(1))
+        .unwrap();
+    let c = broker.consumer(earliest("g")).unwrap();
+    c.subscribe(&["later", "t"]).unwrap();
+    poll_until(&c, |c, _| c.generation().is_some());
+    assert_eq!(c.assignment(), [("t".to_string(), 0)]);
+    let first = c.generation();
+    let next_record = || {
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < WAIT, "assignment {:?}", c.assignment());
+            if let Some(r) = c.poll(10, SHORT).unwrap().first() {
+                return (
+                    r.topic().to_owned(),
+                    r.partition(),
+                    r.value().map(<[u8]>::to_vec),
+                );
+            }
+        }
+    };
+
+    broker.add_partitions("t", 2).unwrap();
+    let t = broker.topic("t").unwrap();
+    t.append_to(1, vec![Record::new(b"new partition".to_vec())])
+        .unwrap();
+    assert_eq!(
+        next_record(),
+        ("t".into(), 1, Some(b"new partition".to_vec()))
+    );
+    assert_eq!(c.assignment(), [("t".to_string(), 0), ("t".to_string(), 1)]);
+    assert!(c.generation() > first);
+    c.commit().unwrap();
+
+    broker
+        .create_topic("later", TopicConfig::default().partitions(1))
+        .unwrap();
+    let later = broker.topic("later").unwrap();
+    later.append(Record::new(b"new topic".to_vec())).unwrap();
+    assert_eq!(
+        next_record(),
+        ("later".into(), 0, Some(b"new topic".to_vec()))
+    );
+    assert_eq!(
+        c.assignment(),
+        [
+            ("later".to_string(), 0),
+            ("t".to_string(), 0),
+            ("t".to_string(), 1)
+        ]
+    );
+}
+
 #[test]
 fn the_group_rebalances_when_a_consumer_joins_and_leaves() {
     let dir = tempfile::tempdir().unwrap();

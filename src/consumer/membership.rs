@@ -18,7 +18,9 @@
 //! Either way a member that is out of the group (session expired, fenced, late for
 //! `max.poll.interval.ms`) calls `on_partitions_lost` and joins afresh, and a Stable member
 //! whose subscription is not the one its last JoinGroup carried (it changed while Stable,
-//! or while that join was in flight) rejoins.
+//! or while that join was in flight) rejoins. So does a leader that finds the partition
+//! counts of the group's topics changed since its assignment (partitions added, a topic
+//! created or deleted), so that new partitions get an owner.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +57,15 @@ enum Callback {
     Lost,
     Assigned,
 }
+
+/// The partition count of each topic of a group's subscription, `None` for a topic that
+/// does not exist.
+pub(super) type PartitionCounts = BTreeMap<String, Option<u32>>;
+
+/// How often (broker clock) a leader compares the partition counts its assignment was
+/// computed from with the current ones. Kafka's leader sees a change with its next metadata
+/// refresh (`metadata.max.age.ms`, 5 minutes); here a look-up is cheap.
+const METADATA_CHECK_INTERVAL_MS: i64 = 100;
 
 fn ms(d: std::time::Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
@@ -119,7 +130,10 @@ impl Consumer {
         let mut inner = self.inner.lock();
         let membership = inner.membership;
         let resubscribed = inner.joined_subscription != inner.subscription;
-        let reason = rejoin.or((inner.rejoin_needed || resubscribed).then_some(Rejoin::Rebalance));
+        let repartitioned =
+            membership == Membership::Stable && self.metadata_changed(&mut inner, service.now_ms());
+        let rebalance = inner.rejoin_needed || resubscribed || repartitioned;
+        let reason = rejoin.or(rebalance.then_some(Rejoin::Rebalance));
         if let (Membership::Stable, Some(reason)) = (membership, reason) {
             inner.rejoin_needed = false;
             service.set_live(registration, None);
@@ -183,6 +197,7 @@ impl Consumer {
                 let token = service.submit(|c, now, to| c.join_group(now, to, req));
                 inner.membership = Membership::Joining(token);
                 inner.joined_subscription = inner.subscription.clone();
+                inner.assignment_snapshot = None;
                 Ok(Step::Continue)
             }
             Membership::Joining(token) => {
@@ -207,7 +222,10 @@ impl Consumer {
                 inner.member_id = join.member_id.clone();
                 inner.generation = join.generation;
                 let assignments = if join.is_leader() {
-                    self.assign_as_leader(&join)?
+                    let (assignments, snapshot) = self.assign_as_leader(&join)?;
+                    inner.assignment_snapshot = Some(snapshot);
+                    inner.metadata_checked_ms = service.now_ms();
+                    assignments
                 } else {
                     BTreeMap::new()
                 };
@@ -408,8 +426,12 @@ impl Consumer {
         Ok(Step::Continue)
     }
 
-    /// The leader's assignment of every member, with the configured assignor.
-    fn assign_as_leader(&self, join: &JoinGroupResponse) -> Result<BTreeMap<String, Vec<u8>>> {
+    /// The leader's assignment of every member, with the configured assignor, and the
+    /// partition counts it was computed from.
+    fn assign_as_leader(
+        &self,
+        join: &JoinGroupResponse,
+    ) -> Result<(BTreeMap<String, Vec<u8>>, PartitionCounts)> {
         let protocol = join.protocol_name.clone().unwrap_or_default();
         let assignor = assignor_by_name(&protocol).ok_or_else(|| Error::InvalidConfig {
             name: "partition.assignment.strategy",
@@ -424,13 +446,17 @@ impl Consumer {
                     .into_member(m.member_id.clone())
             })
             .collect();
-        let mut partitions_per_topic = BTreeMap::new();
-        for topic in members.iter().flat_map(|m| m.topics.iter()) {
-            if let Ok(count) = self.backend.partition_count(topic) {
-                partitions_per_topic.insert(topic.clone(), count);
-            }
-        }
-        Ok(assignor
+        // A topic that cannot be looked up now is left out, as one that does not exist.
+        let snapshot: PartitionCounts = members
+            .iter()
+            .flat_map(|m| m.topics.iter())
+            .map(|topic| (topic.clone(), self.partition_count(topic).ok().flatten()))
+            .collect();
+        let partitions_per_topic = snapshot
+            .iter()
+            .filter_map(|(topic, count)| Some((topic.clone(), (*count)?)))
+            .collect();
+        let assignments = assignor
             .assign(&members, &partitions_per_topic)
             .into_iter()
             .map(|(member, partitions)| {
@@ -441,6 +467,32 @@ impl Consumer {
                 .encode();
                 (member, bytes)
             })
-            .collect())
+            .collect();
+        Ok((assignments, snapshot))
+    }
+
+    /// How many partitions `topic` has; `None` if it does not exist.
+    fn partition_count(&self, topic: &str) -> Result<Option<u32>> {
+        match self.backend.partition_count(topic) {
+            Ok(count) => Ok(Some(count)),
+            Err(Error::UnknownTopic { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether, as the leader, it finds the partition counts its assignment was computed
+    /// from changed (looked at every `METADATA_CHECK_INTERVAL_MS` at most; a topic that
+    /// cannot be looked up now counts as unchanged).
+    fn metadata_changed(&self, inner: &mut super::Inner, now_ms: i64) -> bool {
+        let Some(snapshot) = &inner.assignment_snapshot else {
+            return false;
+        };
+        if now_ms.saturating_sub(inner.metadata_checked_ms) < METADATA_CHECK_INTERVAL_MS {
+            return false;
+        }
+        inner.metadata_checked_ms = now_ms;
+        snapshot
+            .iter()
+            .any(|(topic, count)| self.partition_count(topic).is_ok_and(|now| now != *count))
     }
 }

@@ -73,6 +73,11 @@ struct Inner {
     /// Rejoin on the next poll: a cooperative rebalance revoked partitions (they are given
     /// out in a follow-up rebalance).
     rejoin_needed: bool,
+    /// As the leader of the current generation: the partition counts its assignment was
+    /// computed from (Kafka's `assignmentSnapshot`); it rejoins when they change.
+    assignment_snapshot: Option<membership::PartitionCounts>,
+    /// When (broker clock) the leader last compared its snapshot with the topics.
+    metadata_checked_ms: i64,
     membership: Membership,
     member_id: String,
     generation: i32,
@@ -190,6 +195,8 @@ impl Consumer {
                 subscription: Vec::new(),
                 joined_subscription: Vec::new(),
                 rejoin_needed: false,
+                assignment_snapshot: None,
+                metadata_checked_ms: now,
                 membership: Membership::Unjoined,
                 member_id: String::new(),
                 generation: -1,
