@@ -93,6 +93,16 @@ pub enum Error {
         log_end: u64,
     },
 
+    /// An offset past the largest a Kafka log can hold (`i64::MAX`, exclusive: the log
+    /// end must stay an `i64` too).
+    #[error("offset {offset} is past the largest log offset {max}")]
+    OffsetLimit {
+        /// The offset asked for, or the last offset an append would have given.
+        offset: u64,
+        /// The largest offset a log can hold.
+        max: u64,
+    },
+
     /// An offset cannot be stored in a segment: it is below the segment's base offset or
     /// more than `i32::MAX` above it.
     #[error("offset {offset} cannot be stored in the segment based at {base_offset}")]

@@ -3,9 +3,13 @@
 //! header 08 09 0a → 0b 0c, first timestamp 1479847795000 ms, timestamp delta 5 ms), as
 //! uncompressed, gzip, raw snappy and LZ4 batches. Each must pass its CRC-32C check, decode
 //! to the same record, and be accepted by `Partition::append_encoded`.
+//!
+//! And what Kafka's `LogValidator` does with a produced batch whose header a client got
+//! wrong: the max timestamp and create time are set from the records (CRC recomputed),
+//! and control batches or producer ids without a base sequence are refused.
 
-use streamlog::record::{BatchIter, RecordBatch, RecordIter};
-use streamlog::{Compression, LogConfig, Partition};
+use streamlog::record::{BatchIter, RecordBatch, RecordIter, encode_batch};
+use streamlog::{Compression, LogConfig, Partition, Record};
 
 /// The 61-byte header shared by the vectors, with its length, CRC and codec filled in.
 fn header(length: u8, crc: [u8; 4], codec: u8) -> Vec<u8> {
@@ -100,15 +104,113 @@ fn foreign_batches_are_accepted_by_the_log_and_read_back() {
     for (i, r) in records.iter().enumerate() {
         assert_eq!((r.offset(), r.value()), (i as u64, Some(&[5u8, 6, 7][..])));
     }
-    // The stored file is the vectors end to end, with offsets assigned and CRCs untouched.
+    // The stored file is the vectors end to end, with offsets assigned and, as Kafka's
+    // validator does, the max timestamp the vectors leave at 0 set from the record
+    // (first timestamp + 5 ms) under a new CRC; the records are untouched.
     let path = dir.path().join("00000000000000000000.log");
     let file = std::fs::read(path).unwrap();
     let stored: Vec<_> = BatchIter::new(&file, usize::MAX)
-        .map(|b| b.unwrap().1.header().crc)
+        .map(|b| b.unwrap().1)
         .collect();
-    let original: Vec<_> = vectors
-        .iter()
-        .map(|(_, _, b)| RecordBatch::parse(b).unwrap().header().crc)
+    assert_eq!(stored.len(), vectors.len());
+    for (batch, (name, _, original)) in stored.iter().zip(&vectors) {
+        assert!(batch.is_valid(), "{name}");
+        assert_eq!(batch.header().max_timestamp, 1_479_847_795_005, "{name}");
+        assert_eq!(batch.as_bytes()[61..], original[61..], "{name}");
+    }
+}
+
+/// Rewrites the CRC field (bytes 17..21) over bytes 21..end.
+fn recrc(batch: &mut [u8]) {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &batch[21..]) as u32;
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn batch_of(records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_batch(records, Compression::None, 0, &mut out).unwrap();
+    out
+}
+
+/// Kafka's `LogValidator` (assignOffsetsNonCompressed / validateMessagesAndAssignOffsets-
+/// Compressed) recomputes a produced batch's `maxTimestamp` from its records
+/// (`batch.setMaxTimestamp(CREATE_TIME, maxBatchTimestamp)`): trusting the header, a
+/// producer's wrong one would hide the records from time lookups (and time retention).
+#[test]
+fn a_produced_batch_gets_the_max_timestamp_of_its_records() {
+    let mut batch = batch_of(&[
+        Record::new(b"a".to_vec()).with_timestamp(1_000),
+        Record::new(b"b".to_vec()).with_timestamp(2_000),
+    ]);
+    // A client that leaves maxTimestamp at 0 (CRC valid).
+    batch[35..43].copy_from_slice(&0i64.to_be_bytes());
+    recrc(&mut batch);
+    assert!(RecordBatch::parse(&batch).unwrap().is_valid());
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
+    let offsets = log.append_encoded(&batch).unwrap();
+    assert_eq!(offsets, 0..2);
+    assert_eq!(log.high_watermark(), 2);
+    // The record at offset 1 has timestamp 2000 ≥ 1500: Kafka answers offset 1.
+    let found = log.offset_for_timestamp(1_500).unwrap();
+    assert_eq!(
+        found.map(|f| (f.offset, f.timestamp)),
+        Some((1, 2_000)),
+        "the record with timestamp 2000 is not found by time"
+    );
+}
+
+/// Kafka's `LogValidator.validateBatch` refuses, from a client, a control batch ("Clients
+/// are not allowed to write control records") and an idempotent batch (producerId ≥ 0)
+/// without a base sequence ("Invalid sequence number"); so does `validate_for_append`.
+#[test]
+fn a_control_batch_from_a_producer_is_refused() {
+    let mut batch = batch_of(&[Record::new(b"x".to_vec()).with_key(b"k".to_vec())]);
+    batch[22] |= 0x20; // attributes bit 5: control
+    recrc(&mut batch);
+    let parsed = RecordBatch::parse(&batch).unwrap();
+    assert!(parsed.header().is_control());
+    assert!(
+        parsed.validate_for_append().is_err(),
+        "a client's control batch was accepted for append"
+    );
+}
+
+#[test]
+fn a_producer_id_without_a_base_sequence_is_refused() {
+    let mut batch = batch_of(&[Record::new(b"x".to_vec())]);
+    batch[43..51].copy_from_slice(&7i64.to_be_bytes()); // producerId 7
+    batch[51..53].copy_from_slice(&0i16.to_be_bytes()); // producerEpoch 0
+    // baseSequence stays -1
+    recrc(&mut batch);
+    let parsed = RecordBatch::parse(&batch).unwrap();
+    assert_eq!(parsed.header().base_sequence, -1);
+    assert!(
+        parsed.validate_for_append().is_err(),
+        "an idempotent batch without a base sequence was accepted for append"
+    );
+}
+
+/// Kafka's `setMaxTimestamp(CREATE_TIME, max)` on a create-time topic also clears a
+/// client's log-append-time bit, so records keep their own timestamps (stored as it came,
+/// every record would read the header's max timestamp).
+#[test]
+fn a_produced_log_append_time_batch_keeps_its_record_timestamps() {
+    let mut batch = batch_of(&[
+        Record::new(b"a".to_vec()).with_timestamp(1_000),
+        Record::new(b"b".to_vec()).with_timestamp(2_000),
+    ]);
+    batch[22] |= 0x08; // attributes bit 3: log-append time
+    batch[35..43].copy_from_slice(&5_000i64.to_be_bytes());
+    recrc(&mut batch);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
+    log.append_encoded(&batch).unwrap();
+    let timestamps: Vec<i64> = log
+        .read_from(0)
+        .unwrap()
+        .map(|r| r.unwrap().timestamp())
         .collect();
-    assert_eq!(stored, original);
+    assert_eq!(timestamps, [1_000, 2_000]);
 }

@@ -1250,3 +1250,28 @@ fn a_truncation_copy_leaves_compactions_file_of_the_same_segment_alone() {
     assert_eq!(held.value(), Some(&b"value-000040"[..]));
     assert_eq!(read_offsets(&log, 0), (0..10).collect::<Vec<_>>());
 }
+
+/// Kafka offsets are `i64`s: a log never starts or ends past `i64::MAX`, and an append
+/// that would is refused with the limit instead of overflowing.
+#[test]
+fn offsets_past_the_largest_kafka_offset_are_refused() {
+    let sim = open_sim(base());
+    let max = i64::MAX as u64 - 1;
+    assert!(matches!(
+        sim.log.truncate_fully_and_start_at(u64::MAX),
+        Err(Error::OffsetLimit { offset: u64::MAX, max: m }) if m == max
+    ));
+    assert_eq!(
+        sim.log.truncate_fully_and_start_at(max - 1).unwrap(),
+        max - 1
+    );
+    assert_eq!(sim.log.append(record(0)).unwrap(), max - 1);
+    assert!(matches!(
+        sim.log.append_batch(vec![record(1), record(2)]),
+        Err(Error::OffsetLimit { offset, .. }) if offset == max + 1
+    ));
+    assert_eq!(sim.log.append(record(3)).unwrap(), max);
+    assert_eq!(sim.log.log_end_offset(), max + 1);
+    assert!(sim.log.append(record(4)).is_err());
+    assert_eq!(read_offsets(&sim.log, max - 1), [max - 1, max]);
+}

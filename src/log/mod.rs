@@ -32,7 +32,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
-use crate::record::{BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place};
+use crate::record::{
+    BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place, restamp_create_time,
+};
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
 use crate::storage::{DirLock, Env};
 
@@ -245,11 +247,13 @@ impl Partition {
     /// Deletes every segment and starts over, empty, at `offset`: log start, log end,
     /// high watermark and recovery point all become `offset` and the leader epochs are
     /// forgotten. What a follower does when it has fallen behind its leader's log start.
+    /// An offset past the largest a log holds (`i64::MAX - 1`) is [`Error::OffsetLimit`].
     pub fn truncate_fully_and_start_at(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
         let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
+        within_offset_limit(offset)?;
         // Every record goes: appenders still waiting for theirs fail.
         inner.truncating(|| inner.restart_fully_at(offset), |_| 0)?;
         inner.sync.mark_durable(offset);
@@ -285,8 +289,11 @@ impl Partition {
         inner.after_append(writer, result)
     }
 
-    /// Appends one already-encoded v2 batch (as a Kafka producer sends it): validated, then
-    /// given offsets from the log end without re-encoding (the CRC does not cover them).
+    /// Appends one already-encoded v2 batch (as a Kafka producer sends it): validated
+    /// ([`RecordBatch::validate_for_append`]), then given offsets from the log end without
+    /// re-encoding (the CRC does not cover them). As in Kafka, a header whose max
+    /// timestamp disagrees with its records, or that claims log-append time, is corrected
+    /// (topics here keep create time).
     pub fn append_encoded(&self, batch: &[u8]) -> Result<Range<u64>> {
         let parsed = RecordBatch::parse(batch)?;
         if parsed.size_bytes() != batch.len() {
@@ -295,14 +302,14 @@ impl Partition {
                 "an append must hold exactly one batch",
             ));
         }
-        parsed.validate_for_append()?;
+        let max_timestamp = parsed.validate_for_append()?;
         cleaner::check_batch_keys(&self.inner.config, &parsed)?;
         let header = *parsed.header();
         let summary = BatchSummary {
             record_count: header.records_count as u32,
             last_offset_delta: header.last_offset_delta as u32,
             first_timestamp: header.base_timestamp,
-            max_timestamp: header.max_timestamp,
+            max_timestamp,
             offset_delta_of_max_timestamp: header.last_offset_delta as u32,
             size_bytes: batch.len(),
         };
@@ -315,6 +322,8 @@ impl Partition {
         }
         let copy = buf.get_mut(..batch.len()).unwrap_or_default();
         copy.copy_from_slice(batch);
+        // Kafka's rule: the header's max timestamp (and create time) is the records'.
+        restamp_create_time(copy, max_timestamp);
         let result = inner.append_locked(&mut writer, copy, summary, now_ms);
         writer.scratch = buf;
         inner.after_append(writer, result)
@@ -422,6 +431,20 @@ impl Partition {
     }
 }
 
+/// The largest offset a log can hold: its log end (one past it) must be an `i64` too.
+const MAX_OFFSET: u64 = i64::MAX as u64 - 1;
+
+/// `offset`, or [`Error::OffsetLimit`] past [`MAX_OFFSET`].
+fn within_offset_limit(offset: u64) -> Result<u64> {
+    if offset > MAX_OFFSET {
+        return Err(Error::OffsetLimit {
+            offset,
+            max: MAX_OFFSET,
+        });
+    }
+    Ok(offset)
+}
+
 impl Drop for Partition {
     fn drop(&mut self) {
         let _ = self.inner.close();
@@ -524,7 +547,7 @@ impl Inner {
             });
         }
         let base = self.log_end_offset.load(Ordering::Acquire);
-        let last = base + u64::from(summary.last_offset_delta);
+        let last = within_offset_limit(base.saturating_add(u64::from(summary.last_offset_delta)))?;
         crate::record::set_base_offset(buf, base as i64);
         let epoch = self.epochs.read().latest().map_or(NO_EPOCH, |e| e.epoch);
         crate::record::set_partition_leader_epoch(buf, epoch);
@@ -545,7 +568,7 @@ impl Inner {
                 segment_bytes: self.config.segment_bytes,
             });
         }
-        let last = header.last_offset() as u64;
+        let last = within_offset_limit(header.last_offset().max(0) as u64)?;
         let incoming = IncomingBatch {
             size_bytes: bytes.len(),
             max_timestamp: header.max_timestamp,

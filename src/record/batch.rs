@@ -11,6 +11,7 @@ use super::compression::{Compression, MAX_DECOMPRESSED_BYTES};
 use super::view::{RecordIter, records_in_order};
 use super::{
     BATCH_OVERHEAD, HEADER_SIZE_UP_TO_MAGIC, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH_FIELD,
+    NO_TIMESTAMP,
 };
 use crate::{Error, Result};
 
@@ -280,10 +281,14 @@ impl<'a> RecordBatch<'a> {
         }
     }
 
-    /// Checks a batch handed in for appending: [`Self::ensure_valid`], at least one record
-    /// ([`Error::EmptyBatch`]), `records_count == last_offset_delta + 1`, and every record
-    /// decodes with offset deltas exactly `0..records_count` and nothing left over.
-    pub fn validate_for_append(&self) -> Result<()> {
+    /// Checks a batch a producer hands in for appending, as Kafka's `LogValidator` does:
+    /// [`Self::ensure_valid`], at least one record ([`Error::EmptyBatch`]),
+    /// `records_count == last_offset_delta + 1`, every record decodes with offset deltas
+    /// exactly `0..records_count` and nothing left over, no control batch (only the log
+    /// writes transaction markers) and no producer id without a base sequence. Returns
+    /// the batch's true max timestamp: the largest record timestamp (base + delta, or -1
+    /// if all are smaller), which the log stores whatever the header says.
+    pub fn validate_for_append(&self) -> Result<i64> {
         self.ensure_valid()?;
         let h = &self.header;
         if h.records_count == 0 {
@@ -298,6 +303,21 @@ impl<'a> RecordBatch<'a> {
                 ),
             ));
         }
+        if h.is_control() {
+            return Err(Error::invalid_batch(
+                at::ATTRIBUTES,
+                "clients may not write control batches",
+            ));
+        }
+        if h.producer_id >= 0 && h.base_sequence < 0 {
+            return Err(Error::invalid_batch(
+                at::BASE_SEQUENCE,
+                format!(
+                    "producer id {} with no base sequence ({})",
+                    h.producer_id, h.base_sequence
+                ),
+            ));
+        }
         let records = self.records_bytes()?;
         // The fast pass checks the deltas; the offsets they give are in range when the
         // first and the last are.
@@ -305,18 +325,53 @@ impl<'a> RecordBatch<'a> {
             && h.base_offset
                 .checked_add(i64::from(h.last_offset_delta))
                 .is_some();
-        let in_order =
-            usize::try_from(h.records_count).is_ok_and(|n| records_in_order(&records, n));
-        if offsets_in_range && in_order {
-            return Ok(());
-        }
-        check_records_in_order(h, &records)
+        let fast = usize::try_from(h.records_count)
+            .ok()
+            .and_then(|n| records_in_order(&records, n));
+        let max_delta = match fast {
+            Some(max_delta) if offsets_in_range => max_delta,
+            _ => check_records_in_order(h, &records)?,
+        };
+        Ok(h.base_timestamp.wrapping_add(max_delta).max(NO_TIMESTAMP))
     }
 }
 
+/// Makes `batch` (valid, as [`RecordBatch::validate_for_append`] checked it) a create-time
+/// batch whose header holds `max_timestamp`, as Kafka's `setMaxTimestamp(CREATE_TIME, ..)`
+/// does for a produced batch whose header disagrees with its records: the attributes'
+/// timestamp-type bit cleared, the max timestamp set, the CRC computed again. Returns
+/// whether anything changed.
+pub(crate) fn restamp_create_time(batch: &mut [u8], max_timestamp: i64) -> bool {
+    let (Some(attributes), Some(stored)) = (
+        batch.get(at::ATTRIBUTES..at::ATTRIBUTES + 2),
+        batch.get(at::MAX_TIMESTAMP..at::MAX_TIMESTAMP + 8),
+    ) else {
+        return false;
+    };
+    let attributes = i16::from_be_bytes([attributes[0], attributes[1]]);
+    let create_time = attributes & !TIMESTAMP_TYPE_BIT;
+    if attributes == create_time && stored == max_timestamp.to_be_bytes() {
+        return false;
+    }
+    let mut put = |at: usize, bytes: &[u8]| {
+        if let Some(slot) = batch.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
+        }
+    };
+    put(at::ATTRIBUTES, &create_time.to_be_bytes());
+    put(at::MAX_TIMESTAMP, &max_timestamp.to_be_bytes());
+    let crc = crate::record::crc32c(batch.get(at::ATTRIBUTES..).unwrap_or_default());
+    if let Some(slot) = batch.get_mut(at::CRC..at::CRC + 4) {
+        slot.copy_from_slice(&crc.to_be_bytes());
+    }
+    true
+}
+
 /// Decodes every record of the records section `records` with an exact error for the
-/// first one that is malformed or whose offset delta is not its index.
-fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<()> {
+/// first one that is malformed or whose offset delta is not its index; gives the largest
+/// timestamp delta.
+fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<i64> {
+    let mut max_delta = i64::MIN;
     for (i, record) in RecordIter::new(header, records).enumerate() {
         let record = record?;
         if i64::from(record.offset_delta()) != i as i64 {
@@ -325,8 +380,9 @@ fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<()> {
                 format!("record {i} has offset delta {}", record.offset_delta()),
             ));
         }
+        max_delta = max_delta.max(record.timestamp_delta());
     }
-    Ok(())
+    Ok(max_delta)
 }
 
 /// Writes `base` into a batch's `baseOffset` field (outside the CRC: no re-checksum).

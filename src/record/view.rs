@@ -282,28 +282,29 @@ pub(crate) fn skip_records(cursor: &mut Cursor<'_>, n: usize) -> Result<()> {
 
 /// Whether `records` holds exactly `count` records of the common shape (varints of at
 /// most 5 bytes) that [`RecordIter`] accepts, with offset deltas exactly `0..count` — what
-/// an append checks — without building views. `false` says only that this fast pass
-/// cannot vouch for the bytes: [`RecordIter`] then decides, with an exact error.
-pub(crate) fn records_in_order(records: &[u8], count: usize) -> bool {
+/// an append checks — without building views; gives the largest timestamp delta. `None`
+/// says only that this fast pass cannot vouch for the bytes: [`RecordIter`] then decides,
+/// with an exact error.
+pub(crate) fn records_in_order(records: &[u8], count: usize) -> Option<i64> {
     let mut at = 0;
+    let mut max_delta = i64::MIN;
     for i in 0..count {
-        match skip_common_record(records, at, i) {
-            Some(next) => at = next,
-            None => return false,
-        }
+        let (next, timestamp_delta) = skip_common_record(records, at, i)?;
+        at = next;
+        max_delta = max_delta.max(timestamp_delta);
     }
-    at == records.len()
+    (at == records.len()).then_some(max_delta)
 }
 
-/// The end of the record at `at` if it has the common shape, is valid as
-/// [`RecordContext::decode`] checks it, and has offset delta `delta`.
+/// The end of the record at `at` and its timestamp delta, if it has the common shape, is
+/// valid as [`RecordContext::decode`] checks it, and has offset delta `delta`.
 #[inline(always)]
-fn skip_common_record(buf: &[u8], mut at: usize, delta: usize) -> Option<usize> {
+fn skip_common_record(buf: &[u8], mut at: usize, delta: usize) -> Option<(usize, i64)> {
     let len = usize::try_from(fast::varint(buf, &mut at)?).ok()?;
     let end = at.checked_add(len)?;
     let body = buf.get(at..end)?;
     let mut p = 1; // attributes: unused in v2
-    fast::varlong(body, &mut p)?;
+    let timestamp_delta = fast::varlong(body, &mut p)?;
     if usize::try_from(fast::varint(body, &mut p)?).ok()? != delta {
         return None;
     }
@@ -314,7 +315,7 @@ fn skip_common_record(buf: &[u8], mut at: usize, delta: usize) -> Option<usize> 
         std::str::from_utf8(fast::nullable_bytes(body, &mut p)??).ok()?;
         fast::nullable_bytes(body, &mut p)?;
     }
-    (p == body.len()).then_some(end)
+    (p == body.len()).then_some((end, timestamp_delta))
 }
 
 /// Iterates the records of one batch's records section, checking that exactly
