@@ -240,16 +240,25 @@ fn alter_config_refuses_bad_settings_and_changes_nothing() {
     }
     assert_eq!(broker.describe_topic("t").unwrap(), before);
     assert!(!before.config_pending_reopen);
-    // A setting the owner decides and the catalogue does not store is not "pending".
-    broker
+    // A high watermark set by hand is not a broker topic's: it would not survive a
+    // reopen (the setting is the log owner's, not stored).
+    let err = broker
         .create_topic("manual", small().auto_high_watermark(false))
-        .unwrap();
+        .unwrap_err();
     assert!(
-        !broker
-            .describe_topic("manual")
-            .unwrap()
-            .config_pending_reopen
+        matches!(
+            err,
+            Error::InvalidConfig {
+                name: "auto_high_watermark",
+                ..
+            }
+        ),
+        "{err}"
     );
+    assert!(matches!(
+        broker.topic("manual"),
+        Err(Error::UnknownTopic { .. })
+    ));
     broker
         .alter_topic_config("t", "cleanup.policy", "compact,delete")
         .unwrap();

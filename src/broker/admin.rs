@@ -13,7 +13,8 @@ impl Broker {
     /// rules ([`Error::InvalidTopicName`]) and may not start with `__`, which is kept for
     /// internal topics ([`Broker::create_internal_topic`]). A topic of that name is
     /// [`Error::TopicExists`]; one whose name differs only by `.` versus `_` is
-    /// [`Error::TopicCollision`]. An invalid config is [`Error::InvalidConfig`].
+    /// [`Error::TopicCollision`]. An invalid config is [`Error::InvalidConfig`], and so is
+    /// `auto_high_watermark(false)`: a broker's partitions are their only copy.
     ///
     /// The config is stored before the partition directories are created; if creating
     /// them fails, the topic is removed again and the error returned.
@@ -107,6 +108,16 @@ impl Broker {
     /// Creates topic `name` (already validated as a name) with `config`.
     fn create(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         config.validate()?;
+        if !config.log_config().auto_high_watermark {
+            // Not a stored setting: the topic would come back with it on after a reopen,
+            // its uncommitted records suddenly visible.
+            return Err(Error::InvalidConfig {
+                name: "auto_high_watermark",
+                reason: "a broker's partitions are their only copy: their high watermark \
+                         follows the log end (open a Partition directly to set it by hand)"
+                    .into(),
+            });
+        }
         let shared = &*self.shared;
         let _admin = shared.admin.lock();
         shared.ensure_open()?;
