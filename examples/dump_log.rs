@@ -366,6 +366,16 @@ fn used_slots<const N: usize>(slots: &[[u8; N]]) -> usize {
         .unwrap_or(slots.len())
 }
 
+/// The first slot after `used` that is not all zeros: an entry after the unused space,
+/// which `SparseIndex`'s sanity check refuses (entries are written without gaps).
+fn entry_after_gap<const N: usize>(slots: &[[u8; N]], used: usize) -> Option<usize> {
+    slots
+        .iter()
+        .skip(used)
+        .position(|s| s.iter().any(|&b| b != 0))
+        .map(|i| used + i)
+}
+
 fn slots<const N: usize>(bytes: &[u8]) -> Vec<[u8; N]> {
     bytes
         .chunks_exact(N)
@@ -401,7 +411,8 @@ fn dump_index(file: &File, len: u64, base: u64, options: &Options) -> Result<Out
         }
         last = Some((offset, position));
     }
-    finish_index(options, bytes.len(), 8, used, slots.len())
+    let gap = entry_after_gap(&slots, used);
+    finish_index(options, bytes.len(), 8, (used, gap), slots.len())
 }
 
 fn dump_time_index(file: &File, len: u64, base: u64, options: &Options) -> Result<Outcome, String> {
@@ -433,16 +444,26 @@ fn dump_time_index(file: &File, len: u64, base: u64, options: &Options) -> Resul
         }
         last = Some((timestamp, offset));
     }
-    finish_index(options, bytes.len(), 12, used, slots.len())
+    let gap = entry_after_gap(&slots, used);
+    finish_index(options, bytes.len(), 12, (used, gap), slots.len())
 }
 
+/// Reports what the entries (`used` of `slots`) leave to say: a length that is not a
+/// whole number of entries, an entry (slot `gap`) after the unused space, the count.
 fn finish_index(
     options: &Options,
     len: usize,
     entry: usize,
-    used: usize,
+    (used, gap): (usize, Option<usize>),
     slots: usize,
 ) -> Result<Outcome, String> {
+    if let Some(slot) = gap {
+        let reason = format!("entry {slot} follows the unused (all-zero) slot {used}");
+        if options.verify {
+            return Ok(corrupt((slot * entry) as u64, reason));
+        }
+        out!("warning: {reason}");
+    }
     if !len.is_multiple_of(entry) {
         let at = (len - len % entry) as u64;
         let reason = format!("length {len} is not a multiple of the {entry}-byte entry size");
