@@ -58,15 +58,17 @@ impl CleanupPolicy {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
-    /// `segment.bytes`: a segment rolls when the next batch would pass this size.
+    /// `segment.bytes`: a segment rolls when the next batch would pass this size
+    /// (61 to `i32::MAX`).
     pub segment_bytes: u64,
     /// `segment.ms`: a segment rolls when its records span more than this (ms).
     pub segment_ms: i64,
-    /// `segment.index.bytes`: preallocated size of each index file.
+    /// `segment.index.bytes`: preallocated size of each index file (24 to `i32::MAX`).
     pub segment_index_bytes: usize,
-    /// `index.interval.bytes`: one offset-index entry per this many bytes of log.
+    /// `index.interval.bytes`: one offset-index entry per this many bytes of log (at most
+    /// `i32::MAX`).
     pub index_interval_bytes: usize,
-    /// `max.message.bytes`: the largest batch accepted, in bytes.
+    /// `max.message.bytes`: the largest batch accepted, in bytes (61 to `i32::MAX`).
     pub max_message_bytes: usize,
     /// `compression.type` for batches built by `append`/`append_batch`.
     pub compression: Compression,
@@ -176,9 +178,15 @@ setters! {
 const MIN_SEGMENT_BYTES: u64 = crate::record::BATCH_OVERHEAD as u64;
 /// Segment files are addressed by 32-bit positions in the offset index.
 const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+/// Smallest index file: two time-index entries.
+const MIN_INDEX_BYTES: usize = 24;
+/// Largest value of the size settings Kafka types as `int` (`segment.index.bytes`,
+/// `index.interval.bytes`, `max.message.bytes`; `segment.bytes` has its own bound, the same).
+const MAX_INT_SETTING: usize = i32::MAX as usize;
 
 impl LogConfig {
-    /// Checks every value against its allowed range.
+    /// Checks every value against its allowed range: Kafka's, where Kafka has one (the size
+    /// settings Kafka stores as an `int` are at most `i32::MAX`).
     pub fn validate(&self) -> Result<()> {
         let refuse = |name, reason: String| Err(Error::InvalidConfig { name, reason });
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
@@ -196,20 +204,29 @@ impl LogConfig {
                 format!("{} must be positive", self.segment_ms),
             );
         }
-        if self.segment_index_bytes < 24 {
-            return refuse(
+        for (name, value, min, min_means) in [
+            (
                 "segment.index.bytes",
-                format!(
-                    "{} must be at least 24 (two time-index entries)",
-                    self.segment_index_bytes
-                ),
-            );
-        }
-        if self.max_message_bytes < crate::record::BATCH_OVERHEAD {
-            return refuse(
+                self.segment_index_bytes,
+                MIN_INDEX_BYTES,
+                " (two time-index entries)",
+            ),
+            ("index.interval.bytes", self.index_interval_bytes, 0, ""),
+            (
                 "max.message.bytes",
-                format!("{} is smaller than a batch header", self.max_message_bytes),
-            );
+                self.max_message_bytes,
+                crate::record::BATCH_OVERHEAD,
+                " (a batch header)",
+            ),
+        ] {
+            if !(min..=MAX_INT_SETTING).contains(&value) {
+                return refuse(
+                    name,
+                    format!(
+                        "{value} is outside [{min}{min_means}, {MAX_INT_SETTING}] (an int in Kafka)"
+                    ),
+                );
+            }
         }
         if self.retention_ms < -1 {
             return refuse(
@@ -315,6 +332,43 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn int_sized_settings_stop_at_i32_max_as_in_kafka() {
+        let max = i32::MAX as usize;
+        let at_max = LogConfig::default()
+            .segment_bytes(max as u64)
+            .segment_index_bytes(max)
+            .index_interval_bytes(max)
+            .max_message_bytes(max);
+        at_max.validate().unwrap();
+        let over: [(&str, LogConfig); 4] = [
+            (
+                "segment.bytes",
+                at_max.clone().segment_bytes(max as u64 + 1),
+            ),
+            (
+                "segment.index.bytes",
+                at_max.clone().segment_index_bytes(max + 1),
+            ),
+            (
+                "index.interval.bytes",
+                at_max.clone().index_interval_bytes(max + 1),
+            ),
+            (
+                "max.message.bytes",
+                at_max.clone().max_message_bytes(usize::MAX),
+            ),
+        ];
+        for (setting, config) in over {
+            let err = config.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidConfig { name, reason }
+                    if *name == setting && reason.contains("2147483647")),
+                "{setting}: {err}"
+            );
+        }
     }
 
     #[test]

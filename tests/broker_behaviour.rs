@@ -277,6 +277,37 @@ fn alter_config_refuses_bad_settings_and_changes_nothing() {
     assert_eq!(broker.describe_topic("t").unwrap().config, after.config);
 }
 
+/// `segment.index.bytes`, `index.interval.bytes` and `max.message.bytes` are ints in Kafka:
+/// a larger value is refused when it is set, so a stored config always opens.
+#[test]
+fn size_settings_beyond_kafkas_int_are_refused_and_the_broker_still_opens() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
+    let broker = open(&sim, &clock);
+    broker.create_topic("t", small()).unwrap();
+    broker.topic("t").unwrap().append(keyed("k", 1)).unwrap();
+    let before = broker.describe_topic("t").unwrap();
+    let too_big = (i32::MAX as u64 + 1).to_string();
+    for key in [
+        "segment.index.bytes",
+        "index.interval.bytes",
+        "max.message.bytes",
+        "segment.bytes",
+    ] {
+        for value in [too_big.as_str(), &u64::MAX.to_string()] {
+            let err = broker.alter_topic_config("t", key, value).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidConfig { name, reason }
+                    if *name == key && reason.contains(&i32::MAX.to_string())),
+                "{key}={value}: {err}"
+            );
+        }
+    }
+    assert_eq!(broker.describe_topic("t").unwrap(), before);
+    broker.close().unwrap();
+    let broker = open(&sim, &clock);
+    assert_eq!(records(&broker, "t", 0).len(), 1);
+}
+
 #[test]
 fn partitions_are_added_never_removed_and_the_count_survives_reopen() {
     let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
