@@ -68,7 +68,8 @@ pub struct LogConfig {
     /// `index.interval.bytes`: one offset-index entry per this many bytes of log (at most
     /// `i32::MAX`).
     pub index_interval_bytes: usize,
-    /// `max.message.bytes`: the largest batch accepted, in bytes (61 to `i32::MAX`).
+    /// `max.message.bytes`: the largest batch an append accepts, in bytes (61 to
+    /// `i32::MAX`). Lowering it leaves larger batches already stored readable.
     pub max_message_bytes: usize,
     /// `compression.type` for batches built by `append`/`append_batch`.
     pub compression: Compression,

@@ -308,6 +308,41 @@ fn size_settings_beyond_kafkas_int_are_refused_and_the_broker_still_opens() {
     assert_eq!(records(&broker, "t", 0).len(), 1);
 }
 
+/// Kafka lets `max.message.bytes` and `segment.bytes` be lowered at any time; batches
+/// already stored stay valid and readable after the reopen that applies the new limits.
+#[test]
+fn lowering_max_message_bytes_keeps_the_larger_batches_already_stored() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
+    let broker = open(&sim, &clock);
+    let topic = broker.create_topic("t", small()).unwrap();
+    topic.append(Record::new(vec![7; 200_000])).unwrap();
+    topic.append(Record::new(vec![8; 10])).unwrap();
+    broker
+        .alter_topic_config("t", "max.message.bytes", "50000")
+        .unwrap();
+    broker
+        .alter_topic_config("t", "segment.bytes", "100000")
+        .unwrap();
+    drop(topic);
+    broker.close().unwrap();
+    let broker = Broker::open_with_env(DATA, quiet(), env_on(Arc::new(sim.clone()), &clock))
+        .expect("the broker reopens after lowering max.message.bytes");
+    let sizes: Vec<usize> = records(&broker, "t", 0)
+        .iter()
+        .map(|(_, _, value)| value.len())
+        .collect();
+    assert_eq!(sizes, [200_000, 10]);
+    let err = broker
+        .topic("t")
+        .unwrap()
+        .append(Record::new(vec![9; 60_000]))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooLarge { max: 50_000, .. }),
+        "{err}"
+    );
+}
+
 #[test]
 fn partitions_are_added_never_removed_and_the_count_survives_reopen() {
     let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));

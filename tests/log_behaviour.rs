@@ -907,6 +907,48 @@ fn a_batch_larger_than_a_segment_is_refused_with_its_size() {
     assert_eq!(s.log.append(record(0)).unwrap(), 0);
 }
 
+/// Kafka's `max.message.bytes` and `segment.bytes` limit appends only: batches stored under
+/// larger values stay readable after the limits are lowered, after a clean close and after
+/// a crash (recovery re-validates them), while a torn length at the tail is still cut.
+#[test]
+fn lowered_size_limits_keep_larger_stored_batches_across_clean_and_unclean_opens() {
+    let s = open_sim(base());
+    s.log.append(Record::new(vec![7; 200_000])).unwrap();
+    s.log.append(record(1)).unwrap();
+    s.log.flush().unwrap();
+    s.log.append(record(2)).unwrap();
+    let lowered = base().max_message_bytes(50_000).segment_bytes(100_000);
+    let check = |log: &Partition| {
+        let got = collect(log.read_from(0).unwrap());
+        assert_eq!(offsets(&got), [0, 1, 2]);
+        assert_eq!(value(&got[0]), vec![7; 200_000]);
+        // The lowered limits apply to new appends.
+        assert!(matches!(
+            log.append(Record::new(vec![8; 60_000])),
+            Err(Error::MessageTooLarge { max: 50_000, .. })
+        ));
+        assert_eq!(log.append(record(3)).unwrap(), 3);
+    };
+
+    // A crash: the segment holding the recovery point (2) is recovered batch by batch, and
+    // a header whose length runs far past the end of the file is cut as a torn tail.
+    let crashed = s.storage.process_crash();
+    let log_path = Path::new(DIR).join(format!("{:020}.log", 0));
+    let mut bytes = crashed.read_file(&log_path).unwrap();
+    let intact = bytes.len();
+    bytes.extend(3i64.to_be_bytes()); // baseOffset
+    bytes.extend((i32::MAX - 12).to_be_bytes()); // batchLength
+    bytes.extend([0, 0, 0, 0, 2]); // partitionLeaderEpoch, magic
+    crashed.write_file(&log_path, &bytes);
+    let log = Partition::open_with_env(DIR, lowered.clone(), env(&crashed, &s.clock)).unwrap();
+    assert_eq!(crashed.file_len(&log_path), Some(intact as u64));
+    check(&log);
+
+    // A clean close: the segment's tail is reloaded and read under the lowered limits.
+    let s = s.reopen(lowered.clone());
+    check(&s.log);
+}
+
 #[test]
 fn an_empty_batch_is_refused() {
     let s = open_sim(base());

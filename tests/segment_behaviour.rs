@@ -23,7 +23,7 @@ fn limits(index_interval_bytes: usize) -> SegmentLimits {
     SegmentLimits {
         index_bytes: 4_096,
         index_interval_bytes,
-        max_batch_bytes: 1 << 20,
+        map_bytes: 1 << 20,
         // Several tests place batches with gaps (50-51, 60-61) as compaction leaves them.
         offset_gaps: true,
     }

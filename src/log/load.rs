@@ -45,7 +45,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let limits = SegmentLimits {
         index_bytes: config.segment_index_bytes,
         index_interval_bytes: config.index_interval_bytes,
-        max_batch_bytes: usize::try_from(config.segment_bytes)
+        map_bytes: usize::try_from(config.segment_bytes)
             .unwrap_or(usize::MAX)
             .max(config.max_message_bytes),
         offset_gaps: config.cleanup_policy.allows_offset_gaps(),
@@ -54,7 +54,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let (checkpoint_file, checkpoint) = CheckpointFile::open(storage, dir)?;
     let checkpoint = checkpoint.unwrap_or_default();
 
-    super::cleaner::complete_interrupted_swaps(storage, dir, limits.max_batch_bytes)?;
+    super::cleaner::complete_interrupted_swaps(storage, dir)?;
     let (bases, missing_index) = scan_directory(storage, dir)?;
     let mut segments = BTreeMap::new();
     for base in bases {

@@ -42,12 +42,7 @@ impl Segment {
     /// A scanner over every batch of the `.log`, from byte 0 to the published size. It
     /// ends early at a torn tail; compare its position with [`Segment::size_bytes`].
     pub(crate) fn scan_batches(&self) -> BatchScanner<'_> {
-        BatchScanner::new(
-            &*self.log,
-            0,
-            self.size_bytes(),
-            self.limits.max_batch_bytes,
-        )
+        BatchScanner::new(&*self.log, 0, self.size_bytes())
     }
 
     /// The max timestamp of the segment's first batch (what time-based rolls count from),

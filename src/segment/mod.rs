@@ -41,6 +41,12 @@ const INDEX_SAMPLES: usize = 8;
 /// Bytes read per window when looking up one offset: an index interval plus a batch or two.
 const LOOKUP_WINDOW_BYTES: usize = 16 << 10;
 
+/// The largest batch a scan of stored data accepts: a segment file never passes `i32::MAX`
+/// bytes (Kafka's `segment.bytes` is an int, and offset-index positions are 32-bit). A
+/// batch stored under a larger `max.message.bytes` or `segment.bytes` than today's stays
+/// readable; those settings limit appends only.
+pub const MAX_STORED_BATCH_BYTES: usize = i32::MAX as usize;
+
 /// The sizes a segment needs from the log's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentLimits {
@@ -48,8 +54,11 @@ pub struct SegmentLimits {
     pub index_bytes: usize,
     /// `index.interval.bytes`: bytes of log between offset-index entries.
     pub index_interval_bytes: usize,
-    /// Largest batch a scan accepts before calling the file corrupt.
-    pub max_batch_bytes: usize,
+    /// Bytes the read map of a smaller segment spans: the largest a segment grows through
+    /// appends (`max(segment.bytes, max.message.bytes)`), so appends show through the map.
+    /// Not a limit on stored batches: a scan accepts any batch Kafka's format allows in a
+    /// segment (up to [`MAX_STORED_BATCH_BYTES`]), whatever the config says now.
+    pub map_bytes: usize,
     /// Whether batches may leave offset gaps (compacted logs). When not, every batch must
     /// start where the previous one ended, and the first at the segment's base offset.
     pub offset_gaps: bool,
@@ -398,14 +407,9 @@ impl Segment {
     /// stopped (the end of the readable bytes, or the start of a batch that runs past it).
     pub(crate) fn locate(&self, offset: u64) -> Result<Result<BatchPosition, u64>> {
         let start = u64::from(self.indexes.read().offsets.lookup(offset).position);
-        let mut scanner = BatchScanner::new(
-            &*self.log,
-            start,
-            self.size_bytes(),
-            self.limits.max_batch_bytes,
-        )
-        .window_bytes(LOOKUP_WINDOW_BYTES)
-        .mapped(self.mapped_bytes()?);
+        let mut scanner = BatchScanner::new(&*self.log, start, self.size_bytes())
+            .window_bytes(LOOKUP_WINDOW_BYTES)
+            .mapped(self.mapped_bytes()?);
         while let Some((position, batch)) = scanner.next_batch()? {
             let header = *batch.header();
             if header.last_offset() as u64 >= offset {
@@ -432,13 +436,8 @@ impl Segment {
             u64::from(indexes.offsets.lookup(from).position)
         };
         let path = self.log.path();
-        let mut scanner = BatchScanner::new(
-            &*self.log,
-            start,
-            self.size_bytes(),
-            self.limits.max_batch_bytes,
-        )
-        .mapped(self.mapped_bytes()?);
+        let mut scanner =
+            BatchScanner::new(&*self.log, start, self.size_bytes()).mapped(self.mapped_bytes()?);
         while let Some((position, batch)) = scanner.next_batch()? {
             let header = *batch.header();
             if header.max_timestamp < timestamp || (header.last_offset() as u64) < min_offset {
@@ -516,7 +515,7 @@ impl Segment {
         state.offset_of_max_timestamp = last_time.offset;
         self.next_offset.store(self.base_offset, Ordering::Release);
         let size = self.size_bytes();
-        let mut scanner = BatchScanner::new(&*self.log, start, size, self.limits.max_batch_bytes);
+        let mut scanner = BatchScanner::new(&*self.log, start, size);
         let mut next = None;
         while let Some((position, batch)) = scanner.next_batch()? {
             // The tail decides the log end: its header fields must be the written ones.
@@ -566,8 +565,8 @@ impl Segment {
             });
         }
         if size > 0 {
-            let mut first = BatchScanner::new(&*self.log, 0, size, self.limits.max_batch_bytes)
-                .window_bytes(crate::record::BATCH_OVERHEAD);
+            let mut first =
+                BatchScanner::new(&*self.log, 0, size).window_bytes(crate::record::BATCH_OVERHEAD);
             if let Some((_, batch)) = first.next_batch()? {
                 state.first_batch_timestamp = Some(batch.header().max_timestamp);
             }
@@ -674,7 +673,7 @@ impl Segment {
             Some(map) => map.clone(),
             None => {
                 let size = usize::try_from(self.size_bytes()).unwrap_or(usize::MAX);
-                let map = self.log.map_read(size.max(self.limits.max_batch_bytes))?;
+                let map = self.log.map_read(size.max(self.limits.map_bytes))?;
                 mapping.map = Some(map.clone());
                 map
             }

@@ -37,7 +37,7 @@ impl Segment {
         self.next_offset.store(self.base_offset, Ordering::Release);
 
         let size = self.log.len()?;
-        let mut scanner = BatchScanner::new(&*self.log, 0, size, self.limits.max_batch_bytes);
+        let mut scanner = BatchScanner::new(&*self.log, 0, size);
         let mut valid_end = 0;
         let mut reason = None;
         loop {

@@ -4,11 +4,15 @@
 //!
 //! It stops (returns `None`) at the end or at a torn tail — fewer bytes than a batch header
 //! through its magic byte, or a declared size running past the end — and reports
-//! [`Error::Corrupt`] with the file and position for a header that can never be valid.
-//! The caller compares [`BatchScanner::position`] with the end to tell the two apart.
+//! [`Error::Corrupt`] with the file and position for a header that can never be valid
+//! (including a size over [`MAX_STORED_BATCH_BYTES`]). The caller compares
+//! [`BatchScanner::position`] with the end to tell the two apart. The config's
+//! `max.message.bytes` plays no part: it limits appends, not what is already stored. Reads
+//! are bounded by the end given (at most the file's size), never by a declared length.
 
 use bytes::Bytes;
 
+use super::MAX_STORED_BATCH_BYTES;
 use crate::error::{Error, Result};
 use crate::record::{RecordBatch, next_batch_size};
 use crate::storage::{StorageFile, read_fully_at};
@@ -21,7 +25,6 @@ pub(crate) struct BatchScanner<'f> {
     file: &'f dyn StorageFile,
     position: u64,
     end: u64,
-    max_batch_bytes: usize,
     window_bytes: usize,
     buf: Vec<u8>,
     /// File position of `buf[0]`.
@@ -31,18 +34,12 @@ pub(crate) struct BatchScanner<'f> {
 }
 
 impl<'f> BatchScanner<'f> {
-    /// A scanner over `[position, end)` of `file`, refusing batches over `max_batch_bytes`.
-    pub(crate) fn new(
-        file: &'f dyn StorageFile,
-        position: u64,
-        end: u64,
-        max_batch_bytes: usize,
-    ) -> Self {
+    /// A scanner over `[position, end)` of `file`.
+    pub(crate) fn new(file: &'f dyn StorageFile, position: u64, end: u64) -> Self {
         Self {
             file,
             position,
             end,
-            max_batch_bytes,
             window_bytes: SCAN_WINDOW_BYTES,
             buf: Vec::new(),
             buf_start: position,
@@ -90,17 +87,17 @@ impl<'f> BatchScanner<'f> {
             Ok(None) => return Ok(None),
             Err(e) => return Err(e.in_file(path, self.position)),
         };
-        if size > self.max_batch_bytes {
+        if size > MAX_STORED_BATCH_BYTES {
             return Err(Error::Corrupt {
                 path: path.to_path_buf(),
                 position: self.position,
                 reason: format!(
-                    "batch size {size} exceeds the limit of {}",
-                    self.max_batch_bytes
+                    "batch size {size} exceeds {MAX_STORED_BATCH_BYTES}, the most a segment holds"
                 ),
             });
         }
         if size as u64 > remaining {
+            // Past the end (a torn tail, or a damaged length): nothing is read or allocated.
             return Ok(None);
         }
         self.fill(size)?;

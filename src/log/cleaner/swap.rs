@@ -166,11 +166,7 @@ struct Pending {
 
 /// Finishes (or undoes) a swap that a crash interrupted; see the module doc. Called when
 /// the log opens, before the segments are loaded.
-pub(crate) fn complete_interrupted_swaps(
-    storage: &dyn Storage,
-    dir: &Path,
-    max_batch_bytes: usize,
-) -> Result<()> {
+pub(crate) fn complete_interrupted_swaps(storage: &dyn Storage, dir: &Path) -> Result<()> {
     let paths = storage.list_dir(dir)?;
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     for path in &paths {
@@ -202,7 +198,7 @@ pub(crate) fn complete_interrupted_swaps(
             continue;
         }
         if let Some((log_swap, _)) = files.swap.iter().find(|(_, k)| *k == SegmentFile::Log) {
-            let end = swap_end(storage, log_swap, base, max_batch_bytes)?;
+            let end = swap_end(storage, log_swap, base)?;
             for path in &paths {
                 if parse_segment_file_name(path).is_some_and(|(b, _)| (base..end).contains(&b)) {
                     storage.remove_file(path)?;
@@ -224,10 +220,10 @@ pub(crate) fn complete_interrupted_swaps(
 
 /// One past the last offset in the swap log at `path` (at least `base + 1`, so the segment
 /// it replaces at `base` is always covered).
-fn swap_end(storage: &dyn Storage, path: &Path, base: u64, max_batch_bytes: usize) -> Result<u64> {
+fn swap_end(storage: &dyn Storage, path: &Path, base: u64) -> Result<u64> {
     let file = storage.open(path, OpenMode::Existing)?;
     let len = file.len()?;
-    let mut scanner = BatchScanner::new(&*file, 0, len, max_batch_bytes);
+    let mut scanner = BatchScanner::new(&*file, 0, len);
     let mut end = base + 1;
     while let Some((_, batch)) = scanner.next_batch()? {
         end = end.max(batch.header().last_offset().max(0) as u64 + 1);

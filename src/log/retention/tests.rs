@@ -63,7 +63,7 @@ fn a_segment_without_timestamps_ages_from_its_creation() {
     let limits = SegmentLimits {
         index_bytes: 4096,
         index_interval_bytes: 4096,
-        max_batch_bytes: 1 << 20,
+        map_bytes: 1 << 20,
         offset_gaps: false,
     };
     let segment = Segment::create(&sim, Path::new("/s"), 0, limits, NOW_MS).unwrap();
