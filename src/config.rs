@@ -38,9 +38,11 @@ pub enum CleanupPolicy {
 }
 
 impl CleanupPolicy {
-    /// Whether a log under this policy can hold offset gaps (only compaction makes them).
-    /// A log that cannot checks that every batch starts where the previous one ended, which
-    /// catches damage to the base-offset field that the batch CRC does not cover.
+    /// Whether a log under this policy can come to hold offset gaps (only compaction makes
+    /// them). A log that never could checks that every batch starts where the previous one
+    /// ended, which catches damage to the base-offset field that the batch CRC does not
+    /// cover. A log keeps its gaps when its policy changes to `delete`: it remembers that
+    /// it compacted once, and keeps accepting them.
     pub fn allows_offset_gaps(self) -> bool {
         self != CleanupPolicy::Delete
     }

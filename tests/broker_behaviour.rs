@@ -792,6 +792,36 @@ fn compact_cleans_the_partitions_that_need_it_and_leaves_others() {
     assert_eq!(churn_state(&broker), (latest, 10));
 }
 
+/// Kafka lets `cleanup.policy` go from `compact` to `delete` at any time: the compacted
+/// segments, with their offset gaps, stay and simply stop being cleaned. The reopen that
+/// applies the new policy must read them as they are, not call the gaps damage.
+#[test]
+fn a_compacted_topic_switched_to_delete_reopens_with_its_records() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));
+    let broker = open(&sim, &clock);
+    churned_topic(&broker);
+    broker.compact().unwrap();
+    let before = records(&broker, "churn", 0);
+    assert_eq!(before.len(), 10, "{before:?}");
+    broker
+        .alter_topic_config("churn", "cleanup.policy", "delete")
+        .unwrap();
+    broker.close().unwrap();
+
+    let broker = Broker::open_with_env(DATA, quiet(), env_on(Arc::new(sim.clone()), &clock))
+        .expect("the broker reopens after a valid config change");
+    let log = broker.topic("churn").unwrap().partition(0).unwrap();
+    assert_eq!(log.config().cleanup_policy, CleanupPolicy::Delete);
+    assert_eq!(records(&broker, "churn", 0), before);
+    // Appends go on after the last record, and the log reopens again.
+    let end = log.log_end_offset();
+    assert_eq!(log.append(keyed("key-0", 100)).unwrap(), end);
+    drop(log);
+    broker.close().unwrap();
+    let broker = open(&sim, &clock);
+    assert_eq!(records(&broker, "churn", 0).len(), 11);
+}
+
 #[test]
 fn the_background_thread_runs_retention_and_compaction_every_interval() {
     let (sim, clock) = (SimStorage::new(), ManualClock::new(NOW_MS));

@@ -666,3 +666,102 @@ fn a_damaged_segment_stops_the_pass_as_corrupt_and_leaves_the_log_as_it_was() {
         assert_eq!(*records.last().unwrap(), other.next_offset() - 1, "{what}");
     }
 }
+
+// ─── A compacted log whose policy becomes `delete` ──────────────────────────────────────
+
+fn switched_to_delete() -> LogConfig {
+    compacted().cleanup_policy(CleanupPolicy::Delete)
+}
+
+/// Offsets of every record up to the log end.
+fn offsets(log: &Partition) -> Vec<u64> {
+    rows(log).iter().map(|r| r.0).collect()
+}
+
+/// A crash after a compaction, then an open under `delete` (the policy changed meanwhile):
+/// recovery must take the compacted segments' gaps as they are, neither refusing the open
+/// nor cutting records, and later appends continue after them.
+#[test]
+fn a_crash_after_compaction_and_a_switch_to_delete_loses_no_record() {
+    let fx = Fixture::new();
+    let log = fx.open(compacted());
+    fill(&log, 5, 4, 6);
+    log.roll().unwrap();
+    log.compact().unwrap();
+    log.append(kv("k0", "after")).unwrap();
+    let before = rows(&log);
+    let end = log.log_end_offset();
+    let crashed = Fixture {
+        sim: fx.sim.process_crash(),
+        clock: fx.clock.clone(),
+    };
+    drop(log);
+    let log = crashed.open(switched_to_delete());
+    assert_eq!(rows(&log), before);
+    assert_eq!(log.append(kv("k1", "later")).unwrap(), end);
+}
+
+/// A follower of a compacted topic copies its leader's gaps. A crash before they were
+/// flushed leaves them above the recovery point, where recovery re-validates every batch:
+/// under the `delete` policy the log was switched to, the gaps must not look like damage
+/// (recovery would cut the log at the first one and silently drop the records after it).
+#[test]
+fn a_crash_after_a_switch_to_delete_keeps_a_followers_unflushed_gaps() {
+    let fx = Fixture::new();
+    let log = fx.open(compacted());
+    log.append_as_follower(&batch_at(0, &["a", "b"])).unwrap();
+    log.append_as_follower(&batch_at(5, &["c"])).unwrap();
+    log.append_as_follower(&batch_at(9, &["d", "e"])).unwrap();
+    let crashed = Fixture {
+        sim: fx.sim.process_crash(),
+        clock: fx.clock.clone(),
+    };
+    drop(log);
+    let log = crashed.open(switched_to_delete());
+    assert_eq!(offsets(&log), [0, 1, 5, 9, 10]);
+    assert_eq!(log.log_end_offset(), 11);
+}
+
+/// A replica of a topic that compacted keeps copying its leader's gaps after the policy
+/// becomes `delete`: its log may hold gaps anyway. A log that never compacted still needs
+/// each batch to start at its log end.
+#[test]
+fn a_follower_switched_to_delete_still_copies_its_leaders_gaps() {
+    let fx = Fixture::new();
+    let log = fx.open(compacted());
+    log.append_as_follower(&batch_at(0, &["a"])).unwrap();
+    log.close().unwrap();
+    let log = fx.open(switched_to_delete());
+    let mut input = batch_at(3, &["b"]);
+    input.extend(batch_at(7, &["c", "d"]));
+    assert_eq!(log.append_as_follower(&input).unwrap(), 3..9);
+    assert_eq!(offsets(&log), [0, 3, 7, 8]);
+
+    let plain = Fixture::new();
+    let log = plain.open(switched_to_delete());
+    log.append_as_follower(&batch_at(0, &["a"])).unwrap();
+    assert!(matches!(
+        log.append_as_follower(&batch_at(3, &["b"])),
+        Err(Error::UnexpectedAppendOffset { log_end: 1, .. })
+    ));
+}
+
+/// A log compacted by a version that kept no `.offset-gaps` marker is known by its
+/// `cleaner-offset.checkpoint`: it opens under `delete` with its gaps, and gets the marker.
+#[test]
+fn a_log_compacted_before_the_gap_marker_existed_opens_under_delete() {
+    let fx = Fixture::new();
+    let log = fx.open(compacted());
+    fill(&log, 5, 4, 6);
+    log.roll().unwrap();
+    log.compact().unwrap();
+    let before = rows(&log);
+    log.close().unwrap();
+    let marker = std::path::Path::new(DIR).join(".offset-gaps");
+    assert!(fx.sim.exists(&marker));
+    fx.sim.remove_file(&marker).unwrap();
+
+    let log = fx.open(switched_to_delete());
+    assert_eq!(rows(&log), before);
+    assert!(fx.sim.exists(&marker));
+}

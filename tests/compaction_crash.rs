@@ -6,7 +6,8 @@
 //!   (`SimStorage::power_loss`: torn writes, garbage, lost indexes);
 //! - **Failure at every step**: the k-th file operation of `compact()` fails, for every k.
 //!
-//! Whatever happened, reopening must give a log whose latest value per key is the one
+//! Whatever happened, reopening — as it was, and a copy of the disk under `delete` (the
+//! topic's policy changed meanwhile) — must give a log whose latest value per key is the one
 //! before compaction, whose records are all original records at their original offsets,
 //! whose log end did not move, and that holds no `.cleaned` or `.swap` file; and a failed
 //! pass must leave the open log readable (or closed, when it failed after its commit
@@ -198,7 +199,8 @@ fn check_no_leftovers(sim: &dyn Storage, what: &str) {
     }
 }
 
-/// Reopens `disk`, checks it, compacts it again and checks once more.
+/// Reopens a copy of `disk` under `delete` and checks it; then reopens `disk`, checks it,
+/// compacts it again and checks once more.
 fn reopen_and_check(
     disk: SimStorage,
     config: &LogConfig,
@@ -207,6 +209,12 @@ fn reopen_and_check(
     log_end: u64,
     what: &str,
 ) {
+    let switched = config.clone().cleanup_policy(CleanupPolicy::Delete);
+    let copy = disk.process_crash();
+    let log = Partition::open_with_env(DIR, switched, env(Arc::new(copy), clock))
+        .unwrap_or_else(|e| panic!("{what}: reopen under delete failed: {e}"));
+    check(&log, before, log_end, &format!("{what}, under delete"));
+    drop(log);
     let log = Partition::open_with_env(DIR, config.clone(), env(Arc::new(disk.clone()), clock))
         .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     check_no_leftovers(&disk, what);

@@ -16,9 +16,10 @@ impl Partition {
     /// Appends batches with their offsets as given (one or more v2 batches end to end).
     /// Every batch is validated (CRC-32C, offsets increasing) before anything is written;
     /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]). Gaps
-    /// between batches are accepted only by compacted logs
-    /// ([`crate::CleanupPolicy::allows_offset_gaps`]); others need each batch to start
-    /// where the previous one (or the log) ends.
+    /// (a compacted leader's) are accepted only by logs that may hold them: opened under a
+    /// compacting policy now or before ([`crate::CleanupPolicy::allows_offset_gaps`]; the
+    /// fact is kept on disk, so a log whose policy became `delete` keeps accepting them).
+    /// Others need each batch to start where the previous one (or the log) ends.
     /// `max.message.bytes` is not applied: the leader already accepted these batches.
     /// If the disk fails part way, the batches before the failure stay appended (the log
     /// end shows how far it got) and the error is returned.
@@ -43,7 +44,7 @@ impl Partition {
             return Ok(log_end..log_end);
         };
         let (first_offset, last_offset) = (first.base_offset as u64, last.last_offset() as u64);
-        let gaps = inner.config.cleanup_policy.allows_offset_gaps();
+        let gaps = inner.limits.offset_gaps;
         if first_offset < log_end || (!gaps && first_offset != log_end) {
             return Err(Error::UnexpectedAppendOffset {
                 first: first_offset,

@@ -10,6 +10,9 @@
 //! - a segment below the recovery point that turns out damaged is never cut silently: open
 //!   fails with [`Error::Corrupt`] naming the file and byte;
 //! - index files without a `.log` are removed; missing index files are rebuilt;
+//! - offsets must follow each other exactly (each batch starting where the previous one
+//!   ended) unless the log may hold offset gaps: its policy compacts now or it compacted
+//!   before (the `.offset-gaps` marker, see `offset_gaps`), whatever the policy is today;
 //! - the log start offset is `max(checkpointed log start, first segment's base)`; if the
 //!   log end falls below it, the log restarts as one empty segment at the log start;
 //! - the leader epochs come from `leader-epoch-checkpoint`, completed from the batches
@@ -42,13 +45,14 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let lock = storage.lock_dir(dir)?;
     super::retention::remove_deleted_files(storage, dir)?;
     let now_ms = env.clock.now_ms();
+    let offset_gaps = super::offset_gaps::may_hold_gaps(storage, dir, config.cleanup_policy)?;
     let limits = SegmentLimits {
         index_bytes: config.segment_index_bytes,
         index_interval_bytes: config.index_interval_bytes,
         map_bytes: usize::try_from(config.segment_bytes)
             .unwrap_or(usize::MAX)
             .max(config.max_message_bytes),
-        offset_gaps: config.cleanup_policy.allows_offset_gaps(),
+        offset_gaps,
     };
     let clean = storage.exists(&dir.join(CLEAN_SHUTDOWN_FILE));
     let (checkpoint_file, checkpoint) = CheckpointFile::open(storage, dir)?;

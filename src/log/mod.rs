@@ -9,8 +9,9 @@
 //! Files in the directory: the segments (`<20-digit base>.log/.index/.timeindex`),
 //! `log-state.checkpoint` (log start, recovery point, HW), `cleaner-offset.checkpoint`
 //! (compacted logs: the first dirty offset), `leader-epoch-checkpoint` (the first offset of
-//! each leader epoch, see `leader_epoch`), `.clean-shutdown` (present only between a clean
-//! close and the next open), `.lock`, and `*.deleted` files of segments deleted by
+//! each leader epoch, see `leader_epoch`), `.offset-gaps` (the log may hold offset gaps:
+//! it compacts or once did, see `offset_gaps`), `.clean-shutdown` (present only between a
+//! clean close and the next open), `.lock`, and `*.deleted` files of segments deleted by
 //! retention, waiting out `file.delete.delay.ms` (see `retention`).
 
 mod checkpoint;
@@ -19,6 +20,7 @@ mod durability;
 mod follower;
 mod leader_epoch;
 mod load;
+mod offset_gaps;
 mod reader;
 mod retention;
 

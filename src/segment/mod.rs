@@ -59,8 +59,9 @@ pub struct SegmentLimits {
     /// Not a limit on stored batches: a scan accepts any batch Kafka's format allows in a
     /// segment (up to [`MAX_STORED_BATCH_BYTES`]), whatever the config says now.
     pub map_bytes: usize,
-    /// Whether batches may leave offset gaps (compacted logs). When not, every batch must
-    /// start where the previous one ended, and the first at the segment's base offset.
+    /// Whether batches may leave offset gaps: the log compacts, or did under an earlier
+    /// policy (its gaps stay). When not, every batch must start where the previous one
+    /// ended, and the first at the segment's base offset.
     pub offset_gaps: bool,
 }
 

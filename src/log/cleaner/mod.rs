@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::record::{Record, RecordBatch, RecordIter};
 use crate::segment::Segment;
 
+pub(crate) use checkpoint::CLEANER_CHECKPOINT_FILE;
 pub(crate) use swap::complete_interrupted_swaps;
 
 use clean::KeepRule;

@@ -1,0 +1,86 @@
+//! `.offset-gaps`: an empty file marking a log that may hold offset gaps — batches that
+//! do not start where the previous one ended. Compaction makes them, in this log or in a
+//! leader's log that this one copies as a follower.
+//!
+//! How strictly a log's offsets are checked depends on it (`SegmentLimits::offset_gaps`):
+//! a log that never held gaps needs every batch to start exactly where the previous one
+//! ended, which catches damage to a base offset (outside the batch CRC); a log that may
+//! hold them needs offsets to increase only, as Kafka does. The current `cleanup.policy`
+//! cannot tell on its own: it may go from `compact` to `delete` at any time (Kafka allows
+//! it) and the compacted segments stay. So the fact is persisted:
+//! - a log opened under a compacting policy creates the marker during the open, durably
+//!   (file synced, then the directory), before anything can write a gap: compaction and
+//!   follower appends run only once the open has returned;
+//! - the marker is never removed, so a log that compacted once keeps accepting its gaps
+//!   whatever its policy becomes;
+//! - a log without the marker whose directory holds `cleaner-offset.checkpoint` was
+//!   compacted before the marker existed: it counts as marked, and gets the marker. (An
+//!   older follower log that copied gaps without compacting itself has neither; its first
+//!   open under a compacting policy marks it.)
+//!
+//! A log without the marker never held a gap (none can be written before the marker is
+//! durable), so keeping the strict check for it loses nothing that is stored.
+
+use std::path::Path;
+
+use super::cleaner::CLEANER_CHECKPOINT_FILE;
+use crate::config::CleanupPolicy;
+use crate::error::Result;
+use crate::storage::{OpenMode, Storage};
+
+/// Name of the marker inside the partition directory.
+pub(crate) const OFFSET_GAPS_FILE: &str = ".offset-gaps";
+
+/// Whether the log in `dir`, opening under `policy`, may hold offset gaps: its policy
+/// compacts, or it was compacted under an earlier one. When it may, the marker is on disk
+/// (durably) by the time this returns.
+pub(super) fn may_hold_gaps(
+    storage: &dyn Storage,
+    dir: &Path,
+    policy: CleanupPolicy,
+) -> Result<bool> {
+    let marker = dir.join(OFFSET_GAPS_FILE);
+    if storage.exists(&marker) {
+        return Ok(true);
+    }
+    let compacted_before = storage.exists(&dir.join(CLEANER_CHECKPOINT_FILE));
+    if !policy.allows_offset_gaps() && !compacted_before {
+        return Ok(false);
+    }
+    let file = storage.open(&marker, OpenMode::Create)?;
+    file.sync_data()?;
+    drop(file);
+    storage.sync_dir(dir)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SimStorage;
+
+    #[test]
+    fn the_marker_is_written_durably_under_a_compacting_policy_and_kept() {
+        let sim = SimStorage::new();
+        let dir = Path::new("/p");
+        sim.create_dir_all(dir).unwrap();
+        assert!(!may_hold_gaps(&sim, dir, CleanupPolicy::Delete).unwrap());
+        assert!(!sim.exists(&dir.join(OFFSET_GAPS_FILE)));
+
+        let dir_syncs = sim.sync_dir_count();
+        assert!(may_hold_gaps(&sim, dir, CleanupPolicy::CompactAndDelete).unwrap());
+        assert_eq!(sim.sync_dir_count(), dir_syncs + 1);
+        let after_crash = sim.power_loss(7);
+        assert!(may_hold_gaps(&after_crash, dir, CleanupPolicy::Delete).unwrap());
+    }
+
+    #[test]
+    fn a_cleaner_checkpoint_without_the_marker_counts_as_compacted() {
+        let sim = SimStorage::new();
+        let dir = Path::new("/p");
+        sim.create_dir_all(dir).unwrap();
+        sim.write_file(dir.join(CLEANER_CHECKPOINT_FILE), b"");
+        assert!(may_hold_gaps(&sim, dir, CleanupPolicy::Delete).unwrap());
+        assert!(sim.exists(&dir.join(OFFSET_GAPS_FILE)));
+    }
+}
