@@ -220,9 +220,11 @@ pub enum Error {
         reason: String,
     },
 
-    /// A sealed segment was about to be cut in place while readers still hold its memory
-    /// map (an internal rule: such a segment is rewritten to new files first).
-    #[error("segment {} is mapped by readers and cannot be cut in place", path.display())]
+    /// A file was about to be cut in place while a memory map of it is alive in this
+    /// process — a segment's `.log` that readers (maybe of an earlier, closed log on the
+    /// same directory) still hold: an internal rule, such a segment is rewritten to new
+    /// files first.
+    #[error("{} is mapped and cannot be cut in place", path.display())]
     SegmentInUse {
         /// The segment's `.log` file.
         path: PathBuf,

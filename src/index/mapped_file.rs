@@ -175,6 +175,14 @@ impl<const N: usize> MappedFile<N> {
         self.map.as_ref().map_or(Ok(()), |m| m.flush())
     }
 
+    /// Drops the map for good, with every entry, for an index whose log closed: a later
+    /// open of the same files may then resize them, which a live map would forbid (its
+    /// pages past a new end would fault). Lookups find no entry from then on.
+    pub(crate) fn unmap(&mut self) {
+        self.map = None;
+        self.entries = 0;
+    }
+
     /// Renames the file to `new_path`; the open file and its map stay in use.
     pub(crate) fn rename_to(&mut self, storage: &dyn Storage, new_path: &Path) -> Result<()> {
         storage.rename(&self.path, new_path)?;

@@ -235,6 +235,12 @@ impl TimeIndex {
         self.file.resize(new_size_bytes)
     }
 
+    /// Drops the map and every entry for good (its log closed), so that a later open
+    /// of the same file may resize it.
+    pub(crate) fn unmap(&mut self) {
+        self.file.unmap();
+    }
+
     /// Shrinks the file to exactly its entries (done when the segment rolls or closes).
     pub fn trim_to_valid_size(&mut self) -> Result<()> {
         self.file.trim_to_valid_size()

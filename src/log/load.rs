@@ -77,6 +77,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     };
     load_segments(
         storage,
+        dir,
         &mut segments,
         recover_from,
         checkpoint.recovery_point,
@@ -149,6 +150,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         sync: SyncState::new(recovery_point),
         checkpoint_file: Mutex::new(checkpoint_file),
         closed: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
         flusher: Mutex::new(None),
         lock: Mutex::new(Some(lock)),
         pending_deletions: Default::default(),
@@ -298,9 +300,12 @@ fn check_continuity(
 }
 
 /// Brings every segment's bookkeeping up to date, recovering those at or after
-/// `recover_from` (and any whose indexes are missing or fail their sanity check).
+/// `recover_from` (and any whose indexes are missing or fail their sanity check). A
+/// segment whose `.log` an earlier log on this directory still maps (its readers outlive
+/// it) is recovered on a copy, since recovery may cut the file.
 fn load_segments(
     storage: &dyn Storage,
+    dir: &Path,
     segments: &mut BTreeMap<u64, Arc<Segment>>,
     recover_from: u64,
     recovery_point: u64,
@@ -319,6 +324,13 @@ fn load_segments(
         if !must_recover {
             continue;
         }
+        let segment = if segment.is_mapped() {
+            let copy = Arc::new(segment.rewrite(storage, dir, now_ms)?);
+            segments.insert(*base, copy.clone());
+            copy
+        } else {
+            segment
+        };
         let outcome = segment.recover(recovery_point, now_ms)?;
         if outcome.truncated_bytes == 0 {
             continue;

@@ -111,6 +111,10 @@ struct Inner {
     /// Where `checkpoint()` is persisted (on flush, roll, truncation, deletion, close).
     checkpoint_file: Mutex<CheckpointFile>,
     closed: AtomicBool,
+    /// Set as `close` starts: reads stop ([`Error::Closed`]), since once the directory
+    /// is released another open may change the files. (A storage failure sets only
+    /// `closed`: the directory stays locked and what was written stays readable.)
+    closing: AtomicBool,
     flusher: Mutex<Option<Flusher>>,
     lock: Mutex<Option<Box<dyn DirLock>>>,
     /// Files of deleted segments, renamed `*.deleted`, waiting for `file.delete.delay.ms`.
@@ -333,7 +337,9 @@ impl Partition {
 
     /// Records from `offset` up to the high watermark, read lazily in offset order.
     /// `offset == log_end_offset` gives nothing; outside `[log_start, log_end]` is
-    /// [`Error::OffsetOutOfRange`].
+    /// [`Error::OffsetOutOfRange`]. Once the log is closed ([`Partition::close`], a drop,
+    /// or its broker's close), [`Error::Closed`] — also from readers made before, at
+    /// their next batch. (A log closed by a storage failure stays readable.)
     pub fn read_from(&self, offset: u64) -> Result<Records> {
         self.read(offset, ReadOptions::default())
     }
@@ -356,6 +362,7 @@ impl Partition {
 
     /// The first record (below the high watermark) whose timestamp is ≥ `timestamp`.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<OffsetAndTimestamp>> {
+        self.inner.ensure_readable()?;
         let log_start = self.log_start_offset();
         let hw = self.high_watermark();
         for segment in self.segments() {
@@ -420,7 +427,9 @@ impl Partition {
     }
 
     /// Flushes, writes the checkpoint and the clean-shutdown marker, and releases the
-    /// directory. Dropping a `Partition` does the same but cannot report errors.
+    /// directory. Dropping a `Partition` does the same but cannot report errors. Readers
+    /// of the log answer [`Error::Closed`] from their next batch on; records they handed
+    /// out stay valid, also when the directory is opened again and truncated.
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }
@@ -456,6 +465,18 @@ impl Drop for Partition {
 impl Inner {
     fn ensure_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Error::Closed`] once `close` has started: the directory is (about to be)
+    /// released, and another open may cut or replace the files. A log closed by a
+    /// storage failure stays readable until then.
+    fn ensure_readable(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
             return Err(Error::Closed {
                 path: self.dir.clone(),
             });
@@ -755,9 +776,12 @@ impl Inner {
             }
             let mut active = self.active()?;
             if active.release_map() {
-                // Readers hold its map: cut a copy, never the file under them. (The old
-                // segment stays blocked from mapping; only its current readers use it.)
-                let copy = Arc::new(active.rewrite(storage, &self.dir, now_ms)?);
+                // Readers hold a map of it (maybe readers of an earlier, closed log on this
+                // directory): cut a copy, never the file under them. (The old segment stays
+                // blocked from mapping; only its current readers use it.)
+                let copy = active.rewrite(storage, &self.dir, now_ms)?;
+                copy.recover(active.next_offset(), now_ms)?;
+                let copy = Arc::new(copy);
                 self.segments
                     .write()
                     .insert(copy.base_offset(), copy.clone());
@@ -841,6 +865,7 @@ impl Inner {
     /// files). Either way the directory is released once no write is in flight, so the
     /// log can be reopened while old handles still exist.
     fn close(&self) -> Result<()> {
+        self.closing.store(true, Ordering::Release);
         let failed_before = self.closed.swap(true, Ordering::AcqRel);
         if let Some(flusher) = self.flusher.lock().take() {
             flusher.stop();
@@ -851,6 +876,11 @@ impl Inner {
         } else {
             self.close_locked(&mut writer)
         };
+        // The maps go before the directory does: the next open may cut these files, and
+        // must find them mapped only where readers still hold bytes (it rewrites those).
+        for segment in self.segments.read().values() {
+            segment.unmap_for_close();
+        }
         self.lock.lock().take();
         result
     }

@@ -63,7 +63,9 @@ impl ReadOptions {
 }
 
 /// Records read from a partition, in offset order: an iterator of `Result<LogRecord>`.
-/// After an error it ends.
+/// After an error it ends. Once its log is closed ([`crate::Partition::close`], a drop,
+/// or its broker's close) it answers [`Error::Closed`] instead of loading another batch,
+/// and lets go of the segment's map (records already handed out keep their bytes).
 #[derive(Debug)]
 pub struct Records {
     inner: Arc<Inner>,
@@ -110,6 +112,7 @@ struct CurrentBatch {
 
 impl Records {
     pub(super) fn new(inner: Arc<Inner>, offset: u64, options: ReadOptions) -> Result<Self> {
+        inner.ensure_readable()?;
         let log_start = inner.log_start_offset.load(Ordering::Acquire);
         let log_end = inner.log_end_offset.load(Ordering::Acquire);
         if offset < log_start || offset > log_end {
@@ -227,6 +230,7 @@ impl Records {
     /// the bound and the byte budget; `None` when the read is over.
     fn next_raw_batch(&mut self) -> Result<Option<(Arc<Segment>, u64, Bytes)>> {
         loop {
+            self.ensure_readable()?;
             if self.next_offset >= self.bound {
                 return Ok(None);
             }
@@ -258,6 +262,19 @@ impl Records {
             self.chunk_pos += size;
             return Ok(Some((segment, position, bytes)));
         }
+    }
+
+    /// [`Error::Closed`] once the log is closed, letting go of the segment and its map: a
+    /// later open of the directory must rewrite, not cut, a file that is still mapped,
+    /// so a reader that has stopped keeps nothing mapped.
+    fn ensure_readable(&mut self) -> Result<()> {
+        let open = self.inner.ensure_readable();
+        if open.is_err() {
+            self.segment = None;
+            self.chunk = Bytes::new();
+            self.chunk_pos = 0;
+        }
+        open
     }
 
     /// The next whole batch as stored: CRC-checked, not decompressed, not split — what a

@@ -111,7 +111,7 @@ impl std::fmt::Debug for Mapping {
 }
 
 /// A [`ReadMap`] handed to a reader as the owner of a [`Bytes`]: the map lives while any
-/// slice of it does, and [`Segment::release_map`] can count those holders.
+/// slice of it does, and the storage counts it as a live map of the file meanwhile.
 struct MapHolder(ReadMap);
 
 impl AsRef<[u8]> for MapHolder {
@@ -463,8 +463,9 @@ impl Segment {
     /// Removes every batch whose last offset is ≥ `offset` (a batch holding `offset` goes
     /// whole). Returns the bytes removed.
     ///
-    /// A segment whose map readers still hold is refused with [`Error::SegmentInUse`]:
-    /// cutting it would fault their pages. No map is made while the cut runs.
+    /// A segment whose `.log` is still mapped — by readers of this log, or of an earlier
+    /// one on the same directory — is refused with [`Error::SegmentInUse`]: cutting it
+    /// would fault their pages. No map is made while the cut runs.
     pub fn truncate_to(&self, offset: u64, now_ms: i64) -> Result<u64> {
         if self.release_map() {
             self.mapping.lock().blocked = false;
@@ -683,15 +684,31 @@ impl Segment {
     }
 
     /// Drops the map and blocks new ones before the `.log` is cut (the caller unblocks
-    /// when done). Returns true when readers still hold bytes of the map: the file must
-    /// then not be cut in place (that would fault their pages) but rewritten first.
+    /// when done). Returns true when the file is still mapped — by readers holding bytes
+    /// of this map, or of a map an earlier log on the same directory made (it closed,
+    /// but its readers and records may live on): the file must then not be cut in place
+    /// (that would fault their pages) but rewritten first.
     pub(crate) fn release_map(&self) -> bool {
         let mut mapping = self.mapping.lock();
         mapping.blocked = true;
-        mapping
-            .map
-            .take()
-            .is_some_and(|map| Arc::strong_count(&map) > 1)
+        mapping.map = None;
+        self.log.is_mapped()
+    }
+
+    /// Whether the `.log` is mapped anywhere in the process (see [`Segment::release_map`]).
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.log.is_mapped()
+    }
+
+    /// Drops the segment's maps for good as its log closes: the `.log`'s read map (no new
+    /// one is made) and both index maps. A later open of the directory may then resize
+    /// and cut these files; bytes of the read map that readers still hold keep it alive,
+    /// and that open rewrites the `.log` rather than cut it.
+    pub(crate) fn unmap_for_close(&self) {
+        self.release_map();
+        let mut indexes = self.indexes.write();
+        indexes.offsets.unmap();
+        indexes.times.unmap();
     }
 
     /// Makes the `.log` durable.

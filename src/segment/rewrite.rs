@@ -1,6 +1,7 @@
-//! Copy-on-truncate: a sealed segment whose memory map is still held by readers is copied
-//! to new files before it is cut, so the readers' pages never vanish under them (a mapped
-//! page past the end of a file is a bus error, not an error value).
+//! Copy-on-cut: a segment whose `.log` is still mapped (by readers of this log, or of an
+//! earlier one on the same directory) is copied to new files before a truncation or a
+//! recovery cuts it, so the readers' pages never vanish under them (a mapped page past the
+//! end of a file is a bus error, not an error value).
 
 use std::path::Path;
 
@@ -14,8 +15,9 @@ const COPY_CHUNK_BYTES: usize = 1 << 20;
 
 impl Segment {
     /// Copies this segment's `.log` to a new file of the same name and returns the segment
-    /// reopened on it, with rebuilt indexes; this object keeps the old files (unlinked
-    /// or renamed over) for the readers that still hold it.
+    /// opened on it with new, empty indexes: the caller recovers it ([`Segment::recover`]),
+    /// which rebuilds them. This object keeps the old files (unlinked or renamed over) for
+    /// the readers that still hold them.
     ///
     /// Crash-safe at every step: the copy is complete and synced before it replaces the
     /// original, its content is identical, and a leftover `.rewrite` file or missing index
@@ -49,8 +51,6 @@ impl Segment {
         }
         storage.rename(temp_path, &final_path)?;
         storage.sync_dir(dir)?;
-        let fresh = Segment::open(storage, dir, base, self.limits, now_ms)?;
-        fresh.recover(self.next_offset(), now_ms)?;
-        Ok(fresh)
+        Segment::open(storage, dir, base, self.limits, now_ms)
     }
 }

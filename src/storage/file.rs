@@ -1,12 +1,23 @@
 //! [`FileStorage`]: the real file system, with positional I/O, `fdatasync`, memmap2 maps for
-//! indexes, and `flock`-style directory locks (`std::fs::File::try_lock`).
+//! indexes and segment logs, and `flock`-style directory locks (`std::fs::File::try_lock`).
+//!
+//! Maps and cuts: touching a mapped page past the end of a file is a bus error (SIGBUS),
+//! not an error value, and a map outlives the log that made it when readers hold its
+//! bytes — also after that log closed and the directory was opened again. So every map
+//! made here is counted in one process-wide registry by file identity (device and inode),
+//! whichever handle or log made it: [`StorageFile::is_mapped`] answers from it (the log
+//! then rewrites a file instead of cutting it), and [`StorageFile::set_len`] refuses to
+//! shrink a file that any live map covers. Maps made by other processes are not counted:
+//! the directory lock keeps other processes from opening the log at all.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
+use parking_lot::Mutex;
 
 use super::{DirLock, MappedRegion, OpenMode, ReadMap, Storage, StorageFile};
 use crate::error::{Error, IoContext, Result};
@@ -27,9 +38,11 @@ impl Storage for FileStorage {
             .truncate(false)
             .open(path)
             .at(path)?;
+        let metadata = file.metadata().at(path)?;
         Ok(Arc::new(OsFile {
             path: path.to_path_buf(),
             file,
+            id: (metadata.dev(), metadata.ino()),
         }))
     }
 
@@ -98,10 +111,47 @@ struct OsDirLock {
 
 impl DirLock for OsDirLock {}
 
+/// A file's identity: device and inode. A mapped inode stays allocated (the map holds
+/// it), so no other file can take its number while it has maps.
+type FileId = (u64, u64);
+
+/// How many maps of each file are alive in this process, made through any handle by any
+/// log. Held while a map is made and while a file's length is set, so no map can appear
+/// between the check and the cut.
+static LIVE_MAPS: Mutex<BTreeMap<FileId, usize>> = Mutex::new(BTreeMap::new());
+
+/// Counts one live map of a file in [`LIVE_MAPS`] until it drops. Declared after the map
+/// in the structs holding both, so it drops after the map is unmapped.
+#[derive(Debug)]
+struct MapCount(FileId);
+
+impl Drop for MapCount {
+    fn drop(&mut self) {
+        let mut maps = LIVE_MAPS.lock();
+        if let Some(count) = maps.get_mut(&self.0) {
+            *count -= 1;
+            if *count == 0 {
+                maps.remove(&self.0);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct OsFile {
     path: PathBuf,
     file: File,
+    id: FileId,
+}
+
+impl OsFile {
+    /// Makes a map of the file with `map` and counts it, under the registry's lock.
+    fn counted<M>(&self, map: impl FnOnce(&File) -> std::io::Result<M>) -> Result<(M, MapCount)> {
+        let mut maps = LIVE_MAPS.lock();
+        let made = map(&self.file).at(&self.path)?;
+        *maps.entry(self.id).or_default() += 1;
+        Ok((made, MapCount(self.id)))
+    }
 }
 
 impl StorageFile for OsFile {
@@ -127,7 +177,17 @@ impl StorageFile for OsFile {
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
+        let maps = LIVE_MAPS.lock();
+        if maps.contains_key(&self.id) && len < self.len()? {
+            return Err(Error::SegmentInUse {
+                path: self.path.clone(),
+            });
+        }
         self.file.set_len(len).at(&self.path)
+    }
+
+    fn is_mapped(&self) -> bool {
+        LIVE_MAPS.lock().contains_key(&self.id)
     }
 
     fn sync_data(&self) -> Result<()> {
@@ -140,15 +200,17 @@ impl StorageFile for OsFile {
             return Ok(Box::new(EmptyRegion));
         }
         // SAFETY: the map covers `len` bytes the caller has sized the file to. Index files are
-        // owned by one open log (the directory lock keeps other processes out), and within the
-        // process only the owning index cuts the file, after dropping this map.
-        let map =
-            unsafe { memmap2::MmapOptions::new().len(len).map_mut(&self.file) }.at(&self.path)?;
+        // owned by one open log (the directory lock keeps other processes out); within the
+        // process only the owning index cuts the file, after dropping this map, and
+        // `set_len` refuses to shrink a file while any map of it is counted alive.
+        let (map, count) =
+            self.counted(|file| unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) })?;
         // Only a hint: a kernel that refuses it maps the index as before.
         let _ = map.advise(memmap2::Advice::Random);
         Ok(Box::new(OsMap {
             path: self.path.clone(),
             map,
+            _count: count,
         }))
     }
 
@@ -158,14 +220,29 @@ impl StorageFile for OsFile {
         }
         // SAFETY: segment `.log` files are mapped for reading. Readers touch only bytes
         // below the segment's published size, which were written (by `pwrite`) before the
-        // size was published and never change afterwards: appends go past them, and the
-        // log cuts a file in place only when no map of it is alive, otherwise it rewrites
-        // the segment to a new file first (`Segment::release_map`, `Segment::rewrite`). A
-        // segment file is created only after any file of that name is unlinked, and the
-        // directory lock keeps other processes out. A disk read error on a mapped page is
-        // a SIGBUS rather than an `Error::Io`, as for every mmap-based store.
-        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }.at(&self.path)?;
-        Ok(Arc::new(map))
+        // size was published and never change afterwards: appends go past them, and no
+        // file is cut while a map of it is alive — `set_len` refuses to shrink a file any
+        // map counted in `LIVE_MAPS` covers, whichever handle or log (also one closed
+        // since) made it, and the log asks `is_mapped` first and rewrites such a segment
+        // to a new file instead (`Segment::release_map`, `Segment::rewrite`). A segment
+        // file is created only after any file of that name is unlinked, and the directory
+        // lock keeps other processes out. A disk read error on a mapped page is a SIGBUS
+        // rather than an `Error::Io`, as for every mmap-based store.
+        let (map, count) =
+            self.counted(|file| unsafe { memmap2::MmapOptions::new().len(len).map(file) })?;
+        Ok(Arc::new(ReadOnlyMap { map, _count: count }))
+    }
+}
+
+/// A read-only map of a `.log`, counted in [`LIVE_MAPS`] while it lives.
+struct ReadOnlyMap {
+    map: Mmap,
+    _count: MapCount,
+}
+
+impl AsRef<[u8]> for ReadOnlyMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
     }
 }
 
@@ -173,6 +250,7 @@ impl StorageFile for OsFile {
 struct OsMap {
     path: PathBuf,
     map: MmapMut,
+    _count: MapCount,
 }
 
 impl MappedRegion for OsMap {
@@ -204,5 +282,58 @@ impl MappedRegion for EmptyRegion {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file with 8 KiB of sevens at `name` in `dir`, open.
+    fn file_of_sevens(dir: &Path, name: &str) -> Arc<dyn StorageFile> {
+        let file = FileStorage.open(&dir.join(name), OpenMode::Create).unwrap();
+        file.write_all_at(&[7; 8192], 0).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_file_mapped_through_one_handle_is_not_cut_through_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = file_of_sevens(dir.path(), "0.log");
+        let map = first.map_read(1 << 20).unwrap();
+        // Another handle on the same file, as a later open of the directory makes.
+        let second = FileStorage
+            .open(&dir.path().join("0.log"), OpenMode::Existing)
+            .unwrap();
+        assert!(second.is_mapped());
+        assert!(matches!(
+            second.set_len(10),
+            Err(Error::SegmentInUse { .. })
+        ));
+        second.set_len(9000).unwrap(); // growing is harmless
+        assert_eq!((*map).as_ref()[..8192], [7; 8192]);
+        drop(map);
+        assert!(!second.is_mapped());
+        second.set_len(10).unwrap();
+        assert_eq!(first.len().unwrap(), 10);
+    }
+
+    #[test]
+    fn maps_count_by_inode_not_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = file_of_sevens(dir.path(), "0.log");
+        let index = file_of_sevens(dir.path(), "0.index");
+        let _map = old.map_read(8192).unwrap();
+        let region = index.map_mut(8192).unwrap();
+        assert!(index.is_mapped());
+        drop(region);
+        assert!(!index.is_mapped());
+        // A copy renamed over the mapped file is another file: free to cut.
+        file_of_sevens(dir.path(), "0.log.rewrite");
+        let (from, to) = (dir.path().join("0.log.rewrite"), dir.path().join("0.log"));
+        FileStorage.rename(&from, &to).unwrap();
+        let fresh = FileStorage.open(&to, OpenMode::Existing).unwrap();
+        assert!(old.is_mapped() && !fresh.is_mapped());
+        fresh.set_len(0).unwrap();
     }
 }

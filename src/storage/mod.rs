@@ -70,7 +70,9 @@ pub trait StorageFile: Send + Sync + Debug {
     fn read_at(&self, buf: &mut [u8], position: u64) -> Result<usize>;
     /// Writes all of `buf` at `position`, growing the file when needed.
     fn write_all_at(&self, buf: &[u8], position: u64) -> Result<()>;
-    /// Sets the file's length, cutting or zero-extending it.
+    /// Sets the file's length, cutting or zero-extending it. Cutting a file while a map
+    /// of it is alive ([`StorageFile::is_mapped`]) is refused with
+    /// [`crate::Error::SegmentInUse`]: the map's pages past the new end would fault.
     fn set_len(&self, len: u64) -> Result<()>;
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&self) -> Result<()>;
@@ -83,6 +85,12 @@ pub trait StorageFile: Send + Sync + Debug {
     /// past the end of a file is a bus error. (A copy on the simulated disk: it holds
     /// what the file held when mapped, and may be shorter than `len`.)
     fn map_read(&self, len: usize) -> Result<ReadMap>;
+    /// Whether a map of this file ([`StorageFile::map_read`] or
+    /// [`StorageFile::map_mut`]) is alive in this process, made through any handle — also
+    /// one of a log closed since, whose readers still hold its bytes. Such a file must be
+    /// rewritten, never cut in place. The same file is the same inode, not the same name:
+    /// a file renamed over it, or created after it was unlinked, is another file.
+    fn is_mapped(&self) -> bool;
 }
 
 /// Read-only bytes of a file that no longer changes: a memory map on real files, a copy on

@@ -13,6 +13,9 @@
 //!   `set_len` touched always survive. Locks, `fail_writes` and the counters start afresh.
 //! - Simplification: creating, renaming and removing files, `create_dir_all` and `remove_dir`
 //!   are durable at once, as on a journaled file system; `sync_dir` only counts calls.
+//! - Maps are counted per file, as on real files: `is_mapped` is true while any map or
+//!   region of the file lives, and `set_len` refuses to shrink such a file
+//!   (`SegmentInUse`), so the log takes the same decisions here as on a real disk.
 //! - A [`MappedRegion`] is a copy of the file's first bytes. `flush` writes the changed bytes
 //!   back and makes the whole file durable (msync + fsync); dropping it unflushed writes the
 //!   changed bytes back as an un-synced journal write (dirty pages left in the page cache).
@@ -87,6 +90,9 @@ struct FileState {
     current: Vec<u8>,
     durable: Vec<u8>,
     journal: Vec<Op>,
+    /// Cloned into every live map and region of the file: the file is mapped while
+    /// anyone else holds it.
+    maps: Arc<()>,
 }
 
 /// One un-synced operation: a write of bytes at a position, or a `set_len`.
@@ -153,6 +159,7 @@ impl FileState {
             durable: bytes.clone(),
             current: bytes,
             journal,
+            maps: Arc::default(),
         }))
     }
 
@@ -526,6 +533,11 @@ impl StorageFile for SimFile {
         if len > state.current.len() {
             disk.check_writable(&self.path)?;
         }
+        if len < state.current.len() && Arc::strong_count(&state.maps) > 1 {
+            return Err(Error::SegmentInUse {
+                path: self.path.clone(),
+            });
+        }
         state.current.resize(len, 0);
         state.journal.push(Op::SetLen(len));
         Ok(())
@@ -544,10 +556,15 @@ impl StorageFile for SimFile {
     }
 
     fn map_mut(&self, len: usize) -> Result<Box<dyn MappedRegion>> {
-        let bytes = self.state.lock().current.get(..len).map(<[u8]>::to_vec);
+        let state = self.state.lock();
         let too_long = || io_error(&self.path, ErrorKind::InvalidInput, "map longer than file");
-        let bytes = bytes.ok_or_else(too_long)?;
-        Ok(Box::new(SimRegion(self.clone(), bytes)))
+        let bytes = state.current.get(..len).ok_or_else(too_long)?.to_vec();
+        let token = state.maps.clone();
+        Ok(Box::new(SimRegion {
+            file: self.clone(),
+            bytes,
+            _token: token,
+        }))
     }
 
     fn map_read(&self, len: usize) -> Result<ReadMap> {
@@ -555,34 +572,58 @@ impl StorageFile for SimFile {
         // so readers fall back to positional reads past it.
         let state = self.state.lock();
         let end = len.min(state.current.len());
-        Ok(Arc::new(state.current[..end].to_vec()))
+        Ok(Arc::new(SimReadMap {
+            bytes: state.current[..end].to_vec(),
+            _token: state.maps.clone(),
+        }))
+    }
+
+    fn is_mapped(&self) -> bool {
+        Arc::strong_count(&self.state.lock().maps) > 1
     }
 }
 
-/// A copy of a file's first bytes, written back on flush or drop.
-struct SimRegion(SimFile, Vec<u8>);
+/// A read map of a simulated file: a copy, counted as a map of the file while it lives.
+struct SimReadMap {
+    bytes: Vec<u8>,
+    _token: Arc<()>,
+}
+
+impl AsRef<[u8]> for SimReadMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A copy of a file's first bytes, written back on flush or drop; counted as a map of the
+/// file while it lives.
+struct SimRegion {
+    file: SimFile,
+    bytes: Vec<u8>,
+    _token: Arc<()>,
+}
 
 impl fmt::Debug for SimRegion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SimRegion").field(&self.0).finish()
+        f.debug_tuple("SimRegion").field(&self.file).finish()
     }
 }
 
 impl MappedRegion for SimRegion {
     fn bytes(&self) -> &[u8] {
-        &self.1
+        &self.bytes
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.1
+        &mut self.bytes
     }
 
     fn flush(&self) -> Result<()> {
-        let mut disk = self.0.disk.lock();
-        disk.check_syncable(&self.0.path)?;
+        let mut disk = self.file.disk.lock();
+        disk.check_syncable(&self.file.path)?;
         disk.syncs += 1;
-        let mut state = self.0.state.lock();
-        state.write_back(&self.1);
+        let mut state = self.file.state.lock();
+        state.write_back(&self.bytes);
         state.sync();
         Ok(())
     }
@@ -590,7 +631,7 @@ impl MappedRegion for SimRegion {
 
 impl Drop for SimRegion {
     fn drop(&mut self) {
-        self.0.state.lock().write_back(&self.1);
+        self.file.state.lock().write_back(&self.bytes);
     }
 }
 
@@ -750,6 +791,22 @@ mod tests {
         drop(region);
         assert_eq!(disk.read_file("d/0.index").unwrap(), b"\0\0hi\0\0\0\0");
         assert!((0..100).any(|s| crashed(&disk, s, CLEAN, "0.index") == [0; 8]));
+    }
+
+    #[test]
+    fn a_mapped_file_is_not_cut_through_any_handle_until_its_maps_drop() {
+        let (disk, file) = disk_with("0.log");
+        file.write_all_at(b"abcdef", 0).unwrap();
+        let other = disk.open(Path::new("d/0.log"), OpenMode::Existing).unwrap();
+        let map = file.map_read(100).unwrap();
+        let region = other.map_mut(6).unwrap();
+        assert!(file.is_mapped() && other.is_mapped());
+        assert!(matches!(other.set_len(2), Err(Error::SegmentInUse { .. })));
+        other.set_len(8).unwrap(); // growing is harmless
+        drop((map, region));
+        assert!(!file.is_mapped());
+        other.set_len(2).unwrap();
+        assert_eq!(disk.read_file("d/0.log").unwrap(), b"ab");
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl<H: Hook> StorageFile for TapFile<H> {
     fn map_read(&self, len: usize) -> Result<ReadMap> {
         self.inner.map_read(len)
     }
+    fn is_mapped(&self) -> bool {
+        self.inner.is_mapped()
+    }
 }
 
 #[derive(Debug)]
