@@ -306,6 +306,44 @@ fn high_watermark_is_clamped_to_log_end_and_truncation_lowers_it() {
     assert_eq!(log.high_watermark(), 0);
 }
 
+/// A reader's bound is the high watermark when the read starts, lowered as each batch
+/// loads. After a truncation below it (a follower after an unclean leader change) and new,
+/// uncommitted appends at the same offsets, no reader that started before returns records
+/// at or above the current high watermark: not as records, not as whole batches, and not
+/// from inside a batch that straddles it.
+#[test]
+fn a_reader_never_returns_records_at_or_above_the_current_high_watermark() {
+    let s = open_sim(base().auto_high_watermark(false));
+    for i in 0..10 {
+        s.log.append(record(i)).unwrap();
+    }
+    s.log.set_high_watermark(10);
+    let records = s.log.read_from(0).unwrap();
+    let mut batches = s.log.read_from(0).unwrap();
+    let straddling = s.log.read_from(0).unwrap();
+
+    assert_eq!(s.log.truncate_to(5).unwrap(), 5);
+    assert_eq!(s.log.high_watermark(), 5);
+    let uncommitted = (5..10).map(|i| Record::new(format!("new-{i}").into_bytes()));
+    assert_eq!(s.log.append_batch(uncommitted.collect()).unwrap(), 5..10);
+    assert_eq!(s.log.high_watermark(), 5);
+
+    assert_eq!(offsets(&collect(records)), [0, 1, 2, 3, 4]);
+    let whole: Vec<_> = std::iter::from_fn(|| batches.next_batch()).collect();
+    assert_eq!(
+        whole.len(),
+        5,
+        "one batch per old record below the high watermark"
+    );
+    assert_eq!(batches.next_offset(), 5);
+    // The new batch 5..10 is committed up to 7: only its records below it.
+    assert_eq!(s.log.set_high_watermark(7), 7);
+    let got = collect(straddling);
+    assert_eq!(offsets(&got), [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(value(&got[4]), b"value-000004");
+    assert_eq!(value(&got[6]), b"new-6");
+}
+
 #[test]
 fn auto_high_watermark_follows_log_end() {
     let s = open_sim(base());

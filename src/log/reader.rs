@@ -3,10 +3,11 @@
 //! It finds the first batch (S17: floor segment → floor index entry → forward scan), then
 //! reads whole batches in place from the segment's read-only map (or, where a simulated
 //! disk's map is short, in growing chunks of 16 KiB up to 1 MiB with positional reads). It checks each batch's CRC-32C, and hands out [`LogRecord`]s that share the chunk's buffer
-//! instead of copying keys and values. It stops at the bound (high watermark or log end,
-//! fixed when the read starts) or once `max_bytes` of batches were read — after at least
-//! one batch. Segments deleted or rolled meanwhile are handled: the reader keeps the
-//! segment it is in alive and moves to the next one by base offset.
+//! instead of copying keys and values. It stops at the bound — the high watermark or log
+//! end when the read starts, lowered to the current one as each batch loads (it never
+//! rises) — or once `max_bytes` of batches were read, after at least one batch. Segments
+//! deleted or rolled meanwhile are handled: the reader keeps the segment it is in alive
+//! and moves to the next one by base offset.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,8 @@ use crate::segment::Segment;
 const FIRST_CHUNK_BYTES: usize = 16 << 10;
 const MAX_CHUNK_BYTES: usize = 1 << 20;
 
-/// Up to where a read may go.
+/// Up to where a read may go: the offset as it stands when the read starts, lowered to
+/// the current one as each batch loads (after a truncation, say), never raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadBound {
     /// Up to the high watermark: what consumers see (committed records).
@@ -73,6 +75,8 @@ pub struct Records {
     next_offset: u64,
     /// Offsets at or past this are not returned.
     bound: u64,
+    /// Which of the log's bounds `bound` follows down.
+    follows: ReadBound,
     /// Bytes of batches still allowed, if limited.
     budget: Option<usize>,
     read_a_batch: bool,
@@ -130,6 +134,7 @@ impl Records {
             inner,
             next_offset: offset,
             bound,
+            follows: options.bound,
             budget: options.max_bytes,
             read_a_batch: false,
             segment: None,
@@ -231,6 +236,7 @@ impl Records {
     fn next_raw_batch(&mut self) -> Result<Option<(Arc<Segment>, u64, Bytes)>> {
         loop {
             self.ensure_readable()?;
+            self.lower_bound();
             if self.next_offset >= self.bound {
                 return Ok(None);
             }
@@ -260,8 +266,22 @@ impl Records {
             self.read_a_batch = true;
             let bytes = self.chunk.slice(self.chunk_pos..self.chunk_pos + size);
             self.chunk_pos += size;
+            // Again now that the bytes are read: records appended after a truncation are
+            // only there once it has lowered the high watermark and log end.
+            self.lower_bound();
             return Ok(Some((segment, position, bytes)));
         }
+    }
+
+    /// Lowers the bound to the log's high watermark (or log end) as it is now: a
+    /// truncation may have cut below it since the read started, and the offsets above
+    /// may since hold new records that were never committed. The bound never rises.
+    fn lower_bound(&mut self) {
+        let now = match self.follows {
+            ReadBound::HighWatermark => self.inner.high_watermark.load(Ordering::Acquire),
+            ReadBound::LogEnd => self.inner.log_end_offset.load(Ordering::Acquire),
+        };
+        self.bound = self.bound.min(now);
     }
 
     /// [`Error::Closed`] once the log is closed, letting go of the segment and its map: a
@@ -344,6 +364,11 @@ impl Records {
                 .ensure_valid()
                 .map_err(|e| e.in_file(path, position))?;
             let header = *batch.header();
+            if header.base_offset.max(0) as u64 >= self.bound {
+                // Wholly at or past the bound (lowered since the read started, or past a
+                // compaction gap): nothing in it may be returned.
+                return Ok(None);
+            }
             segment.check_follows(self.expected_base, &header, position)?;
             let end = header.last_offset().max(-1) as u64 + 1;
             self.expected_base = Some(end);
