@@ -335,3 +335,42 @@ fn a_follower_whose_disk_was_full_catches_up_once_it_has_room() {
     assert_eq!((answer.error, answer.base_offset), (None, Some(0)));
     assert_eq!(follower.log_end_offset(), 1);
 }
+
+/// A broker halting (its fsync failed) while a follower's fetch is parked on it whose
+/// answer cannot be sent still answers the produce waiting for replication and closes
+/// its logs (before, the failed reply ended the shutdown there: the producer waited for
+/// its timeout and the directories stayed locked).
+#[test]
+fn a_halting_broker_finishes_its_shutdown_when_a_parked_reply_fails() {
+    let mut h = Harness::new();
+    // Follower 2 cannot append (full disk): the acks=all produce keeps waiting.
+    h.disks[2].fail_writes(true);
+    let request = h.request(&["a"]);
+    let Ok(Submitted::Waiting(token)) = h.node(0).submit_produce(&request) else {
+        panic!("acks=all waits for the followers");
+    };
+    h.run(10);
+    assert_eq!(h.node(0).take_answer(token), None, "still waiting");
+    // Follower 1 is caught up: its next fetch finds nothing new and is parked on 0.
+    h.clock.advance_ms(25);
+    h.step(0);
+    h.step(1);
+    h.step(0);
+    // Broker 1 goes away; then the leader's disk fails an fsync.
+    h.transport.unreachable.lock().insert(1);
+    h.disks[0].fail_syncs(true);
+    let log = h.node(0).log(&h.key).unwrap();
+    assert!(log.flush().is_err());
+    drop(log);
+    h.step(0);
+    assert!(h.node(0).is_halted());
+    let answer = h
+        .node(0)
+        .take_answer(token)
+        .expect("the waiting produce is answered");
+    assert!(
+        matches!(answer.error, Some(ReplicaError::NotLeaderOrFollower { .. })),
+        "{answer:?}"
+    );
+    assert!(h.node(0).log(&h.key).is_none(), "its logs are closed");
+}

@@ -758,7 +758,9 @@ impl Node {
     pub fn shutdown(&self) -> Result<()> {
         let now = self.env.clock.now_ms();
         let mut state = self.state.lock();
-        self.serve_parked(&mut state, now, true)?;
+        // A reply that cannot be sent (its broker is gone) stops nothing that follows.
+        let mut first_error = None;
+        keep_first(&mut first_error, self.serve_parked(&mut state, now, true));
         // Produces waiting for replication are answered now (`NotLeaderOrFollower`), as a
         // dead broker's connections close, rather than left to their request timeout.
         let keys: Vec<PartitionKey> = state.logs.keys().cloned().collect();
@@ -771,7 +773,7 @@ impl Node {
         state.manager = ReplicaManager::new(self.id, self.config.replica);
         drop(state);
         // The logs close even if an answer could not be sent.
-        let mut first_error = answered.err();
+        keep_first(&mut first_error, answered);
         for (_, log) in logs {
             if let Err(e) = log.shutdown() {
                 first_error.get_or_insert(e);
