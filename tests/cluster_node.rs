@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use streamlog::cluster::{ClusterConfig, Node, Submitted};
+use streamlog::replication::ProduceToken;
 use streamlog::replication::consensus::TopicRecord;
 use streamlog::replication::messages::{ProduceRequest, ProduceResponse, ReplicaError};
 use streamlog::storage::Env;
@@ -170,6 +171,19 @@ impl Harness {
         }
     }
 
+    /// Fills follower 2's disk and sends leader 0 an `acks=all` produce, which then waits
+    /// (follower 2 cannot append it) through ten rounds; returns its token.
+    fn produce_while_follower_2_is_full(&mut self) -> ProduceToken {
+        self.disks[2].fail_writes(true);
+        let request = self.request(&["a"]);
+        let Ok(Submitted::Waiting(token)) = self.node(0).submit_produce(&request) else {
+            panic!("acks=all waits for the followers");
+        };
+        self.run(10);
+        assert_eq!(self.node(0).take_answer(token), None, "still waiting");
+        token
+    }
+
     /// Produces `values` with `acks=all` to broker `b` and steps until it is answered.
     fn produce(&mut self, b: usize, values: &[&str]) -> ProduceResponse {
         let request = self.request(values);
@@ -314,16 +328,10 @@ fn a_reply_that_cannot_be_sent_fails_only_itself() {
 #[test]
 fn a_follower_whose_disk_was_full_catches_up_once_it_has_room() {
     let mut h = Harness::new();
-    h.disks[2].fail_writes(true);
-    let request = h.request(&["a"]);
-    let Ok(Submitted::Waiting(token)) = h.node(0).submit_produce(&request) else {
-        panic!("acks=all waits for the followers");
-    };
-    h.run(10);
+    let token = h.produce_while_follower_2_is_full();
     let follower = h.node(2).log(&h.key).unwrap();
     assert_eq!(follower.log_end_offset(), 0);
     assert!(!follower.is_closed() && !h.node(2).is_halted());
-    assert_eq!(h.node(0).take_answer(token), None);
     h.disks[2].fail_writes(false);
     // Within `replica.fetch.backoff.ms` (50 ms here) and a round.
     let mut answer = None;
@@ -343,14 +351,7 @@ fn a_follower_whose_disk_was_full_catches_up_once_it_has_room() {
 #[test]
 fn a_halting_broker_finishes_its_shutdown_when_a_parked_reply_fails() {
     let mut h = Harness::new();
-    // Follower 2 cannot append (full disk): the acks=all produce keeps waiting.
-    h.disks[2].fail_writes(true);
-    let request = h.request(&["a"]);
-    let Ok(Submitted::Waiting(token)) = h.node(0).submit_produce(&request) else {
-        panic!("acks=all waits for the followers");
-    };
-    h.run(10);
-    assert_eq!(h.node(0).take_answer(token), None, "still waiting");
+    let token = h.produce_while_follower_2_is_full();
     // Follower 1 is caught up: its next fetch finds nothing new and is parked on 0.
     h.clock.advance_ms(25);
     h.step(0);
