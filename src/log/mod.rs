@@ -778,16 +778,20 @@ impl Inner {
             if active.release_map() {
                 // Readers hold a map of it (maybe readers of an earlier, closed log on this
                 // directory): cut a copy, never the file under them. (The old segment stays
-                // blocked from mapping; only its current readers use it.)
+                // blocked from mapping; only its current readers use it.) The copy is cut
+                // before it is published: once in the segment map a reader could map it,
+                // and the cut would then be refused.
                 let copy = active.rewrite(storage, &self.dir, now_ms)?;
                 copy.recover(active.next_offset(), now_ms)?;
+                copy.truncate_to(offset, now_ms)?;
                 let copy = Arc::new(copy);
                 self.segments
                     .write()
                     .insert(copy.base_offset(), copy.clone());
                 active = copy;
+            } else {
+                active.truncate_to(offset, now_ms)?;
             }
-            active.truncate_to(offset, now_ms)?;
             active.resize_indexes(self.config.segment_index_bytes)?;
             active.next_offset()
         };
