@@ -139,3 +139,74 @@ fn acknowledged_records_survive_leaders_stopped_under_load() {
     };
     cluster.shutdown().unwrap();
 }
+
+/// Waits (real time, at most 20 s) until `done`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A leader whose process restarts before its lease runs out, having lost the tail its
+/// page cache held (durability comes from replication), must not lead on that log: as
+/// if the controller had seen it go, an in-sync follower leads in a new epoch, and every
+/// acknowledged record survives on every replica (before, it kept leading in the same
+/// epoch and its followers truncated to its empty log).
+#[test]
+fn a_leader_restarted_within_its_lease_steps_down_and_acknowledged_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(
+        ClusterConfig::in_memory(BROKERS)
+            .data_dir(dir.path())
+            .lease_ms(10_000),
+    )
+    .unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(1).replication_factor(3),
+        )
+        .unwrap();
+    let producer = cluster
+        .producer(ProducerConfig::default().acks(Acks::All))
+        .unwrap();
+    for i in 0..5u8 {
+        producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
+    }
+    let before = cluster.partition_state("t", 0).unwrap();
+    let old = before.leader.unwrap();
+    cluster.stop_broker(old).unwrap();
+    // The crash lost everything the page cache held: the leader's log files are empty.
+    let partition_dir = dir.path().join(format!("broker-{old}")).join("t-0");
+    for entry in std::fs::read_dir(&partition_dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("log") => std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap(),
+            Some("index" | "timeindex" | "checkpoint") => std::fs::remove_file(&path).unwrap(),
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_file(partition_dir.join(".clean-shutdown"));
+    cluster.start_broker(old).unwrap();
+
+    wait_until("a new epoch", || {
+        cluster
+            .partition_state("t", 0)
+            .is_ok_and(|s| s.leader_epoch > before.leader_epoch && s.leader.is_some())
+    });
+    wait_until("every replica holds the five records", || {
+        (0..BROKERS).all(|b| replica(&cluster, b).log_end_offset() == 5)
+    });
+    let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
+    for b in 0..BROKERS {
+        assert_eq!(contents(&replica(&cluster, b)), expected, "broker {b}");
+    }
+    cluster.shutdown().unwrap();
+}

@@ -72,6 +72,10 @@ struct State {
     topics: BTreeMap<String, TopicConfig>,
     seen_revision: Option<u64>,
     registered: bool,
+    /// This run replaced a registration of this broker that was still live (the process
+    /// restarted before its lease ran out): until its next metadata sync has stepped it
+    /// down, it must not lead or count as in sync on what its last run did.
+    bounced: bool,
     last_renew_ms: i64,
     last_control_ms: i64,
     last_rebalance_ms: i64,
@@ -129,6 +133,7 @@ impl Node {
                 topics: BTreeMap::new(),
                 seen_revision: None,
                 registered: false,
+                bounced: false,
                 last_renew_ms: now,
                 last_control_ms: i64::MIN,
                 last_rebalance_ms: now,
@@ -226,8 +231,11 @@ impl Node {
             Err(Error::BrokerAlreadyRegistered { .. }) => {
                 // A restart of this broker: its old registration is this one's to replace.
                 self.consensus.unregister_broker(self.id)?;
-                self.consensus
-                    .register_broker(self.id, self.config.lease_ms)?
+                let registration = self
+                    .consensus
+                    .register_broker(self.id, self.config.lease_ms)?;
+                state.bounced = true;
+                registration
             }
             Err(e) => return Err(e),
         };
@@ -321,6 +329,10 @@ impl Node {
     /// Applies every partition state to the hosted replicas, opening new ones.
     fn sync_metadata(&self, state: &mut State, now: i64) -> Result<()> {
         let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
+        if state.bounced {
+            self.step_down_after_bounce(&live)?;
+            state.bounced = false;
+        }
         let mut seen = BTreeSet::new();
         for name in self.consensus.topics()? {
             let Some(Versioned { value: record, .. }) = self.consensus.topic(&name)? else {
@@ -380,6 +392,45 @@ impl Node {
             },
         );
         state.logs.insert(key.clone(), log);
+        Ok(())
+    }
+
+    /// After a restart that beat the old lease, does what the controller would have done
+    /// had it seen the broker go: on every partition where the store still counts this
+    /// broker in the ISR, a clean election without it (a new epoch, another in-sync
+    /// leader) and an ISR without it, unless it is the last member. Its last run may have
+    /// lost an unflushed tail (durability comes from replication), so leading, or
+    /// counting as in sync, on that state could lose acknowledged records; it catches up
+    /// as a follower and rejoins the ISR as any follower does (Kafka fences a restarted
+    /// broker likewise). A partition whose only in-sync replica it is goes offline for a
+    /// round, and the controller elects it again in a new epoch.
+    fn step_down_after_bounce(&self, live: &BTreeSet<BrokerId>) -> Result<()> {
+        let mut others = live.clone();
+        others.remove(&self.id);
+        for name in self.consensus.topics()? {
+            let Some(topic) = self.consensus.topic(&name)? else {
+                continue;
+            };
+            for (p, partition) in topic.value.partitions.iter().enumerate() {
+                if !partition.isr.contains(&self.id) {
+                    continue;
+                }
+                let Some(current) = self.consensus.partition_state(&name, p as u32)? else {
+                    continue;
+                };
+                // Never unclean: an out-of-sync replica is no safer than this one.
+                let Some(decision) = controller::decide(&current.value, &others, false, false)
+                else {
+                    continue;
+                };
+                ignore_conflict(self.consensus.set_partition_state(
+                    &name,
+                    p as u32,
+                    decision.state,
+                    current.version,
+                ))?;
+            }
+        }
         Ok(())
     }
 
