@@ -395,7 +395,7 @@ impl ClusterInner {
         let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
         let start = name
             .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31) + b as usize);
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
         let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
         consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;

@@ -50,14 +50,17 @@ pub fn place_replicas(
         ));
     }
     let n = brokers.len();
+    // Reduced first, so that any `start` (a hash) works without overflowing; the
+    // values are those of `(start + p) % n` and `(start + p / n) % (n - 1)`.
+    let others = (n - 1).max(1);
     let mut placement = Vec::with_capacity(partitions as usize);
     for p in 0..partitions as usize {
-        let first = (start + p) % n;
-        let shift = start + p / n;
+        let first = (start % n + p % n) % n;
+        let shift = (start % others + (p / n) % others) % others;
         let mut replicas = vec![brokers[first]];
         for j in 0..usize::from(replication_factor) - 1 {
             // Kafka's replicaIndex: never `first` again, distinct for distinct `j`.
-            let index = (first + 1 + (shift + j) % (n - 1)) % n;
+            let index = (first + 1 + (shift + j) % others) % n;
             replicas.push(brokers[index]);
         }
         placement.push(replicas);

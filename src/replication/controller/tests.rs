@@ -151,3 +151,20 @@ fn leadership_returns_to_the_preferred_replica_once_it_is_in_sync() {
     let unsynced = state(&[1, 2, 3], Some(2), &[2]);
     assert_eq!(decide(&unsynced, &live(&[1, 2, 3]), true, true), None);
 }
+
+/// `start` is a hash of the topic name and may take any value: the placement neither
+/// overflows nor loses the round-robin of leaders near `usize::MAX`.
+#[test]
+fn any_start_places_leaders_round_robin_without_overflow() {
+    let live: BTreeSet<BrokerId> = [1, 2, 3].into_iter().collect();
+    for start in [usize::MAX, usize::MAX - 1, 0, 7] {
+        let placement = place_replicas(6, 2, &live, start).unwrap();
+        let leaders: Vec<BrokerId> = placement.iter().map(|r| r[0]).collect();
+        for pair in leaders.windows(2) {
+            assert_ne!(pair[0], pair[1], "start {start}: {leaders:?}");
+        }
+        for replicas in &placement {
+            assert_ne!(replicas[0], replicas[1], "start {start}: {placement:?}");
+        }
+    }
+}
