@@ -522,3 +522,16 @@ fn with_the_system_clock_a_delayed_message_wakes_a_waiting_receiver() {
     assert!(waited >= Duration::from_millis(25), "{waited:?}");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
+
+/// Without faults every message is due at once, in send order, also when the clock steps
+/// back between two sends (a wall clock may): the transport keeps its own time from going
+/// back, so the first is neither held back nor overtaken.
+#[test]
+fn a_clock_stepping_back_neither_holds_back_nor_reorders_messages() {
+    let (clock, net) = net(1);
+    clock.set_ms(10_000);
+    net.send(msg(1, 2, 1)).unwrap();
+    clock.set_ms(5_000);
+    net.send(msg(1, 2, 2)).unwrap();
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [1, 2]);
+}

@@ -72,6 +72,18 @@ struct State {
     stats: TransportStats,
     /// Bumped by `wake_receivers`; a blocked receive returns when it changes.
     wake_generation: u64,
+    /// The latest time the clock has shown this transport: its own clock never steps
+    /// back (a wall clock may), so a message is never held back or overtaken by one sent
+    /// after it because the clock stepped back in between.
+    latest_ms: i64,
+}
+
+impl State {
+    /// The clock's `now`, or the latest time seen if the clock stepped back.
+    fn monotonic(&mut self, now: i64) -> i64 {
+        self.latest_ms = self.latest_ms.max(now);
+        self.latest_ms
+    }
 }
 
 /// An in-process network between brokers, deterministic for a given seed and clock.
@@ -125,6 +137,7 @@ impl InMemoryTransport {
                 pending: 0,
                 stats: TransportStats::default(),
                 wake_generation: 0,
+                latest_ms: i64::MIN,
             }),
             arrived: Mutex::new(BTreeMap::new()),
         }
@@ -323,9 +336,11 @@ impl State {
 
 impl Transport for InMemoryTransport {
     fn send(&self, envelope: Envelope) -> Result<()> {
-        let now = self.clock.now_ms();
         let to = envelope.to;
-        self.state.lock().enqueue(now, envelope)?;
+        let mut state = self.state.lock();
+        let now = state.monotonic(self.clock.now_ms());
+        state.enqueue(now, envelope)?;
+        drop(state);
         self.arrived(to).notify_all();
         Ok(())
     }
@@ -346,7 +361,7 @@ impl Transport for InMemoryTransport {
         let mut state = self.state.lock();
         let generation = state.wake_generation;
         loop {
-            let now = self.clock.now_ms();
+            let now = state.monotonic(self.clock.now_ms());
             let ready = state.take_ready(broker, now, max)?;
             if !ready.is_empty() || max == 0 || state.wake_generation != generation {
                 return Ok(ready);
