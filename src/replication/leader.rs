@@ -151,8 +151,9 @@ impl LeaderState {
         self.followers.get(&broker)
     }
 
-    /// Marks followers whose broker is gone or shutting down: they neither hold the high
-    /// watermark back nor join the ISR.
+    /// Marks followers whose broker is gone or shutting down: they are proposed out of the
+    /// ISR, do not join it again nor count towards `min.insync.replicas`, and hold the
+    /// high watermark back only while the committed ISR still holds them.
     pub fn set_fenced(&mut self, fenced: Vec<BrokerId>) {
         self.fenced = fenced;
     }

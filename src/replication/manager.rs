@@ -424,7 +424,8 @@ impl ReplicaManager {
                     deadline_ms: now_ms + i64::from(request.timeout_ms),
                 });
                 // The append may move the high watermark past earlier waiting produces
-                // too (a fenced follower, a leader alone in the ISR): theirs come out at
+                // too (a follower outside the ISR that no longer counts as caught up, a
+                // leader alone in the ISR): theirs come out at
                 // the next call that returns outputs.
                 let mut outcome = ProduceOutcome::Waiting;
                 for done in self.complete_pending(key) {
@@ -519,8 +520,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Marks followers on gone brokers: they stop holding the high watermark back and
-    /// leave the ISR at the next [`ReplicaManager::tick`]. The set replaces the previous
+    /// Marks followers on gone brokers: the leader proposes them out of the ISR at the
+    /// next [`ReplicaManager::tick`], and they count no more towards
+    /// `min.insync.replicas` nor join the ISR again; until the ISR that drops them is
+    /// committed they still hold the high watermark back. The set replaces the previous
     /// one and holds for every partition this broker leads, now or after a later state.
     pub fn set_fenced_brokers(&mut self, fenced: &[BrokerId]) {
         self.fenced = fenced.to_vec();
