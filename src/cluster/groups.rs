@@ -104,12 +104,15 @@ impl OffsetsLog for NodeOffsets {
                     if let Some(response) = self.node.wait_answer(token, LEADER_CHECK) {
                         break response;
                     }
-                    if !self.node.leads(&key) {
-                        return Err(failed(ReplicaError::NotLeaderOrFollower { leader: None }));
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(failed(ReplicaError::RequestTimedOut));
-                    }
+                    let error = if !self.node.leads(&key) {
+                        ReplicaError::NotLeaderOrFollower { leader: None }
+                    } else if Instant::now() >= deadline {
+                        ReplicaError::RequestTimedOut
+                    } else {
+                        continue;
+                    };
+                    self.node.abandon_answer(token);
+                    return Err(failed(error));
                 }
             }
         };

@@ -10,7 +10,7 @@
 //! new are held ("parked") for up to `replica.fetch.wait.max.ms` and answered as soon as
 //! the leader appends, so `acks=all` waits for replication, not for a timer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +87,27 @@ struct State {
     last_error: Option<String>,
 }
 
+/// Answers to produces that waited for replication, until their producers collect them.
+#[derive(Debug, Default)]
+struct Answers {
+    ready: HashMap<ProduceToken, ProduceResponse>,
+    /// Waiting produces nobody will collect: their answers are dropped when they come.
+    /// Each waiting produce is answered once (at the latest when it times out, or when
+    /// the broker stops), which removes it from here.
+    abandoned: HashSet<ProduceToken>,
+}
+
+impl Answers {
+    /// Keeps the answer to `token` for its producer; false if it was abandoned.
+    fn deliver(&mut self, token: ProduceToken, response: ProduceResponse) -> bool {
+        if self.abandoned.remove(&token) {
+            return false;
+        }
+        self.ready.insert(token, response);
+        true
+    }
+}
+
 /// One broker: its replicas, its lease, and (when elected) the controller's duties.
 pub struct Node {
     id: BrokerId,
@@ -96,7 +117,7 @@ pub struct Node {
     transport: Arc<dyn Transport>,
     env: Env,
     state: Mutex<State>,
-    answers: Mutex<HashMap<ProduceToken, ProduceResponse>>,
+    answers: Mutex<Answers>,
     answered: Condvar,
     /// Set when a hosted log closed under the broker (a storage failure): the broker has
     /// stopped serving and left the cluster, until it is opened again.
@@ -147,7 +168,7 @@ impl Node {
             consensus,
             transport,
             env,
-            answers: Mutex::new(HashMap::new()),
+            answers: Mutex::new(Answers::default()),
             answered: Condvar::new(),
             halted: AtomicBool::new(false),
         };
@@ -650,8 +671,9 @@ impl Node {
                     queue.extend(self.alter_isr(state, &partition, change, now));
                 }
                 ReplicaOutput::ProduceDone { token, response } => {
-                    self.answers.lock().insert(token, response);
-                    self.answered.notify_all();
+                    if self.answers.lock().deliver(token, response) {
+                        self.answered.notify_all();
+                    }
                 }
             }
         }
@@ -773,7 +795,7 @@ impl Node {
 
     /// The answer to a waiting produce, if it has come.
     pub fn take_answer(&self, token: ProduceToken) -> Option<ProduceResponse> {
-        self.answers.lock().remove(&token)
+        self.answers.lock().ready.remove(&token)
     }
 
     /// Waits (real time) up to `timeout` for the answer to a waiting produce.
@@ -781,13 +803,30 @@ impl Node {
         let deadline = crate::clock::deadline_after(timeout);
         let mut answers = self.answers.lock();
         loop {
-            if let Some(response) = answers.remove(&token) {
+            if let Some(response) = answers.ready.remove(&token) {
                 return Some(response);
             }
             if self.answered.wait_until(&mut answers, deadline).timed_out() {
-                return answers.remove(&token);
+                return answers.ready.remove(&token);
             }
         }
+    }
+
+    /// Says that nobody will collect the answer to the waiting produce `token` (its
+    /// producer gave up or went away): the answer is dropped, now or when it comes,
+    /// instead of being kept for ever.
+    pub fn abandon_answer(&self, token: ProduceToken) {
+        let mut answers = self.answers.lock();
+        if answers.ready.remove(&token).is_none() {
+            answers.abandoned.insert(token);
+        }
+    }
+
+    /// Answers kept for producers, and abandoned produces not yet answered.
+    #[cfg(test)]
+    pub(crate) fn held_answers(&self) -> (usize, usize) {
+        let answers = self.answers.lock();
+        (answers.ready.len(), answers.abandoned.len())
     }
 
     /// Stops serving after a storage failure ([`Node::is_halted`]): the broker answers

@@ -163,8 +163,10 @@ fn resolve(
             // The leader times the request out itself; the slack covers a leader that
             // stopped meanwhile.
             let wait = Duration::from_millis(u64::from(request.timeout_ms) + 1_000);
-            node.wait_answer(token, wait)
-                .ok_or(ReplicaError::RequestTimedOut)?
+            node.wait_answer(token, wait).ok_or_else(|| {
+                node.abandon_answer(token);
+                ReplicaError::RequestTimedOut
+            })?
         }
     };
     match (response.error, response.base_offset) {
@@ -183,6 +185,16 @@ pub struct PendingSend {
     request: ProduceRequest,
     count: u64,
     first: Option<Result<(Arc<Node>, Submitted), ReplicaError>>,
+}
+
+impl Drop for PendingSend {
+    /// A send dropped without [`PendingSend::wait`] still happens (the batch may already
+    /// be written), but its answer is not kept for anyone.
+    fn drop(&mut self) {
+        if let Some(Ok((node, Submitted::Waiting(token)))) = self.first.take() {
+            node.abandon_answer(token);
+        }
+    }
 }
 
 impl PendingSend {

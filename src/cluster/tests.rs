@@ -78,3 +78,33 @@ fn a_broker_halted_by_a_closed_log_is_not_running_and_starts_again() {
     assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec()]);
     cluster.shutdown().unwrap();
 }
+
+#[test]
+fn answers_to_sends_dropped_without_waiting_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(1).replication_factor(3),
+        )
+        .unwrap();
+    let producer = cluster
+        .producer(ProducerConfig::default().acks(Acks::All))
+        .unwrap();
+    for i in 0..20u8 {
+        // Dropped at once: some are answered before the drop, most after.
+        drop(
+            producer
+                .send_async("t", 0, &[Record::new(vec![i])])
+                .unwrap(),
+        );
+    }
+    let last = producer.send_to("t", 0, &[Record::new(b"last".to_vec())]);
+    assert_eq!(last.unwrap(), 20..21, "the dropped sends still happened");
+    let leader = cluster.broker(cluster.leader("t", 0).unwrap()).unwrap();
+    wait_until("every dropped send is answered", || {
+        leader.node.held_answers() == (0, 0)
+    });
+    cluster.shutdown().unwrap();
+}

@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 /// `notify_all` moves the waiters onto the mutex and wakes them one at a time, each after
 /// the one before has run, so on two cores eight appenders took longer to come back than
 /// the gathering waits, and fsyncs covered about six of them. `std` wakes them all at
-/// once and every fsync covers all eight (8 threads: 3.5x → 4.7x one thread's rate).
+/// once and every fsync covers all eight (8 threads: 3.3x → 5.0x one thread's rate).
 #[derive(Debug, Default)]
 pub(super) struct SyncState {
     state: StdMutex<Synced>,
