@@ -6,6 +6,9 @@
 //!
 //! - `replication/single_broker_append`: `Partition::append_records` of the batch on a
 //!   plain log.
+//! - `replication/single_broker_cluster`: a cluster of one broker (replication factor 1)
+//!   and the same producer with `acks=all`: the produce path (the leader checks and
+//!   restamps the client's batch) without replication.
 //! - `replication/rf3_acks_1`: `Producer::send_to` to the leader, answered after the
 //!   leader's append (followers copy it meanwhile).
 //! - `replication/rf3_acks_all`: answered once both followers have fetched the batch and
@@ -72,13 +75,17 @@ fn replication(c: &mut Criterion) {
             )
         })
     });
-    for (name, acks) in [("rf3_acks_1", Acks::Leader), ("rf3_acks_all", Acks::All)] {
+    for (name, brokers, acks) in [
+        ("single_broker_cluster", 1, Acks::All),
+        ("rf3_acks_1", 3, Acks::Leader),
+        ("rf3_acks_all", 3, Acks::All),
+    ] {
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 timed_rounds(
                     iters,
                     ROUND,
-                    || start_cluster(acks),
+                    || start_cluster(brokers, acks),
                     |(producer, _, _)| {
                         producer.send_to("t", 0, &records).expect("send");
                     },
@@ -104,7 +111,7 @@ fn replication(c: &mut Criterion) {
 /// Sends `n` batches with `acks=all` to a fresh cluster, up to [`IN_FLIGHT`] at once;
 /// the time from the first send to the last answer.
 fn pipelined(records: &[Record], n: u64) -> Duration {
-    let (producer, cluster, dir) = start_cluster(Acks::All);
+    let (producer, cluster, dir) = start_cluster(3, Acks::All);
     let start = Instant::now();
     let mut in_flight = VecDeque::new();
     for _ in 0..n {
@@ -125,15 +132,18 @@ fn pipelined(records: &[Record], n: u64) -> Duration {
 
 const IN_FLIGHT: usize = 8;
 
-/// Three brokers with topic `t` (one partition, RF 3), replicating, and a producer with
-/// `acks`.
-fn start_cluster(acks: Acks) -> (Producer, Cluster, tempfile::TempDir) {
+/// `brokers` brokers with topic `t` (one partition, on every broker), replicating, and
+/// a producer with `acks`.
+fn start_cluster(brokers: u16, acks: Acks) -> (Producer, Cluster, tempfile::TempDir) {
     let dir = temp_dir();
-    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).expect("start");
+    let cluster = Cluster::start(ClusterConfig::in_memory(u32::from(brokers)).data_dir(dir.path()))
+        .expect("start");
     cluster
         .create_topic(
             "t",
-            TopicConfig::default().partitions(1).replication_factor(3),
+            TopicConfig::default()
+                .partitions(1)
+                .replication_factor(brokers),
         )
         .expect("create");
     // Until both followers fetch, the first `acks=all` answer waits on their start: one
