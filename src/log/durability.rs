@@ -71,6 +71,9 @@ struct Synced {
     peak: usize,
     /// How long the last fsync took.
     last_sync: Duration,
+    /// `close` has finished its final flush (or found the log failed): appenders waiting
+    /// for it stop waiting.
+    close_ended: bool,
 }
 
 /// An appender's place in the queue for durability; pass it to `Inner::sync_to`.
@@ -172,6 +175,13 @@ impl SyncState {
         self.changed.notify_all();
     }
 
+    /// `close` ended: its final flush (if it ran and succeeded) has marked everything
+    /// written before it durable. Appenders that waited for it look once more.
+    pub(super) fn close_ended(&self) {
+        self.lock().close_ended = true;
+        self.changed.notify_all();
+    }
+
     /// The truncation begun last failed and closed the log: appenders not yet durable
     /// fail.
     pub(super) fn abort_truncation(&self) {
@@ -242,8 +252,19 @@ impl Inner {
             if state.durable_offset >= offset {
                 return (state, Ok(()));
             }
-            // A failed fsync or truncation closed the log: these bytes stay unvouched.
             if let Err(error) = self.ensure_open() {
+                // A `close` flushes everything appended before it (appenders register
+                // under the writer lock it then takes): wait for that flush rather than
+                // fail records it makes durable.
+                if self.closing.load(Ordering::Acquire) && !state.close_ended {
+                    state = self
+                        .sync
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                // A failed fsync or truncation closed the log: these bytes stay unvouched.
                 return (state, Err(error));
             }
             if state.in_flight || state.truncating {

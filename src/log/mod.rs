@@ -880,6 +880,7 @@ impl Inner {
         } else {
             self.close_locked(&mut writer)
         };
+        self.sync.close_ended();
         // The maps go before the directory does: the next open may cut these files, and
         // must find them mapped only where readers still hold bytes (it rewrites those).
         for segment in self.segments.read().values() {

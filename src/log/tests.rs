@@ -331,6 +331,28 @@ fn sync_breaks_under_two_appenders(
     (log, config)
 }
 
+/// A close that starts while an appender waits for its fsync flushes that appender's
+/// record with everything else: the append succeeds instead of failing `Closed`.
+#[test]
+fn a_close_makes_waiting_appenders_durable_instead_of_failing_them() {
+    let sim = SimStorage::default();
+    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(300));
+    let syncer = append_in_thread(&log, 10);
+    // Record 10's fsync is in flight; record 11 waits for the next one.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waiter = append_in_thread(&log, 11);
+    log.shutdown().unwrap();
+    assert_eq!(syncer.join().unwrap().unwrap(), 10);
+    assert_eq!(waiter.join().unwrap().unwrap(), 11);
+    drop(log);
+    let after = sim.power_loss(5);
+    let reopened = Partition::open_with_env("/p", config, env(&after)).unwrap();
+    assert_eq!(
+        values(&reopened, 10),
+        vec![(10, value(10)), (11, value(11))]
+    );
+}
+
 #[test]
 fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
     let sim = SimStorage::default();
