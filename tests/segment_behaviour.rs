@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use streamlog::record::{BatchHeader, encode_batch};
-use streamlog::segment::{IncomingBatch, SegmentLimits};
+use streamlog::segment::{IncomingBatch, OffsetGaps, SegmentLimits};
 use streamlog::{
     Compression, Env, Error, LogConfig, LogRecord, ManualClock, OffsetAndTimestamp, Partition,
     Record, Segment, SimStorage, Storage,
@@ -25,7 +25,7 @@ fn limits(index_interval_bytes: usize) -> SegmentLimits {
         index_interval_bytes,
         map_bytes: 1 << 20,
         // Several tests place batches with gaps (50-51, 60-61) as compaction leaves them.
-        offset_gaps: true,
+        offset_gaps: OffsetGaps::new(true),
     }
 }
 

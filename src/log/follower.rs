@@ -4,6 +4,11 @@
 //! would not fit the active segment's 32-bit relative range rolls a new segment based at
 //! `max(log end, the batch's first offset)`. A batch carrying a leader epoch newer than
 //! the log's latest records that epoch as starting at the batch's base offset.
+//!
+//! Whether gaps are accepted depends on the log (it may hold them: it compacts or once
+//! did) and, for a replica, on its leader: a leader's log that may hold gaps makes the
+//! copy allow them too (durably, before the first gap is written), and one that holds
+//! none makes the copy refuse them.
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -16,15 +21,42 @@ impl Partition {
     /// Appends batches with their offsets as given (one or more v2 batches end to end).
     /// Every batch is validated (CRC-32C, offsets increasing) before anything is written;
     /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]). Gaps
-    /// (a compacted leader's) are accepted only by logs that may hold them: opened under a
-    /// compacting policy now or before ([`crate::CleanupPolicy::allows_offset_gaps`]; the
-    /// fact is kept on disk, so a log whose policy became `delete` keeps accepting them).
-    /// Others need each batch to start where the previous one (or the log) ends.
+    /// (a compacted leader's) are accepted only by logs that may hold them
+    /// ([`Partition::may_hold_offset_gaps`]: opened under a compacting policy now or
+    /// before — the fact is kept on disk, so a log whose policy became `delete` keeps
+    /// accepting them — or made to by [`Partition::append_from_leader`]). Others need each
+    /// batch to start where the previous one (or the log) ends.
     /// `max.message.bytes` is not applied: the leader already accepted these batches.
     /// If the disk fails part way, the batches before the failure stay appended (the log
     /// end shows how far it got) and the error is returned.
     /// Returns the offsets from the first batch's base to one past the last batch's end.
     pub fn append_as_follower(&self, batches: &[u8]) -> Result<Range<u64>> {
+        self.append_copied(batches, Source::Unknown)
+    }
+
+    /// [`Partition::append_as_follower`] for a replica copying its leader's log, whose
+    /// leader said whether its own log may hold offset gaps. When it may, gaps are
+    /// accepted: a log that does not allow them yet (a replica created after its topic
+    /// switched from compaction to `delete`) first writes its `.offset-gaps` marker
+    /// durably (file synced, then the directory), and only then writes the gap, so a
+    /// reopen accepts what was written. A failed sync of the marker closes the log, as any
+    /// failed sync does. When the leader's log holds no gaps, every batch must start where
+    /// the previous one (or the log) ends, whatever this log allows: a gap cannot come
+    /// from such a leader.
+    pub fn append_from_leader(
+        &self,
+        batches: &[u8],
+        leader_may_hold_gaps: bool,
+    ) -> Result<Range<u64>> {
+        let source = if leader_may_hold_gaps {
+            Source::LeaderWithGaps
+        } else {
+            Source::LeaderWithoutGaps
+        };
+        self.append_copied(batches, source)
+    }
+
+    fn append_copied(&self, batches: &[u8], source: Source) -> Result<Range<u64>> {
         let headers = validate(batches)?;
         let inner = &*self.inner;
         let segment_bytes = inner.config.segment_bytes;
@@ -44,7 +76,11 @@ impl Partition {
             return Ok(log_end..log_end);
         };
         let (first_offset, last_offset) = (first.base_offset as u64, last.last_offset() as u64);
-        let gaps = inner.limits.offset_gaps;
+        let gaps = match source {
+            Source::Unknown => inner.limits.offset_gaps.allowed(),
+            Source::LeaderWithGaps => true,
+            Source::LeaderWithoutGaps => false,
+        };
         if first_offset < log_end || (!gaps && first_offset != log_end) {
             return Err(Error::UnexpectedAppendOffset {
                 first: first_offset,
@@ -56,14 +92,22 @@ impl Partition {
             .windows(2)
             .find(|p| p[1].1.base_offset != p[0].1.last_offset() + 1);
         if let (false, Some(pair)) = (gaps, gap) {
+            let why = match source {
+                Source::LeaderWithoutGaps => "the leader's log holds no gaps",
+                _ => "gaps need a compacted log",
+            };
             return Err(Error::invalid_batch(
                 pair[1].0,
                 format!(
-                    "batch starts at offset {} after one ending at {}: gaps need a compacted log",
+                    "batch starts at offset {} after one ending at {}: {why}",
                     pair[1].1.base_offset,
                     pair[0].1.last_offset()
                 ),
             ));
+        }
+        if first_offset != log_end || gap.is_some() {
+            // Only a gapped leader's batches get here without the log allowing gaps.
+            inner.allow_offset_gaps_locked()?;
         }
         let result = headers
             .iter()
@@ -82,6 +126,18 @@ impl Partition {
             .map(|()| first_offset..last_offset + 1);
         inner.after_append(writer, result)
     }
+}
+
+/// Where copied batches come from, which decides whether they may leave offset gaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Not said (a tool restoring a log, or a caller that does not know): gaps are
+    /// accepted when this log may already hold them.
+    Unknown,
+    /// A leader whose log may hold gaps: accepted, this log being made to allow them.
+    LeaderWithGaps,
+    /// A leader whose log holds none: refused.
+    LeaderWithoutGaps,
 }
 
 /// Parses and checks every batch; returns each one's position and header.

@@ -11,8 +11,9 @@
 //!   fails with [`Error::Corrupt`] naming the file and byte;
 //! - index files without a `.log` are removed; missing index files are rebuilt;
 //! - offsets must follow each other exactly (each batch starting where the previous one
-//!   ended) unless the log may hold offset gaps: its policy compacts now or it compacted
-//!   before (the `.offset-gaps` marker, see `offset_gaps`), whatever the policy is today;
+//!   ended) unless the log may hold offset gaps: its policy compacts now, or it compacted
+//!   before or copied a leader's gaps (the `.offset-gaps` marker, see `offset_gaps`),
+//!   whatever the policy is today;
 //! - the log start offset is `max(checkpointed log start, first segment's base)`; if the
 //!   log end falls below it, the log restarts as one empty segment at the log start;
 //! - the leader epochs come from `leader-epoch-checkpoint`, completed from the batches
@@ -33,7 +34,7 @@ use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::segment::{
-    CLEANED_SUFFIX, REWRITE_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
+    CLEANED_SUFFIX, OffsetGaps, REWRITE_SUFFIX, SWAP_SUFFIX, Segment, SegmentFile, SegmentLimits,
     parse_segment_file_name,
 };
 use crate::storage::{Env, Storage};
@@ -45,7 +46,11 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     let lock = storage.lock_dir(dir)?;
     super::retention::remove_deleted_files(storage, dir)?;
     let now_ms = env.clock.now_ms();
-    let offset_gaps = super::offset_gaps::may_hold_gaps(storage, dir, config.cleanup_policy)?;
+    let offset_gaps = OffsetGaps::new(super::offset_gaps::may_hold_gaps(
+        storage,
+        dir,
+        config.cleanup_policy,
+    )?);
     let limits = SegmentLimits {
         index_bytes: config.segment_index_bytes,
         index_interval_bytes: config.index_interval_bytes,
@@ -64,7 +69,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
     for base in bases {
         segments.insert(
             base,
-            Arc::new(Segment::open(storage, dir, base, limits, now_ms)?),
+            Arc::new(Segment::open(storage, dir, base, limits.clone(), now_ms)?),
         );
     }
     let recover_from = if clean {
@@ -84,7 +89,11 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         &missing_index,
         now_ms,
     )?;
-    check_continuity(&segments, checkpoint.recovery_point, limits.offset_gaps)?;
+    check_continuity(
+        &segments,
+        checkpoint.recovery_point,
+        limits.offset_gaps.allowed(),
+    )?;
 
     let first_base = segments
         .keys()
@@ -100,7 +109,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         for segment in std::mem::take(&mut segments).into_values() {
             segment.delete(storage)?;
         }
-        let fresh = Segment::create(storage, dir, log_start, limits, now_ms)?;
+        let fresh = Segment::create(storage, dir, log_start, limits.clone(), now_ms)?;
         segments.insert(log_start, Arc::new(fresh));
         log_end = log_start;
     }

@@ -172,6 +172,14 @@ impl Partition {
         self.inner.closed.load(Ordering::Acquire)
     }
 
+    /// Whether this log may hold offset gaps (batches not starting where the previous one
+    /// ended): it was opened under a compacting policy, now or before (the `.offset-gaps`
+    /// marker), or it copies a leader's log that may hold them
+    /// ([`Partition::append_from_leader`]). Once true, it stays true.
+    pub fn may_hold_offset_gaps(&self) -> bool {
+        self.inner.limits.offset_gaps.allowed()
+    }
+
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> u64 {
         self.inner.log_end_offset.load(Ordering::Acquire)
@@ -661,7 +669,7 @@ impl Inner {
             storage,
             &self.dir,
             new_base,
-            self.limits,
+            self.limits.clone(),
             now_ms,
         )?);
         storage.sync_dir(&self.dir)?;
@@ -834,7 +842,7 @@ impl Inner {
         for segment in &old {
             segment.delete(storage)?;
         }
-        let fresh = Segment::create(storage, &self.dir, offset, self.limits, now_ms)?;
+        let fresh = Segment::create(storage, &self.dir, offset, self.limits.clone(), now_ms)?;
         self.segments.write().insert(offset, Arc::new(fresh));
         self.log_start_offset.store(offset, Ordering::Release);
         Ok(offset)

@@ -13,6 +13,10 @@
 //!   follower appends run only once the open has returned;
 //! - the marker is never removed, so a log that compacted once keeps accepting its gaps
 //!   whatever its policy becomes;
+//! - a replica whose leader's log may hold gaps (its topic compacted, then switched to
+//!   `delete` before this replica was created) gets the marker while open, durably, just
+//!   before it writes the first gap it copies; only then does its in-memory setting (one
+//!   for all its segments) turn on;
 //! - a log without the marker whose directory holds `cleaner-offset.checkpoint` was
 //!   compacted before the marker existed: it counts as marked, and gets the marker. (An
 //!   older follower log that copied gaps without compacting itself has neither; its first
@@ -23,6 +27,7 @@
 
 use std::path::Path;
 
+use super::Inner;
 use super::cleaner::CLEANER_CHECKPOINT_FILE;
 use crate::config::CleanupPolicy;
 use crate::error::Result;
@@ -47,11 +52,38 @@ pub(super) fn may_hold_gaps(
     if !policy.allows_offset_gaps() && !compacted_before {
         return Ok(false);
     }
-    let file = storage.open(&marker, OpenMode::Create)?;
-    file.sync_data()?;
-    drop(file);
-    storage.sync_dir(dir)?;
+    write_marker(storage, dir, |synced| synced)?;
     Ok(true)
+}
+
+/// Writes the marker durably: the file, synced, then the directory, synced. `synced`
+/// sees each sync's result before it is passed on (a live log closes on a failed one).
+fn write_marker(
+    storage: &dyn Storage,
+    dir: &Path,
+    synced: impl Fn(Result<()>) -> Result<()>,
+) -> Result<()> {
+    let file = storage.open(&dir.join(OFFSET_GAPS_FILE), OpenMode::Create)?;
+    synced(file.sync_data())?;
+    drop(file);
+    synced(storage.sync_dir(dir))
+}
+
+impl Inner {
+    /// Lets this open log hold offset gaps from now on (a replica of a leader whose log
+    /// may hold them): the marker is made durable first, and only then does the setting
+    /// turn on, for every segment at once. No gap is written before a reopen would accept
+    /// it. A failed sync closes the log. Caller holds `writer`.
+    pub(super) fn allow_offset_gaps_locked(&self) -> Result<()> {
+        if self.limits.offset_gaps.allowed() {
+            return Ok(());
+        }
+        write_marker(&*self.env.storage, &self.dir, |synced| {
+            self.poison_on_failure(synced)
+        })?;
+        self.limits.offset_gaps.allow();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::storage::SimStorage;
+use crate::storage::{SimStorage, Storage};
 
 fn env(sim: &SimStorage) -> Env {
     Env {
@@ -741,6 +741,100 @@ fn a_log_without_compaction_refuses_offset_gaps_from_a_follower() {
         Err(Error::InvalidBatch { .. })
     ));
     assert_eq!(log.log_end_offset(), 0);
+}
+
+/// A replica created under `delete` copying a leader whose log may hold gaps: its log
+/// takes the gaps, writing the `.offset-gaps` marker (file and directory synced) before
+/// the first one, and opens again with them after a power loss.
+#[test]
+fn a_follower_of_a_gapped_leader_marks_its_log_before_the_first_gap() {
+    let sim = SimStorage::default();
+    let marker = std::path::Path::new("/p").join(offset_gaps::OFFSET_GAPS_FILE);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert!(!log.may_hold_offset_gaps());
+    // Without a gap nothing changes.
+    assert_eq!(log.append_from_leader(&batch_at(0, 3), true).unwrap(), 0..3);
+    assert!(!log.may_hold_offset_gaps() && !sim.exists(&marker));
+
+    let dir_syncs = sim.sync_dir_count();
+    let mut input = batch_at(10, 2);
+    input.extend(batch_at(20, 1));
+    assert_eq!(log.append_from_leader(&input, true).unwrap(), 10..21);
+    assert!(log.may_hold_offset_gaps() && sim.exists(&marker));
+    assert!(sim.sync_dir_count() > dir_syncs);
+    // Every segment, old and new, reads with the gaps.
+    log.roll().unwrap();
+    assert_eq!(
+        log.append_from_leader(&batch_at(30, 1), true).unwrap(),
+        30..31
+    );
+    let offsets =
+        |log: &Partition| -> Vec<u64> { values(log, 0).into_iter().map(|(o, _)| o).collect() };
+    assert_eq!(offsets(&log), [0, 1, 2, 10, 11, 20, 30]);
+    assert_eq!(values(&log, 5)[0].0, 10);
+    log.flush().unwrap();
+    drop(log);
+
+    for seed in 0..8 {
+        let after = sim.power_loss(seed);
+        let log = Partition::open_with_env("/p", small(), env(&after)).unwrap();
+        assert!(log.may_hold_offset_gaps(), "seed {seed}");
+        assert_eq!(offsets(&log), [0, 1, 2, 10, 11, 20, 30], "seed {seed}");
+    }
+}
+
+/// The marker must be durable before a gap is written: when its sync fails, the log
+/// closes (as on any failed sync) and the gapped batches are not written.
+#[test]
+fn a_gap_is_not_written_when_the_marker_cannot_be_made_durable() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    log.append_from_leader(&batch_at(0, 3), true).unwrap();
+    let size = log.size_bytes();
+    sim.fail_syncs(true);
+    assert!(log.append_from_leader(&batch_at(10, 1), true).is_err());
+    assert!(log.is_closed());
+    assert!(!log.may_hold_offset_gaps());
+    assert_eq!((log.log_end_offset(), log.size_bytes()), (3, size));
+    assert_eq!(sim.file_len("/p/00000000000000000000.log"), Some(size));
+}
+
+/// A leader whose log holds no gaps cannot send one: a replica refuses it even when its
+/// own log may hold gaps (it compacted once), and writes no marker for it.
+#[test]
+fn a_follower_of_a_leader_without_gaps_refuses_a_gap() {
+    for config in [small(), compacted()] {
+        let sim = SimStorage::default();
+        let marker = std::path::Path::new("/p").join(offset_gaps::OFFSET_GAPS_FILE);
+        let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
+        let allowed = log.may_hold_offset_gaps();
+        let err = log.append_from_leader(&batch_at(3, 1), false).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::UnexpectedAppendOffset {
+                    first: 3,
+                    last: 3,
+                    log_end: 0
+                }
+            ),
+            "{err}"
+        );
+        let mut input = batch_at(0, 3);
+        input.extend(batch_at(10, 2));
+        assert!(matches!(
+            log.append_from_leader(&input, false),
+            Err(Error::InvalidBatch { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.may_hold_offset_gaps(), allowed);
+        assert_eq!(sim.exists(&marker), allowed, "{config:?}");
+        // Batches that follow each other are taken.
+        assert_eq!(
+            log.append_from_leader(&batch_at(0, 3), false).unwrap(),
+            0..3
+        );
+    }
 }
 
 #[test]

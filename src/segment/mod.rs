@@ -19,7 +19,7 @@ mod scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -47,8 +47,32 @@ const LOOKUP_WINDOW_BYTES: usize = 16 << 10;
 /// readable; those settings limit appends only.
 pub const MAX_STORED_BATCH_BYTES: usize = i32::MAX as usize;
 
+/// Whether a log's batches may leave offset gaps: one setting shared by the log and every
+/// segment it holds (clones share it), so that turning it on holds for all of them at once.
+/// It only ever turns on: a log that may hold gaps keeps them.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetGaps(Arc<AtomicBool>);
+
+impl OffsetGaps {
+    /// A setting of its own, starting as `allowed`.
+    pub fn new(allowed: bool) -> Self {
+        Self(Arc::new(AtomicBool::new(allowed)))
+    }
+
+    /// Whether batches may leave offset gaps.
+    pub fn allowed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Allows gaps from now on, for every holder of this setting. The log calls it only
+    /// once its `.offset-gaps` marker is durable, under its writer lock.
+    pub(crate) fn allow(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// The sizes a segment needs from the log's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SegmentLimits {
     /// `segment.index.bytes`: preallocated size of each index file.
     pub index_bytes: usize,
@@ -60,9 +84,10 @@ pub struct SegmentLimits {
     /// segment (up to [`MAX_STORED_BATCH_BYTES`]), whatever the config says now.
     pub map_bytes: usize,
     /// Whether batches may leave offset gaps: the log compacts, or did under an earlier
-    /// policy (its gaps stay). When not, every batch must start where the previous one
-    /// ended, and the first at the segment's base offset.
-    pub offset_gaps: bool,
+    /// policy (its gaps stay), or copies a leader's log that may hold them. When not,
+    /// every batch must start where the previous one ended, and the first at the
+    /// segment's base offset. Shared by all the log's segments.
+    pub offset_gaps: OffsetGaps,
 }
 
 /// Where an offset lives in a segment: the batch that holds it.
@@ -586,7 +611,9 @@ impl Segment {
         position: u64,
     ) -> Result<()> {
         match expected {
-            Some(expected) if !self.limits.offset_gaps && header.base_offset != expected as i64 => {
+            Some(expected)
+                if !self.limits.offset_gaps.allowed() && header.base_offset != expected as i64 =>
+            {
                 Err(Error::Corrupt {
                     path: self.log.path().to_path_buf(),
                     position,
@@ -602,7 +629,7 @@ impl Segment {
 
     /// Whether batches in this segment may leave offset gaps.
     pub(crate) fn allows_offset_gaps(&self) -> bool {
-        self.limits.offset_gaps
+        self.limits.offset_gaps.allowed()
     }
 
     /// Checks both indexes: their own sanity rules, and that sampled offset-index entries

@@ -57,7 +57,7 @@ impl Segment {
             let next = self.next_offset();
             let base = header.base_offset;
             let last = header.last_offset();
-            let follows = if self.limits.offset_gaps {
+            let follows = if self.limits.offset_gaps.allowed() {
                 base >= 0 && base as u64 >= next
             } else {
                 base >= 0 && base as u64 == next

@@ -51,6 +51,6 @@ impl Segment {
         }
         storage.rename(temp_path, &final_path)?;
         storage.sync_dir(dir)?;
-        Segment::open(storage, dir, base, self.limits, now_ms)
+        Segment::open(storage, dir, base, self.limits.clone(), now_ms)
     }
 }

@@ -148,7 +148,7 @@ pub(crate) fn clean_group(
         storage,
         &inner.dir,
         first.base_offset(),
-        inner.limits,
+        inner.limits.clone(),
         rule.now_ms,
         CLEANED_SUFFIX,
     )?;

@@ -135,7 +135,7 @@ pub(crate) fn replace(
         storage.sync_dir(dir)?;
         rename_all(storage, &swap_paths, &final_paths)?;
         storage.sync_dir(dir)?;
-        let segment = Segment::open(storage, dir, base, inner.limits, now_ms)?;
+        let segment = Segment::open(storage, dir, base, inner.limits.clone(), now_ms)?;
         segment.reload_tail(now_ms)?;
         Ok::<_, Error>(segment)
     })();

@@ -64,7 +64,7 @@ fn a_segment_without_timestamps_ages_from_its_creation() {
         index_bytes: 4096,
         index_interval_bytes: 4096,
         map_bytes: 1 << 20,
-        offset_gaps: false,
+        offset_gaps: crate::segment::OffsetGaps::new(false),
     };
     let segment = Segment::create(&sim, Path::new("/s"), 0, limits, NOW_MS).unwrap();
     assert_eq!(segment.max_timestamp(), -1);
