@@ -11,8 +11,8 @@ use replicas::{Reply, Sim, batch, config, stored, values};
 use streamlog::ReadBound;
 use streamlog::record::BatchIter;
 use streamlog::replication::messages::{
-    EpochQuery, FetchPartition, FetchRequest, OffsetsForLeaderEpochRequest, ProduceRequest,
-    ProduceResponse,
+    EpochQuery, FetchPartition, FetchRequest, FetchResponse, FetchedPartition,
+    OffsetsForLeaderEpochRequest, ProduceRequest, ProduceResponse,
 };
 use streamlog::replication::{
     Acks, EpochEndOffset, FollowerPhase, LeaderAppend, PartitionState, PreparedProduce,
@@ -1096,4 +1096,130 @@ mod interleavings {
             }
         }
     }
+}
+
+// ─── Offset gaps and answers to other fetches ──────────────────────────────────────────
+
+/// Follower 1 of leader 0 holding offsets 0..3, with its next fetch (at 3) taken off the
+/// network, undelivered.
+fn follower_at_3_with_a_fetch_in_flight() -> (Sim, replicas::Envelope) {
+    let mut sim = Sim::new(2, config(1));
+    sim.produce(Acks::Leader, &["a", "b", "c"]);
+    for _ in 0..3 {
+        sim.round();
+    }
+    assert_eq!(sim.leo(1), 3);
+    sim.network.clear();
+    sim.now += 100;
+    sim.tick(1);
+    let fetch = sim.network.pop_front().expect("a fetch");
+    let ReplicaRequest::Fetch(request) = &fetch.request else {
+        panic!("expected a fetch, got {:?}", fetch.request);
+    };
+    assert_eq!(request.partitions[0].fetch_offset, 3);
+    (sim, fetch)
+}
+
+/// One batch holding `value` at offset `base`, as a compacted leader's log may hold it.
+fn batch_at(base: u64, value: &str) -> Bytes {
+    let mut bytes = batch(&[value]).to_vec();
+    // The base offset lies outside the batch CRC.
+    bytes[..8].copy_from_slice(&(base as i64).to_be_bytes());
+    Bytes::from(bytes)
+}
+
+/// The answer to `fetch` from the leader, as the leader would build it with `records`.
+fn answer(
+    sim: &Sim,
+    fetch: &replicas::Envelope,
+    fetch_offset: u64,
+    gaps: bool,
+    records: Bytes,
+) -> Reply {
+    Reply {
+        to: fetch.from,
+        from: fetch.to,
+        correlation_id: fetch.correlation_id,
+        response: ReplicaResponse::Fetch(FetchResponse {
+            partitions: vec![FetchedPartition {
+                partition: sim.key.clone(),
+                error: None,
+                fetch_offset,
+                high_watermark: 3,
+                log_start_offset: 0,
+                log_may_hold_gaps: gaps,
+                diverging_epoch: None,
+                records,
+            }],
+        }),
+    }
+}
+
+/// A leader whose log may hold gaps (compacted before its topic switched to `delete`)
+/// can answer a fetch at 3 with a batch at 10: the follower's log, created under
+/// `delete`, takes it and may hold gaps from then on.
+#[test]
+fn a_follower_takes_a_gap_from_a_leader_whose_log_may_hold_gaps() {
+    let (mut sim, fetch) = follower_at_3_with_a_fetch_in_flight();
+    assert!(!sim.log(1).may_hold_offset_gaps());
+    let reply = answer(&sim, &fetch, 3, true, batch_at(10, "k"));
+    sim.respond(reply);
+    assert_eq!(sim.leo(1), 11);
+    assert!(sim.log(1).may_hold_offset_gaps());
+    assert_eq!(
+        values(sim.log(1), 0),
+        [
+            (0, "a".into()),
+            (1, "b".into()),
+            (2, "c".into()),
+            (10, "k".into())
+        ]
+    );
+}
+
+/// An answer to another fetch — one at offset 10, sent by an earlier run of this broker
+/// whose correlation id the current fetch at 3 reuses — is dropped even when the
+/// leader's log may hold gaps: taking it would leave a hole at 3..10.
+#[test]
+fn an_answer_to_a_fetch_from_another_offset_is_dropped() {
+    let (mut sim, fetch) = follower_at_3_with_a_fetch_in_flight();
+    let reply = answer(&sim, &fetch, 10, true, batch_at(10, "k"));
+    sim.respond(reply);
+    assert_eq!(sim.leo(1), 3);
+    assert!(!sim.log(1).may_hold_offset_gaps());
+    // The follower asks again and catches up from the real answer.
+    sim.now += 100;
+    sim.tick(1);
+    sim.deliver_all();
+    assert_eq!(sim.leo(1), 3);
+    sim.produce(Acks::Leader, &["d"]);
+    for _ in 0..3 {
+        sim.round();
+    }
+    assert_eq!(sim.leo(1), 4);
+}
+
+/// A leader whose log holds no gaps cannot send one: a batch past the fetch offset is
+/// refused, even by a follower whose own log may hold gaps.
+#[test]
+fn a_follower_refuses_a_gap_from_a_leader_whose_log_holds_none() {
+    let (mut sim, fetch) = follower_at_3_with_a_fetch_in_flight();
+    let reply = answer(&sim, &fetch, 3, false, batch_at(10, "k"));
+    sim.respond(reply);
+    assert_eq!(sim.leo(1), 3);
+    assert!(!sim.log(1).may_hold_offset_gaps());
+
+    // Now let the follower's log hold gaps (a gapped leader's batch once came), and the
+    // next leader's log hold none: still refused.
+    sim.now += 100;
+    sim.tick(1);
+    let fetch = sim.network.pop_front().expect("a fetch");
+    sim.respond(answer(&sim, &fetch, 3, true, batch_at(5, "x")));
+    assert_eq!(sim.leo(1), 6);
+    assert!(sim.log(1).may_hold_offset_gaps());
+    sim.now += 100;
+    sim.tick(1);
+    let fetch = sim.network.pop_front().expect("a fetch");
+    sim.respond(answer(&sim, &fetch, 6, false, batch_at(9, "y")));
+    assert_eq!(sim.leo(1), 6);
 }

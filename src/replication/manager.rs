@@ -453,7 +453,7 @@ impl ReplicaManager {
         let mut partitions = Vec::with_capacity(request.partitions.len());
         for fetch in &request.partitions {
             let Some(replica) = self.replicas.get_mut(&fetch.partition) else {
-                partitions.push(unknown_partition(&fetch.partition));
+                partitions.push(unknown_partition(fetch));
                 continue;
             };
             let (answer, change) = replica.answer_fetch(request.replica_id, fetch, budget, now_ms);
@@ -651,11 +651,12 @@ impl ReplicaManager {
                     .filter_map(|k| {
                         let r = self.replicas.get(k)?;
                         let log = r.log();
-                        asked.insert(k.clone(), (r.leader_epoch(), log.log_end_offset()));
+                        let fetch_offset = log.log_end_offset();
+                        asked.insert(k.clone(), (r.leader_epoch(), fetch_offset));
                         Some(FetchPartition {
                             partition: k.clone(),
                             current_leader_epoch: Some(r.leader_epoch()),
-                            fetch_offset: log.log_end_offset(),
+                            fetch_offset,
                             last_fetched_epoch: log.latest_epoch(),
                             log_start_offset: Some(log.log_start_offset()),
                             max_bytes: self.config.fetch_max_bytes,
@@ -722,6 +723,13 @@ impl ReplicaManager {
             }
             ReplicaResponse::Fetch(r) => {
                 for fetched in r.partitions {
+                    // An answer to a fetch from another offset is not the answer to this
+                    // one (an earlier run's request reusing this correlation id): its
+                    // records could start past this log's end and leave a hole.
+                    let fetched_at = asked.get(&fetched.partition).map(|a| a.1);
+                    if fetched_at != Some(fetched.fetch_offset) {
+                        continue;
+                    }
                     let Some(replica) = self.current(&fetched.partition, from, &asked) else {
                         continue;
                     };
@@ -755,12 +763,14 @@ impl ReplicaManager {
     }
 }
 
-fn unknown_partition(key: &PartitionKey) -> FetchedPartition {
+fn unknown_partition(fetch: &FetchPartition) -> FetchedPartition {
     FetchedPartition {
-        partition: key.clone(),
+        partition: fetch.partition.clone(),
         error: Some(ReplicaError::UnknownTopicOrPartition),
+        fetch_offset: fetch.fetch_offset,
         high_watermark: 0,
         log_start_offset: 0,
+        log_may_hold_gaps: false,
         diverging_epoch: None,
         records: bytes::Bytes::new(),
     }
@@ -819,12 +829,15 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
         return false;
     }
     if !fetched.records.is_empty() {
-        match log.append_as_follower(&fetched.records) {
+        // Gaps are taken only from a leader whose log may hold them; records start at the
+        // log end (the fetch offset, checked by `handle_response`) or, in such a log,
+        // past it, where compaction left no batch.
+        match log.append_from_leader(&fetched.records, fetched.log_may_hold_gaps) {
             Ok(_) => {}
             Err(crate::Error::UnexpectedAppendOffset { .. }) => {
-                // Records that do not continue the log answer an older fetch (a late
-                // copy, or an answer meant for this broker's previous run, whose
-                // correlation ids it reuses): dropped, and the follower fetches again.
+                // Records that do not continue the log (starting below its end, or past
+                // it from a leader whose log holds no gaps) cannot be appended as they
+                // are: dropped, and the follower fetches again.
                 return false;
             }
             Err(_) if log.is_closed() => {

@@ -261,10 +261,19 @@ pub struct FetchedPartition {
     pub partition: PartitionKey,
     /// Why nothing was read.
     pub error: Option<ReplicaError>,
+    /// The request's `fetch_offset`, echoed: a follower takes records only from the
+    /// answer to the fetch it has in flight, and this tells an answer to another fetch
+    /// (an earlier run's, whose correlation id it reuses) from it.
+    pub fetch_offset: u64,
     /// The leader's high watermark (before this fetch was processed).
     pub high_watermark: u64,
     /// The leader's log start offset.
     pub log_start_offset: u64,
+    /// Whether the leader's log may hold offset gaps (its topic compacts, or did before a
+    /// switch to `delete`; [`crate::Partition::may_hold_offset_gaps`]). A follower's copy
+    /// then accepts the gaps too ([`crate::Partition::append_from_leader`]); when not, it
+    /// refuses any gap.
+    pub log_may_hold_gaps: bool,
     /// Set when the fetcher's log diverges from the leader's: the fetcher truncates to
     /// (at most) `end_offset` of this epoch before fetching again; no records come with it.
     pub diverging_epoch: Option<EpochEndOffset>,

@@ -318,8 +318,10 @@ impl Replica {
         let mut answer = FetchedPartition {
             partition: self.key.clone(),
             error: None,
+            fetch_offset: fetch.fetch_offset,
             high_watermark: log.high_watermark(),
             log_start_offset: log.log_start_offset(),
+            log_may_hold_gaps: log.may_hold_offset_gaps(),
             diverging_epoch: None,
             records: Bytes::new(),
         };

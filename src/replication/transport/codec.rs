@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! message frame:
-//!   version          u16   FORMAT_VERSION (1); any other is refused
+//!   version          u16   FORMAT_VERSION (2); any other is refused
 //!   api key          i16   Kafka's number (ApiKey::code)
 //!   kind             u8    0 = request, 1 = response
 //!   correlation id   u64
@@ -31,8 +31,10 @@ use super::group_codec::{read_result, write_result};
 use super::message::{ApiKey, GroupRequest, GroupResponse, Message, Request, Response};
 use super::wire::{Reader, Wire, Writer};
 
-/// The frame format this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The frame format this build writes and reads. Version 2 added two fields to a fetched
+/// partition (the echoed fetch offset, and whether the leader's log may hold offset
+/// gaps); version 1 frames are refused.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// The largest frame encoded or decoded: 100 MiB, Kafka's `socket.request.max.bytes`.
 pub const MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
@@ -57,7 +59,7 @@ const KIND_RESPONSE: u8 = 1;
 ///     request: Request::Metadata(MetadataRequest { topics: None }),
 /// };
 /// let frame = encode(&message)?;
-/// assert_eq!(&frame[..2], &[0, 1]); // format version 1
+/// assert_eq!(&frame[..2], &[0, 2]); // format version 2
 /// assert_eq!(decode(&frame)?, message);
 /// # Ok(()) }
 /// ```

@@ -5,6 +5,10 @@
 //! An `Option<ReplicaError>` is Kafka's `i16` error code, 0 for none; code 6
 //! (`NOT_LEADER_OR_FOLLOWER`) is followed by the optional leader id. [`Acks`] is its
 //! `i16` wire value (0, 1, -1).
+//!
+//! Since frame format 2 a fetched partition carries the echoed fetch offset (after the
+//! error) and whether the leader's log may hold offset gaps (a bool, after the log start
+//! offset); format 1 frames lacked both and are refused like any other version.
 
 use crate::error::Result;
 use crate::replication::messages::{
@@ -161,8 +165,10 @@ impl Wire for FetchedPartition {
     fn write(&self, w: &mut Writer) {
         self.partition.write(w);
         self.error.write(w);
+        w.u64(self.fetch_offset);
         w.u64(self.high_watermark);
         w.u64(self.log_start_offset);
+        w.bool(self.log_may_hold_gaps);
         w.option(self.diverging_epoch.as_ref(), |w, v| v.write(w));
         w.bytes(&self.records);
     }
@@ -170,8 +176,10 @@ impl Wire for FetchedPartition {
         Ok(FetchedPartition {
             partition: PartitionKey::read(r)?,
             error: Wire::read(r)?,
+            fetch_offset: r.u64()?,
             high_watermark: r.u64()?,
             log_start_offset: r.u64()?,
+            log_may_hold_gaps: r.bool()?,
             diverging_epoch: r.option(EpochEndOffset::read)?,
             records: r.bytes()?,
         })
@@ -184,7 +192,7 @@ impl Wire for FetchResponse {
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         Ok(FetchResponse {
-            partitions: r.array(MIN_PARTITION_KEY_BYTES + 23, FetchedPartition::read)?,
+            partitions: r.array(MIN_PARTITION_KEY_BYTES + 32, FetchedPartition::read)?,
         })
     }
 }

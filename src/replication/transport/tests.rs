@@ -169,16 +169,20 @@ fn responses() -> Vec<Response> {
                 FetchedPartition {
                     partition: pk("orders", 0),
                     error: None,
+                    fetch_offset: 80,
                     high_watermark: 90,
                     log_start_offset: 0,
+                    log_may_hold_gaps: true,
                     diverging_epoch: None,
                     records: Bytes::from_static(b"records"),
                 },
                 FetchedPartition {
                     partition: pk("orders", 1),
                     error: Some(ReplicaError::NotLeaderOrFollower { leader: None }),
+                    fetch_offset: u64::MAX,
                     high_watermark: 0,
                     log_start_offset: 0,
+                    log_may_hold_gaps: false,
                     diverging_epoch: Some(EpochEndOffset {
                         epoch: 2,
                         end_offset: 50,
@@ -543,20 +547,23 @@ fn arb_fetch_response() -> impl Strategy<Value = Response> {
     let partition = (
         arb_partition(),
         arb_replica_error(),
-        any::<u64>(),
-        any::<u64>(),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()),
         proptest::option::of((any::<i32>(), any::<u64>())),
         proptest::collection::vec(any::<u8>(), 0..32),
     )
         .prop_map(
-            |(partition, error, hw, lso, diverging, records)| FetchedPartition {
-                partition,
-                error,
-                high_watermark: hw,
-                log_start_offset: lso,
-                diverging_epoch: diverging
-                    .map(|(epoch, end_offset)| EpochEndOffset { epoch, end_offset }),
-                records: Bytes::from(records),
+            |(partition, error, (fetch_offset, hw, lso, gaps), diverging, records)| {
+                FetchedPartition {
+                    partition,
+                    error,
+                    fetch_offset,
+                    high_watermark: hw,
+                    log_start_offset: lso,
+                    log_may_hold_gaps: gaps,
+                    diverging_epoch: diverging
+                        .map(|(epoch, end_offset)| EpochEndOffset { epoch, end_offset }),
+                    records: Bytes::from(records),
+                }
             },
         );
     proptest::collection::vec(partition, 0..4)
@@ -669,4 +676,56 @@ fn error_codes_decode_to_what_encoded_them() {
         "0 means no error on the wire"
     );
     assert_eq!(ReplicaError::from_code(0, None), None);
+}
+
+/// A fetched partition byte for byte (format 2): the echoed fetch offset follows the
+/// error, the offset-gaps flag the log start offset.
+#[test]
+fn a_fetched_partition_has_this_exact_encoding() {
+    let message = Message::Response {
+        correlation_id: 5,
+        response: Response::Fetch(FetchResponse {
+            partitions: vec![FetchedPartition {
+                partition: pk("t", 1),
+                error: None,
+                fetch_offset: 7,
+                high_watermark: 9,
+                log_start_offset: 2,
+                log_may_hold_gaps: true,
+                diverging_epoch: None,
+                records: Bytes::from_static(b"ab"),
+            }],
+        }),
+    };
+    let frame = encode(&message).unwrap();
+    #[rustfmt::skip]
+    let expected: Vec<u8> = vec![
+        0, 2,                       // format version 2
+        0, 1,                       // api key: fetch
+        1,                          // response
+        0, 0, 0, 0, 0, 0, 0, 5,     // correlation id
+        0, 0, 0, 1,                 // one partition
+        0, 0, 0, 1, b't',           // topic
+        0, 0, 0, 1,                 // partition
+        0, 0,                       // no error
+        0, 0, 0, 0, 0, 0, 0, 7,     // fetch offset
+        0, 0, 0, 0, 0, 0, 0, 9,     // high watermark
+        0, 0, 0, 0, 0, 0, 0, 2,     // log start offset
+        1,                          // the leader's log may hold offset gaps
+        0,                          // no diverging epoch
+        0, 0, 0, 2, b'a', b'b',     // records
+    ];
+    assert_eq!(frame, expected);
+    assert_eq!(decode(&expected).unwrap(), message);
+
+    // The flag is a bool: 0 or 1, nothing else.
+    let flag = expected.len() - 8;
+    let mut bad = expected.clone();
+    bad[flag] = 2;
+    assert_eq!(invalid_frame_position(decode(&bad)), flag);
+    // A format 1 frame (which had neither field) is refused by its version.
+    let mut old = expected;
+    old[..2].copy_from_slice(&1u16.to_be_bytes());
+    let err = decode(&old).unwrap_err();
+    assert!(err.to_string().contains("version 1"), "{err}");
 }
