@@ -100,7 +100,9 @@ pub struct LogConfig {
     /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
     pub min_compaction_lag_ms: i64,
     /// `max.compaction.lag.ms`: a record is compacted at most this long after it is written,
-    /// whatever the dirty ratio.
+    /// whatever the dirty ratio. A compacting log's active segment also rolls once its
+    /// records span more than this (when shorter than `segment.ms` and not 0), since the
+    /// active segment is never cleaned (Kafka's `maxSegmentMs`).
     pub max_compaction_lag_ms: i64,
 }
 

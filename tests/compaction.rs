@@ -383,6 +383,37 @@ fn nothing_is_cleaned_before_min_compaction_lag() {
     assert_eq!(rows(&log).len(), 2);
 }
 
+#[test]
+fn the_active_segment_rolls_once_max_compaction_lag_has_passed() {
+    // Kafka's `LogConfig.maxSegmentMs`: a compacting log rolls at min(segment.ms,
+    // max.compaction.lag.ms), or its records would wait in the active segment, which is
+    // never cleaned, for up to segment.ms (7 days).
+    let fx = Fixture::new();
+    let log = fx.open(compacted().max_compaction_lag_ms(60_000));
+    log.append(kv("a", "1")).unwrap();
+    log.append(kv("a", "2")).unwrap();
+    fx.clock.advance_ms(60_001);
+    log.append(kv("b", "1")).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert!(log.needs_compaction());
+    log.compact().unwrap();
+    let row = |o: u64, k: &str, v: &str| (o, k.to_owned(), Some(v.to_owned()));
+    assert_eq!(rows(&log), [row(1, "a", "2"), row(2, "b", "1")]);
+
+    // Not for a `delete` log, nor with a lag of 0 (Kafka's rule).
+    for config in [
+        LogConfig::default().max_compaction_lag_ms(60_000),
+        compacted().max_compaction_lag_ms(0),
+    ] {
+        let fx = Fixture::new();
+        let log = fx.open(config.clone().segment_index_bytes(4096));
+        log.append(kv("a", "1")).unwrap();
+        fx.clock.advance_ms(60_001);
+        log.append(kv("a", "2")).unwrap();
+        assert_eq!(log.segment_count(), 1, "{config:?}");
+    }
+}
+
 /// Encodes keyed records as one batch based at `base` (as a replica receives it).
 fn batch_at(base: u64, keys: &[&str]) -> Vec<u8> {
     let records: Vec<Record> = keys.iter().map(|k| kv(k, "v")).collect();

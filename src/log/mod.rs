@@ -609,7 +609,7 @@ impl Inner {
         if active.should_roll(
             &incoming,
             self.config.segment_bytes,
-            self.config.segment_ms,
+            cleaner::max_segment_ms(&self.config),
             now_ms,
         ) {
             let log_end = self.log_end_offset.load(Ordering::Acquire);

@@ -140,6 +140,18 @@ fn compacts(policy: CleanupPolicy) -> bool {
     policy != CleanupPolicy::Delete
 }
 
+/// How long the active segment may span before it rolls (Kafka's `LogConfig.maxSegmentMs`):
+/// `segment.ms`, or for a compacting log `max.compaction.lag.ms` when that is shorter (and
+/// not 0). The active segment is never cleaned, so without this a record could wait there
+/// for up to `segment.ms` before any pass may compact it.
+pub(crate) fn max_segment_ms(config: &LogConfig) -> i64 {
+    if compacts(config.cleanup_policy) && config.max_compaction_lag_ms > 0 {
+        config.segment_ms.min(config.max_compaction_lag_ms)
+    } else {
+        config.segment_ms
+    }
+}
+
 /// A compacted log needs a key on every record: the index of the first record without
 /// one is [`Error::MissingKey`] (Kafka's `LogValidator` for compacted topics).
 pub(crate) fn check_keys(config: &LogConfig, records: &[Record]) -> Result<()> {
