@@ -889,6 +889,11 @@ impl Inner {
             self.close_locked(&mut writer)
         };
         self.sync.close_ended();
+        drop(writer);
+        // A compaction pass still running writes `.cleaned` files into the directory: the
+        // directory is released only once it has ended (it stops at its next swap, which
+        // finds the log closed), or a new open's pass could share those files.
+        self.cleaner.wait_for_pass();
         // The maps go before the directory does: the next open may cut these files, and
         // must find them mapped only where readers still hold bytes (it rewrites those).
         for segment in self.segments.read().values() {

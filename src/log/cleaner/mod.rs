@@ -90,6 +90,13 @@ pub(crate) struct CleanerState {
 const UNKNOWN: u64 = u64::MAX;
 const NONE: u64 = u64::MAX - 1;
 
+impl CleanerState {
+    /// Returns once no pass is running (the log closing waits so: see `Inner::close`).
+    pub(crate) fn wait_for_pass(&self) {
+        drop(self.running.lock());
+    }
+}
+
 impl Default for CleanerState {
     fn default() -> Self {
         Self {

@@ -190,3 +190,29 @@ fn an_aborted_pass_does_not_move_the_checkpoint() {
     );
     assert_eq!(checkpoint::read(&sim, Path::new("/p")).unwrap(), None);
 }
+
+/// A close waits for a compaction pass still writing its `.cleaned` files before it
+/// releases the directory: a new open's pass could otherwise write the same files.
+#[test]
+fn a_close_waits_for_a_running_compaction_pass() {
+    let sim = SimStorage::new();
+    let log = Arc::new(open(&sim));
+    for key in ["a", "b", "a", "b", "c"] {
+        log.append(kv(key)).unwrap();
+    }
+    log.roll().unwrap();
+    sim.sync_latency(std::time::Duration::from_millis(300));
+    let pass = {
+        let log = log.clone();
+        std::thread::spawn(move || log.compact())
+    };
+    // The pass is syncing its cleaned segment.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    log.shutdown().unwrap();
+    assert!(pass.is_finished(), "close returned while the pass ran");
+    assert!(matches!(pass.join().unwrap(), Err(Error::Closed { .. })));
+    sim.sync_latency(std::time::Duration::ZERO);
+    drop(log);
+    let reopened = open(&sim);
+    assert_eq!(offsets(&reopened), [0, 1, 2, 3, 4]);
+}
