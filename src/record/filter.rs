@@ -42,8 +42,8 @@ pub struct FilterOptions {
 /// What [`filter_batch`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterOutcome {
-    /// Every record was kept and the header needs no change: the original bytes stand.
-    /// Nothing was written.
+    /// Every record was kept (or an empty batch stays empty) and the header needs no
+    /// change: the original bytes stand. Nothing was written.
     Unchanged,
     /// A new batch holding `kept` records was written.
     Rewritten {
@@ -87,6 +87,10 @@ pub fn filter_batch(
     if kept.is_empty() {
         if !options.retain_empty {
             return Ok(FilterOutcome::Dropped);
+        }
+        if total == 0 {
+            // Already an empty batch (an earlier clean's): it stands as it is.
+            return Ok(FilterOutcome::Unchanged);
         }
         write_empty_header(&header, out);
         return Ok(FilterOutcome::Emptied);

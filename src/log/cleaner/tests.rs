@@ -216,3 +216,34 @@ fn a_close_waits_for_a_running_compaction_pass() {
     let reopened = open(&sim);
     assert_eq!(offsets(&reopened), [0, 1, 2, 3, 4]);
 }
+
+/// A segment whose last batch a pass already emptied (an empty 61-byte header keeping the
+/// segment's last offset) is left as it is by later passes, not rewritten every time.
+#[test]
+fn a_segment_left_with_an_empty_batch_is_not_rewritten_by_later_passes() {
+    let sim = SimStorage::new();
+    let env = Env {
+        storage: Arc::new(sim.clone()),
+        clock: Arc::new(ManualClock::new(1_000)),
+    };
+    // One batch per segment, and one segment per cleaning group.
+    let config = LogConfig::default()
+        .cleanup_policy(CleanupPolicy::Compact)
+        .segment_index_bytes(4096)
+        .segment_bytes(100);
+    let log = Partition::open_with_env("/p", config, env).unwrap();
+    for key in ["a", "a", "b"] {
+        log.append(kv(key)).unwrap();
+    }
+    assert_eq!(log.segments().len(), 3);
+    let first = log.compact().unwrap();
+    assert_eq!(
+        first.segments_written, 1,
+        "record 0 emptied its segment's batch"
+    );
+    log.append(kv("c")).unwrap();
+    let second = log.compact().unwrap();
+    assert_eq!(second.end_offset, 3);
+    assert_eq!(second.segments_written, 0, "nothing left to change");
+    assert_eq!(offsets(&log), [1, 2, 3]);
+}
