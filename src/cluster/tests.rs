@@ -14,10 +14,10 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn a_broker_halted_by_a_closed_log_is_not_running_and_starts_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
+/// Three brokers in `dir`, topic `t` (one partition, replication factor 3), and an
+/// `acks=all` producer.
+fn three_brokers_with_topic_t(dir: &std::path::Path) -> (Cluster, crate::Producer) {
+    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir)).unwrap();
     cluster
         .create_topic(
             "t",
@@ -27,6 +27,13 @@ fn a_broker_halted_by_a_closed_log_is_not_running_and_starts_again() {
     let producer = cluster
         .producer(ProducerConfig::default().acks(Acks::All))
         .unwrap();
+    (cluster, producer)
+}
+
+#[test]
+fn a_broker_halted_by_a_closed_log_is_not_running_and_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, producer) = three_brokers_with_topic_t(dir.path());
     assert_eq!(
         producer.send("t", Record::new(b"a".to_vec())).unwrap(),
         (0, 0)
@@ -82,16 +89,7 @@ fn a_broker_halted_by_a_closed_log_is_not_running_and_starts_again() {
 #[test]
 fn answers_to_sends_dropped_without_waiting_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
-    cluster
-        .create_topic(
-            "t",
-            TopicConfig::default().partitions(1).replication_factor(3),
-        )
-        .unwrap();
-    let producer = cluster
-        .producer(ProducerConfig::default().acks(Acks::All))
-        .unwrap();
+    let (cluster, producer) = three_brokers_with_topic_t(dir.path());
     for i in 0..20u8 {
         // Dropped at once: some are answered before the drop, most after.
         drop(

@@ -150,6 +150,13 @@ impl SyncState {
         }
     }
 
+    /// Waits until an fsync, a truncation or a close ends.
+    fn wait_for_change<'a>(&self, state: MutexGuard<'a, Synced>) -> MutexGuard<'a, Synced> {
+        self.changed
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records that every offset below `offset` is durable.
     pub(super) fn mark_durable(&self, offset: u64) {
         let mut state = self.lock();
@@ -257,22 +264,14 @@ impl Inner {
                 // under the writer lock it then takes): wait for that flush rather than
                 // fail records it makes durable.
                 if self.closing.load(Ordering::Acquire) && !state.close_ended {
-                    state = self
-                        .sync
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
+                    state = self.sync.wait_for_change(state);
                     continue;
                 }
                 // A failed fsync or truncation closed the log: these bytes stay unvouched.
                 return (state, Err(error));
             }
             if state.in_flight || state.truncating {
-                state = self
-                    .sync
-                    .changed
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = self.sync.wait_for_change(state);
                 continue;
             }
             state.in_flight = true;

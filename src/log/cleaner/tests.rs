@@ -10,14 +10,20 @@ use crate::clock::ManualClock;
 use crate::storage::{Env, SimStorage, Storage};
 
 fn open(sim: &SimStorage) -> Partition {
+    open_with(sim, config().index_interval_bytes(64))
+}
+
+fn config() -> LogConfig {
+    LogConfig::default()
+        .cleanup_policy(CleanupPolicy::Compact)
+        .segment_index_bytes(4096)
+}
+
+fn open_with(sim: &SimStorage, config: LogConfig) -> Partition {
     let env = Env {
         storage: Arc::new(sim.clone()),
         clock: Arc::new(ManualClock::new(1_000)),
     };
-    let config = LogConfig::default()
-        .cleanup_policy(CleanupPolicy::Compact)
-        .segment_index_bytes(4096)
-        .index_interval_bytes(64);
     Partition::open_with_env("/p", config, env).unwrap()
 }
 
@@ -222,16 +228,8 @@ fn a_close_waits_for_a_running_compaction_pass() {
 #[test]
 fn a_segment_left_with_an_empty_batch_is_not_rewritten_by_later_passes() {
     let sim = SimStorage::new();
-    let env = Env {
-        storage: Arc::new(sim.clone()),
-        clock: Arc::new(ManualClock::new(1_000)),
-    };
     // One batch per segment, and one segment per cleaning group.
-    let config = LogConfig::default()
-        .cleanup_policy(CleanupPolicy::Compact)
-        .segment_index_bytes(4096)
-        .segment_bytes(100);
-    let log = Partition::open_with_env("/p", config, env).unwrap();
+    let log = open_with(&sim, config().segment_bytes(100));
     for key in ["a", "a", "b"] {
         log.append(kv(key)).unwrap();
     }
