@@ -74,6 +74,9 @@ struct Synced {
     /// `close` has finished its final flush (or found the log failed): appenders waiting
     /// for it stop waiting.
     close_ended: bool,
+    /// A group-commit fsync failed: nothing past `durable_offset` may be vouched for, not
+    /// even by a later fsync that succeeds (`close` then does not flush).
+    fsync_failed: bool,
 }
 
 /// An appender's place in the queue for durability; pass it to `Inner::sync_to`.
@@ -187,6 +190,20 @@ impl SyncState {
     pub(super) fn close_ended(&self) {
         self.lock().close_ended = true;
         self.changed.notify_all();
+    }
+
+    /// For `close`, which holds the writer lock and has closed the log (so no fsync starts
+    /// any more): waits for a group-commit fsync still in flight to end, and returns
+    /// whether one failed. Its flush would otherwise be a retried fsync, never trusted.
+    pub(super) fn wait_for_fsyncs(&self) -> bool {
+        let mut state = self.lock();
+        while state.in_flight {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.fsync_failed
     }
 
     /// The truncation begun last failed and closed the log: appenders not yet durable
@@ -308,6 +325,7 @@ impl Inner {
             state = self.sync.lock();
             state.last_sync = started.elapsed();
             state.in_flight = false;
+            state.fsync_failed |= result.is_err();
             if result.is_ok() && state.truncations == truncations {
                 state.durable_offset = state.durable_offset.max(target);
             }

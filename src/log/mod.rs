@@ -873,8 +873,8 @@ impl Inner {
     }
 
     /// Flushes and marks a clean shutdown, unless a storage failure closed the log
-    /// already (then nothing is written: recovery at the next open vouches for the
-    /// files). Either way the directory is released once no write is in flight, so the
+    /// already, or a group-commit fsync still in flight fails (then nothing is written:
+    /// recovery at the next open vouches for the files). Either way the directory is released once no write is in flight, so the
     /// log can be reopened while old handles still exist.
     fn close(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
@@ -883,7 +883,9 @@ impl Inner {
             flusher.stop();
         }
         let mut writer = self.writer.lock();
-        let result = if failed_before {
+        // A group-commit fsync may still be in flight: if it fails, the flush here would be
+        // a retried fsync, which is never trusted, so the close then writes nothing.
+        let result = if failed_before || self.sync.wait_for_fsyncs() {
             Ok(())
         } else {
             self.close_locked(&mut writer)

@@ -353,6 +353,44 @@ fn a_close_makes_waiting_appenders_durable_instead_of_failing_them() {
     );
 }
 
+/// A group-commit fsync that fails while a close is under way: the close's own flush is a
+/// retried fsync, which is never trusted (the failed one may have dropped the pages). The
+/// appender that waited for the failed fsync fails `Closed`, as without a close, and the
+/// close leaves no clean-shutdown marker over bytes nobody can vouch for.
+#[test]
+fn an_fsync_failing_during_a_close_is_not_retried_by_the_close() {
+    let sim = SimStorage::default();
+    let (log, config) = durable_log_with_slow_syncs(&sim, std::time::Duration::from_millis(600));
+    let syncer = append_in_thread(&log, 10);
+    // Record 10's fsync is in flight; record 11 waits for the next one.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waiter = append_in_thread(&log, 11);
+    // The close starts while that fsync is in flight; its own fsync ends after it.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let closer = {
+        let log = log.clone();
+        std::thread::spawn(move || log.shutdown())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    sim.fail_syncs(true);
+    assert!(matches!(syncer.join().unwrap(), Err(Error::Io { .. })));
+    // The close's fsync (a retry) succeeds.
+    sim.fail_syncs(false);
+    // The failure went to its syncer; the close, as for a log a failure closed before,
+    // writes nothing.
+    closer.join().unwrap().unwrap();
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
+    assert!(!sim.exists(&Path::new("/p").join(CLEAN_SHUTDOWN_FILE)));
+    sim.sync_latency(std::time::Duration::ZERO);
+    drop(log);
+    let reopened = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    let kept = values(&reopened, 0);
+    assert_eq!(
+        kept[..10],
+        (0..10).map(|i| (i, value(i))).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_failed_fsync_closes_the_log_and_fails_every_waiting_appender() {
     let sim = SimStorage::default();
