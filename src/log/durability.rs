@@ -44,7 +44,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub(super) struct SyncState {
     state: StdMutex<Synced>,
-    /// An fsync ended.
+    /// An fsync, a truncation or a close ended.
     changed: StdCondvar,
     /// As many appenders wait as the gathering syncer waits for.
     arrived: StdCondvar,
@@ -198,10 +198,7 @@ impl SyncState {
     pub(super) fn wait_for_fsyncs(&self) -> bool {
         let mut state = self.lock();
         while state.in_flight {
-            state = self
-                .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.wait_for_change(state);
         }
         state.fsync_failed
     }

@@ -874,8 +874,9 @@ impl Inner {
 
     /// Flushes and marks a clean shutdown, unless a storage failure closed the log
     /// already, or a group-commit fsync still in flight fails (then nothing is written:
-    /// recovery at the next open vouches for the files). Either way the directory is released once no write is in flight, so the
-    /// log can be reopened while old handles still exist.
+    /// recovery at the next open vouches for the files). Either way the directory is
+    /// released once no write or compaction pass is in flight, so the log can be reopened
+    /// while old handles still exist.
     fn close(&self) -> Result<()> {
         self.closing.store(true, Ordering::Release);
         let failed_before = self.closed.swap(true, Ordering::AcqRel);
