@@ -760,7 +760,13 @@ fn follower_appends_keep_their_offsets_and_gaps() {
 fn a_log_without_compaction_refuses_offset_gaps_from_a_follower() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
-    let err = log.append_as_follower(&batch_at(3, 1)).unwrap_err();
+    refuses_gaps(&log, |batches| log.append_as_follower(batches));
+}
+
+/// Checks that `append` (onto the empty `log`) refuses a batch past the log end and a gap
+/// between two batches, writing nothing.
+fn refuses_gaps(log: &Partition, append: impl Fn(&[u8]) -> Result<Range<u64>>) {
+    let err = append(&batch_at(3, 1)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -774,10 +780,7 @@ fn a_log_without_compaction_refuses_offset_gaps_from_a_follower() {
     );
     let mut input = batch_at(0, 3);
     input.extend(batch_at(10, 2));
-    assert!(matches!(
-        log.append_as_follower(&input),
-        Err(Error::InvalidBatch { .. })
-    ));
+    assert!(matches!(append(&input), Err(Error::InvalidBatch { .. })));
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -846,25 +849,7 @@ fn a_follower_of_a_leader_without_gaps_refuses_a_gap() {
         let marker = std::path::Path::new("/p").join(offset_gaps::OFFSET_GAPS_FILE);
         let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
         let allowed = log.may_hold_offset_gaps();
-        let err = log.append_from_leader(&batch_at(3, 1), false).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::UnexpectedAppendOffset {
-                    first: 3,
-                    last: 3,
-                    log_end: 0
-                }
-            ),
-            "{err}"
-        );
-        let mut input = batch_at(0, 3);
-        input.extend(batch_at(10, 2));
-        assert!(matches!(
-            log.append_from_leader(&input, false),
-            Err(Error::InvalidBatch { .. })
-        ));
-        assert_eq!(log.log_end_offset(), 0);
+        refuses_gaps(&log, |batches| log.append_from_leader(batches, false));
         assert_eq!(log.may_hold_offset_gaps(), allowed);
         assert_eq!(sim.exists(&marker), allowed, "{config:?}");
         // Batches that follow each other are taken.
