@@ -826,6 +826,35 @@ fn a_follower_behind_the_leaders_log_start_starts_over_there() {
     assert_eq!(sim.state.isr, [0, 1, 2]);
 }
 
+/// The leader's log start can fall inside a batch (records deleted up to it): a follower
+/// that starts over there is sent the whole batch, which begins below its log end, and
+/// restarts its empty log at the batch's base (Kafka's `Partition` does the same), then
+/// follows the leader's start again.
+#[test]
+fn a_follower_starting_over_inside_a_leaders_batch_takes_the_whole_batch() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    sim.down.insert(2);
+    sim.produce(Acks::Leader, &["b", "c", "d"]);
+    sim.produce(Acks::Leader, &["e", "f", "g"]);
+    sim.rounds(15, 10);
+    assert_eq!((sim.state.isr.as_slice(), sim.hw(0)), (&[0, 1][..], 7));
+    for b in [0, 1] {
+        sim.log(b).delete_records_before(5).expect("delete");
+    }
+    sim.down.remove(&2);
+    sim.rounds(5, 10);
+    assert_eq!((sim.leo(2), sim.hw(2)), (7, 7));
+    assert_eq!(
+        sim.log(2).log_start_offset(),
+        5,
+        "follows the leader's start"
+    );
+    assert_eq!(values(sim.log(2), 5), values(sim.log(0), 5));
+    assert_eq!(sim.state.isr, [0, 1, 2]);
+}
+
 #[test]
 fn re_applying_the_same_state_does_not_truncate_again() {
     let mut sim = Sim::new(3, config(1));

@@ -1,6 +1,7 @@
 //! Appending batches whose offsets are already assigned — a follower copying its leader's
 //! log, or a tool restoring one. Offsets are kept as they are (gaps allowed, as compaction
-//! leaves them); they must lie at or after the log end and increase. A batch whose offsets
+//! leaves them); they must lie at or after the log end and increase (an empty log takes a
+//! first batch holding its end by starting over at its base). A batch whose offsets
 //! would not fit the active segment's 32-bit relative range rolls a new segment based at
 //! `max(log end, the batch's first offset)`. A batch carrying a leader epoch newer than
 //! the log's latest records that epoch as starting at the batch's base offset.
@@ -20,7 +21,10 @@ use crate::record::{BatchHeader, BatchIter};
 impl Partition {
     /// Appends batches with their offsets as given (one or more v2 batches end to end).
     /// Every batch is validated (CRC-32C, offsets increasing) before anything is written;
-    /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]). Gaps
+    /// the first offset must be ≥ the log end ([`Error::UnexpectedAppendOffset`]), except
+    /// on an empty log whose end falls inside the first batch: it starts over at the
+    /// batch's base (a replica that started over at its leader's log start, which deleted
+    /// records can put mid-batch), keeping its high watermark. Gaps
     /// (a compacted leader's) are accepted only by logs that may hold them
     /// ([`Partition::may_hold_offset_gaps`]: opened under a compacting policy now or
     /// before — the fact is kept on disk, so a log whose policy became `delete` keeps
@@ -81,7 +85,14 @@ impl Partition {
             Source::LeaderWithGaps => true,
             Source::LeaderWithoutGaps => false,
         };
-        if first_offset < log_end || (!gaps && first_offset != log_end) {
+        // An empty log whose end falls inside the first batch (it started over at a leader's
+        // log start, which deleted records can put mid-batch) starts over at the batch's
+        // base instead, as Kafka's follower does; its high watermark stays where it was.
+        let log_start = inner.log_start_offset.load(Ordering::Acquire);
+        let start_over =
+            log_end == log_start && first_offset < log_end && first.last_offset() as u64 >= log_end;
+        let expected = if start_over { first_offset } else { log_end };
+        if first_offset < expected || (!gaps && first_offset != expected) {
             return Err(Error::UnexpectedAppendOffset {
                 first: first_offset,
                 last: last_offset,
@@ -105,9 +116,13 @@ impl Partition {
                 ),
             ));
         }
-        if first_offset != log_end || gap.is_some() {
+        if first_offset != expected || gap.is_some() {
             // Only a gapped leader's batches get here without the log allowing gaps.
             inner.allow_offset_gaps_locked()?;
+        }
+        let high_watermark = inner.high_watermark.load(Ordering::Acquire);
+        if start_over {
+            inner.start_over_at(first_offset)?;
         }
         let result = headers
             .iter()
@@ -124,6 +139,14 @@ impl Partition {
                     })
             })
             .map(|()| first_offset..last_offset + 1);
+        if start_over {
+            if inner.log_end_offset.load(Ordering::Acquire) == first_offset {
+                // Nothing was written: back to the log as it was.
+                inner.start_over_at(log_end)?;
+            } else {
+                inner.raise_high_watermark(high_watermark);
+            }
+        }
         inner.after_append(writer, result)
     }
 }

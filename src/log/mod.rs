@@ -265,13 +265,9 @@ impl Partition {
     pub fn truncate_fully_and_start_at(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
-        let _bounds = inner.bounds.lock();
         inner.ensure_open()?;
         within_offset_limit(offset)?;
-        // Every record goes: appenders still waiting for theirs fail.
-        inner.truncating(|| inner.restart_fully_at(offset), |_| 0)?;
-        inner.sync.mark_durable(offset);
-        Ok(offset)
+        inner.start_over_at(offset)
     }
 
     /// Appends one record; returns its offset.
@@ -624,6 +620,13 @@ impl Inner {
         Ok(())
     }
 
+    /// Moves the high watermark up to `offset` (never down), as far as the log end.
+    fn raise_high_watermark(&self, offset: u64) {
+        let _bounds = self.bounds.lock();
+        let value = offset.min(self.log_end_offset.load(Ordering::Acquire));
+        self.high_watermark.fetch_max(value, Ordering::Release);
+    }
+
     /// Applies the flush policy after an append and returns its result.
     fn after_append(
         &self,
@@ -727,6 +730,15 @@ impl Inner {
             }
         }
         result
+    }
+
+    /// [`Partition::truncate_fully_and_start_at`] once checked. Caller holds `writer`.
+    fn start_over_at(&self, offset: u64) -> Result<u64> {
+        let _bounds = self.bounds.lock();
+        // Every record goes: appenders still waiting for theirs fail.
+        self.truncating(|| self.restart_fully_at(offset), |_| 0)?;
+        self.sync.mark_durable(offset);
+        Ok(offset)
     }
 
     /// [`Partition::truncate_fully_and_start_at`] under its locks.

@@ -915,6 +915,61 @@ fn follower_append_below_the_log_end_is_refused_with_the_offsets() {
     assert_eq!(log.log_end_offset(), 7);
 }
 
+/// Kafka's `PartitionTest.testAppendRecordsAsFollowerBelowLogStartOffset`: an empty log
+/// takes a first batch that holds its start (deleted records can put a leader's log start
+/// mid-batch) and starts over at the batch's base; one that ends below it is refused.
+#[test]
+fn an_empty_follower_log_starts_over_at_a_batch_holding_its_start() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
+    let err = log.append_as_follower(&batch_at(3, 1)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnexpectedAppendOffset {
+                first: 3,
+                last: 3,
+                log_end: 5
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (5, 5));
+
+    assert_eq!(log.append_as_follower(&batch_at(4, 3)).unwrap(), 4..7);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 7));
+    assert!(
+        log.high_watermark() >= 5,
+        "the high watermark never moves back"
+    );
+    let offsets: Vec<u64> = values(&log, 4).iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, [4, 5, 6]);
+
+    // No longer empty: a batch below the log end is refused again.
+    assert!(matches!(
+        log.append_as_follower(&batch_at(3, 5)),
+        Err(Error::UnexpectedAppendOffset { log_end: 7, .. })
+    ));
+    drop(log);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 7));
+}
+
+/// A leader-less log's high watermark follows its end; a replica's is set by its leader
+/// and must not fall back when the log starts over below it.
+#[test]
+fn a_replica_log_starting_over_below_its_start_keeps_its_high_watermark() {
+    let sim = SimStorage::default();
+    let config = small().auto_high_watermark(false);
+    let log = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
+    assert_eq!(log.high_watermark(), 5);
+    assert_eq!(log.append_as_follower(&batch_at(4, 3)).unwrap(), 4..7);
+    assert_eq!(log.log_start_offset(), 4);
+    assert_eq!(log.high_watermark(), 5);
+}
+
 #[test]
 fn follower_batches_out_of_order_are_refused_before_anything_is_written() {
     let sim = SimStorage::default();
