@@ -397,7 +397,9 @@ impl Partition {
 
     /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the
     /// segments wholly below it, as retention does (files renamed `*.deleted`, removed
-    /// after `file.delete.delay.ms`). Returns the new log start offset.
+    /// after `file.delete.delay.ms`). Returns the new log start offset. If the new start
+    /// cannot be recorded (a full disk), nothing is deleted and the log closes, as on any
+    /// failed write.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
@@ -861,7 +863,7 @@ impl Inner {
     }
 
     fn delete_records_before_locked(&self, offset: u64) -> Result<u64> {
-        {
+        let log_start = {
             let _bounds = self.bounds.lock();
             let log_start = self.log_start_offset.load(Ordering::Acquire);
             let hw = self.high_watermark.load(Ordering::Acquire);
@@ -876,8 +878,14 @@ impl Inner {
                 return Ok(log_start);
             }
             self.log_start_offset.store(offset, Ordering::Release);
+            log_start
+        };
+        if let Err(e) = self.write_checkpoint() {
+            // Not recorded, so not done: the records stay readable, as they are on disk.
+            let _bounds = self.bounds.lock();
+            self.log_start_offset.store(log_start, Ordering::Release);
+            return Err(e);
         }
-        self.write_checkpoint()?;
         self.update_epochs(|c| c.truncate_from_start(offset))?;
         // Retention's log-start rule: renamed `*.deleted`, removed after the delay.
         self.delete_segments_below_log_start(self.env.clock.now_ms())?;

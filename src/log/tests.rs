@@ -1036,6 +1036,28 @@ fn a_restart_that_fails_midway_closes_the_log_and_reopening_recovers() {
 }
 
 #[test]
+fn deleting_records_that_cannot_be_recorded_deletes_nothing() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..10 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    sim.fail_writes(true);
+    assert!(log.delete_records_before(6).is_err());
+    assert_eq!(log.log_start_offset(), 0, "the records are still readable");
+    assert_eq!(values(&log, 0).len(), 10);
+    sim.fail_writes(false);
+    // A failed write closes the log, as always; reopening finds the records there.
+    assert!(matches!(
+        log.delete_records_before(6),
+        Err(Error::Closed { .. })
+    ));
+    drop(log);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 10));
+}
+
+#[test]
 fn a_follower_batch_too_big_for_a_segment_is_refused_before_any_is_written() {
     let sim = SimStorage::default();
     let log = Partition::open_with_env("/p", small().segment_bytes(2048), env(&sim)).unwrap();
