@@ -855,6 +855,38 @@ fn a_follower_starting_over_inside_a_leaders_batch_takes_the_whole_batch() {
     assert_eq!(sim.state.isr, [0, 1, 2]);
 }
 
+/// A follower whose last batch is from an epoch its leader has since deleted (records
+/// deleted below the leader's start, epochs with them) fetches at its end and is sent the
+/// leader's batch holding that start, beginning below the follower's end. No epoch is left
+/// to find the divergence by: the follower starts over at the leader's start.
+#[test]
+fn a_follower_whose_tail_diverges_below_the_leaders_start_starts_over_there() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    // Offset 1 reaches broker 2 only, and is never committed.
+    sim.down.insert(1);
+    sim.produce(Acks::Leader, &["x"]);
+    sim.rounds(2, 1);
+    assert_eq!(values(sim.log(2), 1), [(1, "x".to_string())]);
+    sim.down.insert(2);
+    sim.down.remove(&1);
+    sim.elect(1, &[2]);
+    sim.produce(Acks::Leader, &["b", "c"]);
+    sim.rounds(5, 1);
+    assert_eq!((sim.hw(1), sim.leo(0)), (3, 3));
+    for b in [0, 1] {
+        sim.log(b).delete_records_before(2).expect("delete");
+    }
+    sim.down.remove(&2);
+    sim.apply_all();
+    sim.rounds(10, 10);
+    assert_eq!(values(sim.log(2), 2), [(2, "c".to_string())]);
+    assert_eq!((sim.leo(2), sim.hw(2)), (3, 3));
+    assert_eq!(sim.log(2).log_start_offset(), 2);
+    assert_eq!(sim.state.isr, [1, 0, 2]);
+}
+
 #[test]
 fn re_applying_the_same_state_does_not_truncate_again() {
     let mut sim = Sim::new(3, config(1));

@@ -3,7 +3,9 @@
 //! consumers reading from leaders, consumer groups, the network (drop, delay, reorder,
 //! duplicate, cut links, isolated brokers) and faults (broker stop and restart on its data dir, kill -9
 //! and restart, lease expiry by not stepping a broker or cutting it from the consensus
-//! store, a full disk on broker 2). Everything runs on one thread over `ManualClock`,
+//! store, a full disk on broker 2), and an administrator deleting records on a leader up
+//! to a point at or below its high watermark (which can fall inside a batch, so a
+//! follower starting over there is sent a batch beginning below it). Everything runs on one thread over `ManualClock`,
 //! `SimStorage`, `InMemoryTransport` and `InMemoryConsensus`, so a seed replays exactly.
 //!
 //! Invariants, checked after every action:
@@ -103,6 +105,8 @@ struct Stats {
     kills: u64,
     restarts: u64,
     elections: u64,
+    /// Records deleted by `delete_records_before` on a leader.
+    deleted: u64,
     /// Restarts after a crash whose replica reopened with a lower high watermark.
     hw_reopened_lower: u64,
     groups: groups::GroupStats,
@@ -111,6 +115,8 @@ struct Stats {
 struct Sim {
     seed: u64,
     rng: fastrand::Rng,
+    /// Draws for deleting records, apart from `rng` so seeds found before replay as they did.
+    delete_rng: fastrand::Rng,
     clock: ManualClock,
     consensus: Arc<InMemoryConsensus>,
     transport: Arc<InMemoryTransport>,
@@ -118,6 +124,9 @@ struct Sim {
     brokers: Vec<Broker>,
     /// Records acknowledged with `acks=all`: partition → offset → value.
     acked: BTreeMap<PartitionKey, BTreeMap<u64, Vec<u8>>>,
+    /// Per partition, the offset records were deleted below (acks arriving later for
+    /// records below it are not expected to be kept).
+    deleted_below: BTreeMap<PartitionKey, u64>,
     pending: Vec<Pending>,
     retries: Vec<Produce>,
     /// The highest high watermark seen per (broker, partition).
@@ -184,6 +193,7 @@ impl Sim {
         let mut sim = Self {
             seed,
             rng: fastrand::Rng::with_seed(seed),
+            delete_rng: fastrand::Rng::with_seed(seed ^ 0xDE1E7E),
             clock,
             consensus,
             transport,
@@ -199,6 +209,7 @@ impl Sim {
                 })
                 .collect(),
             acked: BTreeMap::new(),
+            deleted_below: BTreeMap::new(),
             pending: Vec::new(),
             retries: Vec::new(),
             hw: BTreeMap::new(),
@@ -416,8 +427,12 @@ impl Sim {
                     produce.key.partition,
                     base + produce.values.len() as u64
                 ));
+                let deleted_below = self.deleted_below.get(&produce.key).copied();
                 for (i, value) in produce.values.into_iter().enumerate() {
                     let offset = base + i as u64;
+                    if deleted_below.is_some_and(|below| offset < below) {
+                        continue;
+                    }
                     let acked = self.acked.entry(produce.key.clone()).or_default();
                     if let Some(before) = acked.get(&offset).cloned()
                         && before != value
@@ -643,6 +658,9 @@ impl Sim {
                 // from a random offset).
                 let keys = self.keys();
                 let key = &keys[self.rng.usize(0..keys.len())];
+                if self.delete_rng.u32(0..4) == 0 {
+                    self.delete_records(key);
+                }
                 if let Some(log) = self.brokers[b].node.as_ref().and_then(|n| n.log(key)) {
                     let hw = log.high_watermark();
                     let from = self.rng.u64(0..=log.log_end_offset());
@@ -660,6 +678,45 @@ impl Sim {
             }
         }
         self.poll_answers();
+    }
+
+    /// An administrator deletes the records of `key` below a point at or below the high
+    /// watermark of the leader the store names: the acknowledged records below the new
+    /// log start are gone by request, and no longer expected anywhere.
+    fn delete_records(&mut self, key: &PartitionKey) {
+        let state = self.consensus.partition_state(TOPIC, key.partition);
+        let Some(leader) = state.ok().flatten().and_then(|s| s.value.leader) else {
+            return;
+        };
+        let Some(node) = &self.brokers[leader as usize].node else {
+            return;
+        };
+        let Some(log) = node.log(key).filter(|_| node.leader_epoch(key).is_some()) else {
+            return;
+        };
+        let (start, hw) = (log.log_start_offset(), log.high_watermark());
+        if hw <= start {
+            return;
+        }
+        let to = self.delete_rng.u64(start + 1..=hw);
+        match log.delete_records_before(to) {
+            Ok(new_start) => {
+                self.note(format!(
+                    "delete records of {}-{} on leader {leader} below {to}: log start {start} -> {new_start}",
+                    key.topic, key.partition
+                ));
+                self.stats.deleted += new_start - start;
+                if let Some(acked) = self.acked.get_mut(key) {
+                    acked.retain(|&offset, _| offset >= new_start);
+                }
+                let below = self.deleted_below.entry(key.clone()).or_default();
+                *below = (*below).max(new_start);
+            }
+            Err(e) => self.note(format!(
+                "delete records of {}-{} below {to} on {leader} failed: {e}",
+                key.topic, key.partition
+            )),
+        }
     }
 
     fn check(&mut self) -> Check {
@@ -975,6 +1032,7 @@ fn simulation() {
                 total.kills += stats.kills;
                 total.restarts += stats.restarts;
                 total.elections += stats.elections;
+                total.deleted += stats.deleted;
                 total.hw_reopened_lower += stats.hw_reopened_lower;
                 total.groups.add(&stats.groups);
             }

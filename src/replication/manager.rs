@@ -832,7 +832,21 @@ fn apply_fetched(replica: &mut Replica, fetched: FetchedPartition) -> bool {
         // Gaps are taken only from a leader whose log may hold them; records start at the
         // log end (the fetch offset, checked by `handle_response`) or, in such a log,
         // past it, where compaction left no batch.
-        match log.append_from_leader(&fetched.records, fetched.log_may_hold_gaps) {
+        let mut appended = log.append_from_leader(&fetched.records, fetched.log_may_hold_gaps);
+        if let Err(crate::Error::UnexpectedAppendOffset { first, .. }) = appended
+            && first < fetched.log_start_offset
+            && log.high_watermark() <= fetched.log_start_offset
+        {
+            // The leader's batch holding its log start begins below it and runs past this
+            // log's end: this log's last batch ends elsewhere, so it was written in an
+            // epoch the leader no longer knows (its epochs start at its log start), and
+            // nothing here below the leader's start is kept there. Start over at the
+            // leader's start, which takes the batch whole.
+            appended = log
+                .truncate_fully_and_start_at(fetched.log_start_offset)
+                .and_then(|_| log.append_from_leader(&fetched.records, fetched.log_may_hold_gaps));
+        }
+        match appended {
             Ok(_) => {}
             Err(crate::Error::UnexpectedAppendOffset { .. }) => {
                 // Records that do not continue the log (starting below its end, or past
