@@ -745,6 +745,13 @@ impl Inner {
 
     /// [`Partition::truncate_fully_and_start_at`] under its locks.
     fn restart_fully_at(&self, offset: u64) -> Result<u64> {
+        // Starting over below the recovery point (at the base of a batch holding the old
+        // start): the recovery point comes down durably first, so a crash before the new
+        // bounds are written never leaves a log that ends below its persisted one.
+        if self.recovery_point.load(Ordering::Acquire) > offset {
+            self.recovery_point.store(offset, Ordering::Release);
+            self.write_checkpoint()?;
+        }
         self.restart_at(offset, self.env.clock.now_ms())?;
         self.env.storage.sync_dir(&self.dir)?;
         cleaner::after_truncation(self, offset)?;

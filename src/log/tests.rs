@@ -956,6 +956,24 @@ fn an_empty_follower_log_starts_over_at_a_batch_holding_its_start() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 7));
 }
 
+/// Starting over below the recovery point lowers it durably first: a failure (or crash)
+/// part way never leaves files that end below the recorded recovery point.
+#[test]
+fn a_start_over_below_the_recovery_point_that_fails_leaves_a_log_that_opens() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
+    assert_eq!(log.recovery_point(), 5);
+    sim.fail_writes(true);
+    assert!(log.append_as_follower(&batch_at(4, 3)).is_err());
+    sim.fail_writes(false);
+    drop(log);
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    assert!(log.log_start_offset() <= log.log_end_offset());
+    let end = log.log_end_offset();
+    assert!(end == 4 || end == 5, "{end}");
+}
+
 /// A leader-less log's high watermark follows its end; a replica's is set by its leader
 /// and must not fall back when the log starts over below it.
 #[test]
