@@ -11,7 +11,8 @@
 //!   (streamlog `FlushPolicy::Always`, raw `write_all` + `sync_data`, commitlog `flush`);
 //! - `group_commit`: single-record appends with `FlushPolicy::Always` from 1 and 8 threads;
 //! - `read_sequential`: reading a warm log of `STREAMLOG_BENCH_RECORDS` records (default 1M)
-//!   from its first offset to its end;
+//!   from its first offset to its end: owned records (the iterator), borrowed ones
+//!   (`next_view`) and borrowed ones by internal iteration (`try_for_each_view`);
 //! - `lookup/<n>`: latency of reading one record at a random offset of a log of `n` records
 //!   (10^4 and 10^6; 10^7 too when `STREAMLOG_BENCH_LOOKUP_10M` is set), built from batches
 //!   of 1000 records (`STREAMLOG_BENCH_LOOKUP_BATCH` changes it: a lookup reads, checks and
@@ -367,6 +368,23 @@ fn read_sequential(c: &mut Criterion) {
                 bytes += record.value().map_or(0, <[u8]>::len);
                 count += 1;
             }
+            assert_eq!(count, n, "streamlog read every record");
+            black_box(bytes)
+        });
+    });
+    // Borrowed records by internal iteration: one decoding loop per batch.
+    group.bench_function(format!("{id}/streamlog_for_each_view"), |b| {
+        let logs = logs();
+        b.iter(|| {
+            let (mut count, mut bytes) = (0u64, 0usize);
+            let mut records = logs.streamlog.read_from(0).expect("streamlog read");
+            records
+                .try_for_each_view(|record| {
+                    bytes += record.value().map_or(0, <[u8]>::len);
+                    count += 1;
+                    Ok::<(), streamlog::Error>(())
+                })
+                .expect("streamlog records");
             assert_eq!(count, n, "streamlog read every record");
             black_box(bytes)
         });

@@ -146,6 +146,33 @@ fn read_all(log: &Partition, records: &[Record], dir: &Path, ctx: &str) -> ReadO
             }
         }
     }
+    // The borrowed path finds the same: the same records, then the same kind of error.
+    let mut viewed = Vec::new();
+    let result = log
+        .read_to_log_end(start)
+        .expect("read_to_log_end")
+        .try_for_each_view(|r| {
+            let o = r.offset() as usize;
+            let want = records.get(o).map(|w| (w.key(), w.value()));
+            assert_eq!(
+                Some((r.key(), r.value())),
+                want,
+                "{ctx}: WRONG DATA from try_for_each_view at offset {o}"
+            );
+            viewed.push(r.offset());
+            Ok::<(), Error>(())
+        });
+    assert_eq!(viewed, out.offsets, "{ctx}: try_for_each_view offsets");
+    match result {
+        Ok(()) => assert!(
+            !out.corrupt,
+            "{ctx}: try_for_each_view missed the corruption"
+        ),
+        Err(e) => {
+            assert!(out.corrupt, "{ctx}: try_for_each_view failed alone: {e}");
+            assert_corrupt_in_dir(&e, dir, ctx);
+        }
+    }
     out
 }
 

@@ -1355,3 +1355,66 @@ fn offsets_past_the_largest_kafka_offset_are_refused() {
     assert!(sim.log.append(record(4)).is_err());
     assert_eq!(read_offsets(&sim.log, max - 1), [max - 1, max]);
 }
+
+#[test]
+fn try_for_each_view_returns_the_callers_error_and_a_later_call_goes_on_after_it() {
+    let s = open_sim(base());
+    for i in 0..3 {
+        s.log
+            .append_batch((i * 4..i * 4 + 4).map(record).collect())
+            .unwrap();
+    }
+    /// The caller's own error type: its stop, or the log's error.
+    #[derive(Debug)]
+    enum Stop {
+        Enough,
+        Log(Error),
+    }
+    impl From<Error> for Stop {
+        fn from(e: Error) -> Self {
+            Stop::Log(e)
+        }
+    }
+    let mut records = s.log.read_from(2).unwrap();
+    let mut seen = Vec::new();
+    let stop = records.try_for_each_view(|r| {
+        seen.push(r.offset());
+        if r.offset() == 5 {
+            Err(Stop::Enough)
+        } else {
+            Ok(())
+        }
+    });
+    match stop {
+        Err(Stop::Enough) => {}
+        Err(Stop::Log(e)) => panic!("the log failed: {e}"),
+        Ok(()) => panic!("the caller's stop was not returned"),
+    }
+    assert_eq!(seen, [2, 3, 4, 5]);
+    let next = records.next_view().unwrap().unwrap();
+    assert_eq!(next.offset(), 6);
+    let rest: Result<(), Error> = records.try_for_each_view(|r| {
+        seen.push(r.offset());
+        Ok(())
+    });
+    rest.unwrap();
+    assert_eq!(seen, [2, 3, 4, 5, 7, 8, 9, 10, 11]);
+    assert!(records.next_view().is_none());
+}
+
+#[test]
+fn try_for_each_view_stops_at_the_high_watermark() {
+    let s = open_sim(base().auto_high_watermark(false));
+    s.log.append_batch((0..6).map(record).collect()).unwrap();
+    s.log.set_high_watermark(4);
+    let mut seen = Vec::new();
+    s.log
+        .read_from(1)
+        .unwrap()
+        .try_for_each_view(|r| {
+            seen.push(r.offset());
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+    assert_eq!(seen, [1, 2, 3]);
+}

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use streamlog::record::encode_batch;
 use streamlog::{
     Clock, Compression, Env, Error, LogConfig, LogRecord, ManualClock, Partition, PowerLoss,
-    Record, SimStorage,
+    Record, RecordView, SimStorage,
 };
 
 const DIR: &str = "/sim/model-0";
@@ -31,6 +31,15 @@ struct Rec {
 
 impl Rec {
     fn of(r: &LogRecord) -> Rec {
+        Rec {
+            offset: r.offset(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            timestamp: r.timestamp(),
+        }
+    }
+
+    fn of_view(r: &RecordView<'_>) -> Rec {
         Rec {
             offset: r.offset(),
             key: r.key().map(<[u8]>::to_vec),
@@ -430,6 +439,23 @@ impl Harness {
         }
         let got: Vec<Rec> = result.unwrap().map(|r| Rec::of(&r.unwrap())).collect();
         assert_eq!(got, m.from(at), "read_from({at})");
+        // The borrowed paths hand out the same records.
+        let mut records = self.log().read_from(at).unwrap();
+        let mut views = Vec::new();
+        while let Some(r) = records.next_view() {
+            views.push(Rec::of_view(&r.unwrap()));
+        }
+        assert_eq!(views, got, "next_view from {at}");
+        views.clear();
+        let mut records = self.log().read_from(at).unwrap();
+        records
+            .try_for_each_view(|r| {
+                views.push(Rec::of_view(&r));
+                Ok::<(), Error>(())
+            })
+            .unwrap();
+        assert_eq!(views, got, "try_for_each_view from {at}");
+        assert!(records.next_view().is_none(), "the read is over");
     }
 
     fn check_read_max_bytes(&self, at: u64, max: usize) {
