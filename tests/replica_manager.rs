@@ -8,7 +8,6 @@ mod replicas;
 
 use bytes::Bytes;
 use replicas::{Reply, Sim, batch, config, stored, values};
-use streamlog::ReadBound;
 use streamlog::record::BatchIter;
 use streamlog::replication::messages::{
     EpochQuery, FetchPartition, FetchRequest, FetchResponse, FetchedPartition,
@@ -18,6 +17,7 @@ use streamlog::replication::{
     Acks, EpochEndOffset, FollowerPhase, LeaderAppend, PartitionState, PreparedProduce,
     ProduceOutcome, ProduceToken, ReplicaError, ReplicaRequest, ReplicaResponse,
 };
+use streamlog::{Error, ReadBound, ReadOptions};
 
 /// The base offsets of the batches in `records`.
 fn bases(records: &Bytes) -> Vec<u64> {
@@ -885,6 +885,35 @@ fn a_follower_whose_tail_diverges_below_the_leaders_start_starts_over_there() {
     assert_eq!((sim.leo(2), sim.hw(2)), (3, 3));
     assert_eq!(sim.log(2).log_start_offset(), 2);
     assert_eq!(sim.state.isr, [1, 0, 2]);
+}
+
+/// The leader hands its files to followers without checking their CRCs (as Kafka does);
+/// a follower checks every batch before appending, so a batch damaged on the leader's
+/// disk is never copied, and a consumer of the leader gets an error, not the records.
+#[test]
+fn a_batch_damaged_on_the_leaders_disk_is_never_copied() {
+    let mut sim = Sim::new(3, config(1));
+    sim.produce(Acks::Leader, &["a"]);
+    sim.rounds(3, 1);
+    sim.down.insert(2);
+    sim.produce(Acks::Leader, &["b"]);
+    sim.rounds(3, 1);
+    assert_eq!((sim.leo(1), sim.leo(2)), (2, 1));
+    // Flip a bit of the last record's value in the leader's only segment.
+    let path = sim.log(0).dir().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&path).expect("read segment");
+    let at = bytes.len() - 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write segment");
+    sim.down.remove(&2);
+    sim.rounds(5, 10);
+    assert_eq!(sim.leo(2), 1, "the damaged batch was not appended");
+    assert_eq!(values(sim.log(2), 0), [(0, "a".to_string())]);
+    let mut read = sim
+        .log(0)
+        .read(1, ReadOptions::default().bound(ReadBound::LogEnd))
+        .expect("read");
+    assert!(matches!(read.next(), Some(Err(Error::Corrupt { .. }))));
 }
 
 #[test]

@@ -46,6 +46,11 @@ pub struct ReadOptions {
     pub max_bytes: Option<usize>,
     /// Up to where to read.
     pub bound: ReadBound,
+    /// Hand out whole batches ([`Records::next_batch`]) without checking their CRC-32C,
+    /// for a reader that passes them on to one that checks them: a leader serving a
+    /// follower, which validates every batch before appending it (Kafka's leaders send
+    /// their files unread). Records are always checked. `false` by default.
+    pub skip_batch_crc: bool,
 }
 
 impl ReadOptions {
@@ -60,6 +65,13 @@ impl ReadOptions {
     #[must_use]
     pub fn bound(mut self, bound: ReadBound) -> Self {
         self.bound = bound;
+        self
+    }
+
+    /// Sets [`ReadOptions::skip_batch_crc`].
+    #[must_use]
+    pub fn skip_batch_crc(mut self, skip: bool) -> Self {
+        self.skip_batch_crc = skip;
         self
     }
 }
@@ -79,6 +91,8 @@ pub struct Records {
     follows: ReadBound,
     /// Bytes of batches still allowed, if limited.
     budget: Option<usize>,
+    /// [`ReadOptions::skip_batch_crc`].
+    skip_batch_crc: bool,
     read_a_batch: bool,
     segment: Option<Arc<Segment>>,
     /// File position of `chunk[0]` in the current segment.
@@ -136,6 +150,7 @@ impl Records {
             bound,
             follows: options.bound,
             budget: options.max_bytes,
+            skip_batch_crc: options.skip_batch_crc,
             read_a_batch: false,
             segment: None,
             chunk_start: 0,
@@ -360,9 +375,11 @@ impl Records {
             };
             let path = segment.log_path();
             let batch = RecordBatch::parse(&bytes).map_err(|e| e.in_file(path, position))?;
-            batch
-                .ensure_valid()
-                .map_err(|e| e.in_file(path, position))?;
+            if !self.skip_batch_crc {
+                batch
+                    .ensure_valid()
+                    .map_err(|e| e.in_file(path, position))?;
+            }
             let header = *batch.header();
             if header.base_offset.max(0) as u64 >= self.bound {
                 // Wholly at or past the bound (lowered since the read started, or past a

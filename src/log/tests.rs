@@ -894,6 +894,41 @@ fn a_damaged_base_offset_is_caught_in_a_log_without_gaps() {
     );
 }
 
+/// `skip_batch_crc` hands out a batch whose bytes no longer match its CRC (for a follower,
+/// which checks it); by default, and for records always, that is `Corrupt`.
+#[test]
+fn skip_batch_crc_passes_a_damaged_batch_on_and_records_still_fail() {
+    let sim = SimStorage::default();
+    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    for i in 0..3 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    // Damaged under the open log (a bad sector read back, say).
+    let path = "/p/00000000000000000000.log";
+    let mut bytes = sim.read_file(path).unwrap();
+    let second = crate::record::BatchIter::new(&bytes, usize::MAX)
+        .nth(1)
+        .unwrap()
+        .unwrap();
+    let at = second.0 + second.1.header().size_bytes() - 2; // in the record's value
+    bytes[at] ^= 0x01;
+    sim.write_file(path, &bytes);
+    let unchecked = ReadOptions::default().skip_batch_crc(true);
+    let mut all = log.read(0, unchecked).unwrap();
+    let batches: Vec<_> = std::iter::from_fn(|| all.next_batch()).collect();
+    assert_eq!(batches.len(), 3);
+    assert!(batches.iter().all(Result::is_ok));
+    let mut checked = log.read(0, ReadOptions::default()).unwrap();
+    assert!(checked.next_batch().unwrap().is_ok());
+    assert!(matches!(
+        checked.next_batch(),
+        Some(Err(Error::Corrupt { .. }))
+    ));
+    let records = log.read(0, unchecked).unwrap();
+    let results: Vec<_> = records.collect();
+    assert!(matches!(results.last(), Some(Err(Error::Corrupt { .. }))));
+}
+
 #[test]
 fn follower_append_below_the_log_end_is_refused_with_the_offsets() {
     let sim = SimStorage::default();

@@ -452,15 +452,22 @@ pub enum Applied {
     StoppedLeading,
 }
 
-/// Whole batches from `offset` up to `bound`, at most `max_bytes` (at least one batch).
+/// Whole batches from `offset` up to `bound`, at most `max_bytes` (at least one batch);
+/// to the log end (a follower's) without checking their CRC, which the follower does.
 fn read_batches(log: &Partition, offset: u64, bound: ReadBound, max_bytes: usize) -> Result<Bytes> {
     let hw = log.high_watermark();
     if bound == ReadBound::HighWatermark && offset >= hw {
         return Ok(Bytes::new());
     }
+    // A follower checks every batch's CRC before appending it: the leader does not check
+    // them first (as Kafka's leaders send their files); a consumer's batches are checked.
+    let follower = bound == ReadBound::LogEnd;
     let mut reader = log.read(
         offset,
-        ReadOptions::default().bound(bound).max_bytes(max_bytes),
+        ReadOptions::default()
+            .bound(bound)
+            .max_bytes(max_bytes)
+            .skip_batch_crc(follower),
     )?;
     let Some(first) = reader.next_batch().transpose()? else {
         return Ok(Bytes::new());
