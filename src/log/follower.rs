@@ -120,9 +120,9 @@ impl Partition {
             // Only a gapped leader's batches get here without the log allowing gaps.
             inner.allow_offset_gaps_locked()?;
         }
-        let high_watermark = inner.high_watermark.load(Ordering::Acquire);
         if start_over {
-            inner.start_over_at(first_offset)?;
+            // The log end and high watermark stay put until the batch moves the end on.
+            inner.start_over_below(first_offset)?;
         }
         let result = headers
             .iter()
@@ -139,13 +139,10 @@ impl Partition {
                     })
             })
             .map(|()| first_offset..last_offset + 1);
-        if start_over {
-            if inner.log_end_offset.load(Ordering::Acquire) == first_offset {
-                // Nothing was written: back to the log as it was.
-                inner.start_over_at(log_end)?;
-            } else {
-                inner.raise_high_watermark(high_watermark);
-            }
+        if start_over && inner.log_end_offset.load(Ordering::Acquire) == log_end {
+            // Nothing was written (a written batch ends past `log_end`): back to the log
+            // as it was.
+            inner.start_over_at(log_end)?;
         }
         inner.after_append(writer, result)
     }

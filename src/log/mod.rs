@@ -622,13 +622,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Moves the high watermark up to `offset` (never down), as far as the log end.
-    fn raise_high_watermark(&self, offset: u64) {
-        let _bounds = self.bounds.lock();
-        let value = offset.min(self.log_end_offset.load(Ordering::Acquire));
-        self.high_watermark.fetch_max(value, Ordering::Release);
-    }
-
     /// Applies the flush policy after an append and returns its result.
     fn after_append(
         &self,
@@ -736,15 +729,29 @@ impl Inner {
 
     /// [`Partition::truncate_fully_and_start_at`] once checked. Caller holds `writer`.
     fn start_over_at(&self, offset: u64) -> Result<u64> {
+        self.start_over(offset, false)
+    }
+
+    /// Starts an empty log over at `base`, below its end, for a copied batch that holds
+    /// the end (see `follower`). The log end and high watermark stay where they are: the
+    /// batch written next moves the end past them, so a reader (which reads them without
+    /// the writer lock) never sees either go back, and the recorded high watermark stays.
+    /// Until then the log holds no record, as before. Caller holds `writer`.
+    fn start_over_below(&self, base: u64) -> Result<u64> {
+        self.start_over(base, true)
+    }
+
+    fn start_over(&self, offset: u64, keep_end: bool) -> Result<u64> {
         let _bounds = self.bounds.lock();
         // Every record goes: appenders still waiting for theirs fail.
-        self.truncating(|| self.restart_fully_at(offset), |_| 0)?;
+        self.truncating(|| self.restart_fully_at(offset, keep_end), |_| 0)?;
         self.sync.mark_durable(offset);
         Ok(offset)
     }
 
-    /// [`Partition::truncate_fully_and_start_at`] under its locks.
-    fn restart_fully_at(&self, offset: u64) -> Result<u64> {
+    /// [`Partition::truncate_fully_and_start_at`] under its locks; with `keep_end`, the
+    /// log end and high watermark are left as they are (see `start_over_below`).
+    fn restart_fully_at(&self, offset: u64, keep_end: bool) -> Result<u64> {
         // Starting over below the recovery point (at the base of a batch holding the old
         // start): the recovery point comes down durably first, so a crash before the new
         // bounds are written never leaves a log that ends below its persisted one.
@@ -755,11 +762,16 @@ impl Inner {
         self.restart_at(offset, self.env.clock.now_ms())?;
         self.env.storage.sync_dir(&self.dir)?;
         cleaner::after_truncation(self, offset)?;
-        for value in [
-            &self.log_end_offset,
-            &self.high_watermark,
-            &self.recovery_point,
-        ] {
+        let moved: &[&AtomicU64] = if keep_end {
+            &[&self.recovery_point]
+        } else {
+            &[
+                &self.log_end_offset,
+                &self.high_watermark,
+                &self.recovery_point,
+            ]
+        };
+        for value in moved {
             value.store(offset, Ordering::Release);
         }
         self.write_checkpoint()?;

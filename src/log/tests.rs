@@ -1023,6 +1023,26 @@ fn a_replica_log_starting_over_below_its_start_keeps_its_high_watermark() {
     assert_eq!(log.high_watermark(), 5);
 }
 
+/// The high watermark a replica keeps across a start over is the one it records: a crash
+/// right after finds it where it was before the append (never lower).
+#[test]
+fn a_start_over_below_the_log_start_records_the_high_watermark_it_keeps() {
+    let sim = SimStorage::default();
+    let config = small().auto_high_watermark(false);
+    let log = Partition::open_with_env("/p", config.clone(), env(&sim)).unwrap();
+    assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
+    assert_eq!(log.append_as_follower(&batch_at(4, 3)).unwrap(), 4..7);
+    assert_eq!(log.high_watermark(), 5);
+    let after = sim.process_crash();
+    let reopened = Partition::open_with_env("/p", config, env(&after)).unwrap();
+    assert_eq!(reopened.log_end_offset(), 7);
+    assert_eq!(
+        reopened.high_watermark(),
+        5,
+        "the recorded high watermark moved back"
+    );
+}
+
 #[test]
 fn follower_batches_out_of_order_are_refused_before_anything_is_written() {
     let sim = SimStorage::default();
