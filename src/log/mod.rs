@@ -398,8 +398,9 @@ impl Partition {
     /// Moves the log start offset to `offset` (≤ the high watermark) and deletes the
     /// segments wholly below it, as retention does (files renamed `*.deleted`, removed
     /// after `file.delete.delay.ms`). Returns the new log start offset. If the new start
-    /// cannot be recorded (a full disk), nothing is deleted and the log closes, as on any
-    /// failed write.
+    /// cannot be recorded, the log closes, as on any failed write, and nothing is deleted
+    /// while it stays open; after a failed sync (the checkpoint written, its durability
+    /// unknown) a reopen may find either start, as a crash mid-call would.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
