@@ -6,7 +6,9 @@
 //!
 //! - `append/batch_1`, `append/batch_1000`: appends without fsync (page cache only), each
 //!   side writing at most `ROUND_BYTES` into one file or log before a fresh one (untimed):
-//!   past about 1 GB this machine's page cache holds writers to the disk's pace;
+//!   past about 1 GB this machine's page cache holds writers to the disk's pace. The raw
+//!   file is measured twice: plain, and with its blocks reserved beforehand
+//!   (`raw_file_reserved`, untimed `fallocate`), as streamlog reserves its active segment's;
 //! - `append_fsync/batch_1000`: every batch of 1000 made durable before the next
 //!   (streamlog `FlushPolicy::Always`, raw `write_all` + `sync_data`, commitlog `flush`);
 //! - `group_commit`: single-record appends with `FlushPolicy::Always` from 1 and 8 threads;
@@ -118,6 +120,31 @@ fn append_group(c: &mut Criterion, name: &str, batch: usize, fsync: bool) {
                 || {
                     let dir = temp_dir();
                     let file = File::create(dir.path().join("raw.log")).expect("create raw file");
+                    (dir, file)
+                },
+                |(_, file)| {
+                    file.write_all(&bytes).expect("raw write");
+                    if fsync {
+                        file.sync_data().expect("raw sync_data");
+                    }
+                },
+            )
+        });
+    });
+    // The same with the round's blocks reserved first (untimed), as streamlog reserves
+    // them ahead of its active segment: the machine's limit for that way of writing.
+    #[cfg(target_os = "linux")]
+    group.bench_function(format!("{id}/raw_file_reserved"), |b| {
+        b.iter_custom(|iters| {
+            timed_rounds(
+                iters,
+                round,
+                || {
+                    let dir = temp_dir();
+                    let file = File::create(dir.path().join("raw.log")).expect("create raw file");
+                    let total = round * bytes.len() as u64;
+                    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, 0, total)
+                        .expect("fallocate");
                     (dir, file)
                 },
                 |(_, file)| {

@@ -814,3 +814,47 @@ fn recovery_of_a_segment_written_across_a_clean_reopen_fits_its_index() {
     }
     assert_eq!(collect(&log, 0).len(), 30);
 }
+
+/// Bytes of disk the file at `path` takes (allocated blocks, reserved ones included).
+#[cfg(target_os = "linux")]
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("metadata").blocks() * 512
+}
+
+/// The active segment reserves disk blocks ahead of its appends (`fallocate` keeping the
+/// size, so the file's length stays the data's) and gives back what it did not use when
+/// it stops being active: at a roll, and at close.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_active_segment_reserves_blocks_ahead_and_releases_them_at_roll_and_close() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig::default().segment_bytes(64 << 20);
+    let log = Partition::open(dir.path().join("p"), config.clone()).expect("open");
+    log.append_batch((0..10).map(record).collect())
+        .expect("append");
+    let first = dir.path().join("p").join("00000000000000000000.log");
+    let len = std::fs::metadata(&first).expect("metadata").len();
+    assert_eq!(len, log.size_bytes(), "the length is the data's");
+    assert!(
+        allocated_bytes(&first) >= 4 << 20,
+        "reserved ahead: {} bytes allocated for {len}",
+        allocated_bytes(&first)
+    );
+    log.roll().expect("roll");
+    assert!(
+        allocated_bytes(&first) < len + (64 << 10),
+        "released at the roll: {} bytes allocated for {len}",
+        allocated_bytes(&first)
+    );
+    log.append_batch((10..20).map(record).collect())
+        .expect("append");
+    let second = dir.path().join("p").join("00000000000000000010.log");
+    assert!(allocated_bytes(&second) >= 4 << 20);
+    log.close().expect("close");
+    let len = std::fs::metadata(&second).expect("metadata").len();
+    assert!(allocated_bytes(&second) < len + (64 << 10));
+    // What was written reads back after reopening.
+    let log = Partition::open(dir.path().join("p"), config).expect("reopen");
+    assert_eq!(log.read_to_log_end(0).expect("read").count(), 20);
+}

@@ -176,6 +176,21 @@ impl StorageFile for OsFile {
         self.file.write_all_at(buf, position).at(&self.path)
     }
 
+    #[cfg(target_os = "linux")]
+    fn preallocate(&self, position: u64, len: u64) -> Result<bool> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        use rustix::io::Errno;
+        match fallocate(&self.file, FallocateFlags::KEEP_SIZE, position, len) {
+            Ok(()) => Ok(true),
+            // Not supported here, or no room: the writes go on without it (and report a
+            // full disk themselves).
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::NOSPC | Errno::FBIG) => {
+                Ok(false)
+            }
+            Err(e) => Err(std::io::Error::from(e)).at(&self.path),
+        }
+    }
+
     fn set_len(&self, len: u64) -> Result<()> {
         let maps = LIVE_MAPS.lock();
         if maps.contains_key(&self.id) && len < self.len()? {

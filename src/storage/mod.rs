@@ -74,6 +74,16 @@ pub trait StorageFile: Send + Sync + Debug {
     /// of it is alive ([`StorageFile::is_mapped`]) is refused with
     /// [`crate::Error::SegmentInUse`]: the map's pages past the new end would fault.
     fn set_len(&self, len: u64) -> Result<()>;
+    /// Reserves the disk blocks of `len` bytes from `position` without changing the
+    /// file's length (Linux `fallocate` with `FALLOC_FL_KEEP_SIZE`, as RocksDB does for its
+    /// files): writes there then skip the file system's block allocation. A hint: `false`
+    /// where nothing was reserved (unsupported, or no space: the write reports that).
+    /// Setting the file's length ([`StorageFile::set_len`], even to what it is) releases
+    /// the blocks past the end.
+    fn preallocate(&self, position: u64, len: u64) -> Result<bool> {
+        let _ = (position, len);
+        Ok(false)
+    }
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&self) -> Result<()>;
     /// Maps the first `len` bytes of the file for reading and writing. The file must already
