@@ -858,3 +858,72 @@ fn the_active_segment_reserves_blocks_ahead_and_releases_them_at_roll_and_close(
     let log = Partition::open(dir.path().join("p"), config).expect("reopen");
     assert_eq!(log.read_to_log_end(0).expect("read").count(), 20);
 }
+
+/// Set (to a directory) in the child process of the test below.
+#[cfg(target_os = "linux")]
+const RESERVING_CHILD_ENV: &str = "STREAMLOG_RESERVING_CHILD";
+
+/// The child of the test below: appends to a log in the directory it is given, says so,
+/// and waits to be killed. Returns at once without [`RESERVING_CHILD_ENV`].
+#[cfg(target_os = "linux")]
+#[test]
+fn reserving_child_appends_then_waits_to_be_killed() {
+    let Ok(dir) = std::env::var(RESERVING_CHILD_ENV) else {
+        return;
+    };
+    let log = Partition::open(dir, LogConfig::default().segment_bytes(64 << 20)).expect("open");
+    log.append_batch((0..10).map(record).collect())
+        .expect("append");
+    println!("\nAPPENDED");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A process killed while its active segment holds blocks reserved past its end leaves
+/// them on disk (the file's length is the data's, the blocks are past it). Reopening the
+/// log must give them back, or at least the segment must once it stops being active —
+/// here at a roll before anything more is appended.
+#[cfg(target_os = "linux")]
+#[test]
+fn blocks_reserved_before_a_crash_are_released_after_the_reopen() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p");
+    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+        .args([
+            "--exact",
+            "reserving_child_appends_then_waits_to_be_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RESERVING_CHILD_ENV, &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let stdout = BufReader::new(child.stdout.take().expect("child stdout"));
+    let appended = stdout
+        .lines()
+        .map_while(std::result::Result::ok)
+        .any(|line| line == "APPENDED");
+    child.kill().expect("kill child");
+    child.wait().expect("wait child");
+    assert!(appended, "the child did not append");
+    let first = path.join("00000000000000000000.log");
+    let len = std::fs::metadata(&first).expect("metadata").len();
+    assert!(
+        allocated_bytes(&first) >= 4 << 20,
+        "the crash left the reservation: {} bytes allocated for {len}",
+        allocated_bytes(&first)
+    );
+    let log = Partition::open(&path, LogConfig::default().segment_bytes(64 << 20)).expect("open");
+    assert_eq!(log.log_end_offset(), 10);
+    log.roll().expect("roll");
+    assert!(
+        allocated_bytes(&first) < len + (64 << 10),
+        "released once inactive: {} bytes allocated for {len}",
+        allocated_bytes(&first)
+    );
+    log.close().expect("close");
+}

@@ -1,6 +1,7 @@
 //! Segment recovery after a crash: re-validate every batch from the start of the `.log`,
 //! rebuild both indexes with the append cadence, and cut the file at the first batch that
-//! is torn, fails its CRC, or breaks the offset order. Everything after that point is gone.
+//! is torn, fails its CRC, or breaks the offset order. Everything after that point is gone,
+//! disk blocks reserved past the end included.
 
 use std::sync::atomic::Ordering;
 
@@ -92,9 +93,10 @@ impl Segment {
                 ),
             });
         }
-        if valid_end != size {
-            self.log.set_len(valid_end)?;
-        }
+        // Also when nothing is cut: setting the length gives back the disk blocks a crash
+        // left reserved past the end (`Segment::reserve`), which nothing else would release
+        // if the segment stopped being active before its next append.
+        self.log.set_len(valid_end)?;
         self.size_bytes.store(valid_end, Ordering::Release);
         Ok(Recovered {
             truncated_bytes: size - valid_end,
