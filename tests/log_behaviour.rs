@@ -1418,3 +1418,30 @@ fn try_for_each_view_stops_at_the_high_watermark() {
         .unwrap();
     assert_eq!(seen, [1, 2, 3]);
 }
+
+/// A callback that panics (caught further up) refuses its record as an error does: the
+/// reader goes on after it, with the rest of its batch, instead of skipping to the next
+/// batch.
+#[test]
+fn try_for_each_view_goes_on_after_a_record_whose_callback_panicked() {
+    let s = open_sim(base());
+    for i in 0..2 {
+        s.log
+            .append_batch((i * 4..i * 4 + 4).map(record).collect())
+            .unwrap();
+    }
+    let mut records = s.log.read_from(0).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        records.try_for_each_view(|r| {
+            assert_ne!(r.offset(), 1, "the callback's own panic");
+            Ok::<(), Error>(())
+        })
+    }));
+    assert!(caught.is_err());
+    assert_eq!(records.next_offset(), 2);
+    let mut rest = Vec::new();
+    while let Some(r) = records.next_view() {
+        rest.push(r.unwrap().offset());
+    }
+    assert_eq!(rest, [2, 3, 4, 5, 6, 7]);
+}

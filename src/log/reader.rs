@@ -763,37 +763,55 @@ impl Records {
                     return Err(e.into());
                 }
             }
-            let Some(mut batch) = self.current.take() else {
+            let Some(batch) = self.current.take() else {
                 return Ok(());
             };
-            let bound = self.bound;
+            // Back in `current` however the loop ends, a panic of `f` included: the read
+            // then goes on after the last record handed out, as after `next_view`.
+            let mut taken = PutBack {
+                records: self,
+                batch: Some(batch),
+            };
+            let PutBack { records, batch } = &mut taken;
+            let Some(batch) = batch.as_mut() else {
+                return Ok(());
+            };
+            let bound = records.bound;
             while batch.left > 0 {
                 // Every fourth record, as far as `next_view` does in four.
                 if batch.left % 4 == 0 {
-                    self.prefetch_ahead(8);
+                    records.prefetch_ahead(8);
                 }
                 let mut cursor = Cursor::at(&batch.records, batch.pos);
                 let view = match batch.context.decode(&mut cursor) {
                     Ok(view) if view.offset() < bound => view,
                     Ok(_) => {
-                        self.done = true;
+                        records.done = true;
                         return Ok(());
                     }
                     Err(e) => {
-                        self.done = true;
+                        records.done = true;
                         return Err(e.in_file(&batch.path, batch.position).into());
                     }
                 };
                 batch.pos = cursor.position();
                 batch.left -= 1;
-                self.next_offset = view.offset() + 1;
-                if let Err(e) = f(view) {
-                    self.current = Some(batch);
-                    return Err(e);
-                }
+                records.next_offset = view.offset() + 1;
+                f(view)?;
             }
-            self.current = Some(batch);
         }
+    }
+}
+
+/// The batch [`Records::try_for_each_view`] took out of `current`, put back when dropped.
+struct PutBack<'a> {
+    records: &'a mut Records,
+    batch: Option<CurrentBatch>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        self.records.current = self.batch.take();
     }
 }
 
