@@ -1445,3 +1445,51 @@ fn try_for_each_view_goes_on_after_a_record_whose_callback_panicked() {
     }
     assert_eq!(rest, [2, 3, 4, 5, 6, 7]);
 }
+
+/// A batch whose CRC holds but whose records do not all decode (a follower copies it, as
+/// only CRCs and offsets are checked there) ends a read with one error, whichever way
+/// it is read: "after an error it ends", never the same error again and again.
+#[test]
+fn a_record_that_does_not_decode_ends_the_read_with_one_error() {
+    use streamlog::record::{RecordBatch, encode_batch};
+    let s = open_sim(base());
+    let mut batch = Vec::new();
+    encode_batch(
+        &[record(0), record(1)],
+        Compression::None,
+        START_MS,
+        &mut batch,
+    )
+    .unwrap();
+    // Three records declared where two are: the third does not decode. CRC made to match.
+    batch[57..61].copy_from_slice(&3i32.to_be_bytes());
+    let crc = RecordBatch::parse(&batch).unwrap().compute_crc();
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(s.log.append_as_follower(&batch).unwrap(), 0..2);
+
+    let results: Vec<_> = s.log.read_from(0).unwrap().take(10).collect();
+    let oks = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!((oks, results.len()), (2, 3), "the iterator: {results:?}");
+
+    let mut records = s.log.read_from(0).unwrap();
+    let (mut items, mut errors) = (0, 0);
+    while let Some(r) = records.next_view() {
+        items += 1;
+        errors += usize::from(r.is_err());
+        if items == 10 {
+            break;
+        }
+    }
+    assert_eq!((items, errors), (3, 1), "next_view");
+
+    let mut records = s.log.read_from(0).unwrap();
+    let mut seen = Vec::new();
+    let first = records.try_for_each_view(|r| {
+        seen.push(r.offset());
+        Ok::<(), Error>(())
+    });
+    assert!(matches!(first, Err(Error::Corrupt { .. })), "{first:?}");
+    assert_eq!(seen, [0, 1]);
+    let again: Result<(), Error> = records.try_for_each_view(|_| Ok(()));
+    assert!(again.is_ok(), "try_for_each_view again: {again:?}");
+}

@@ -630,6 +630,11 @@ impl Records {
     /// Inlined into its two callers so the (large) result is built in place.
     #[inline(always)]
     fn next_with_buffer(&mut self) -> Option<Result<(RecordView<'_>, &Bytes)>> {
+        if self.done {
+            // Over, also after an error: the batch that failed to decode stays current, and
+            // decoding it again would hand out the same error forever.
+            return None;
+        }
         self.prefetch_ahead(2);
         loop {
             match self.position_in_batch() {
@@ -744,9 +749,12 @@ impl Records {
         F: FnMut(RecordView<'_>) -> std::result::Result<(), E>,
     {
         loop {
+            if self.done {
+                // Over, also after an error (see `next_with_buffer`).
+                return Ok(());
+            }
             match self.position_in_batch() {
                 Ok(true) => {}
-                Ok(false) if self.done => return Ok(()),
                 Ok(false) => match self.load_next_batch() {
                     Ok(true) => continue,
                     Ok(false) => {
