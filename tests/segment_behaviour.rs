@@ -927,3 +927,47 @@ fn blocks_reserved_before_a_crash_are_released_after_the_reopen() {
     );
     log.close().expect("close");
 }
+
+/// Opt-in (it fills a file system): `STREAMLOG_SMALL_FS=<dir>` names a directory on a
+/// small scratch file system (ext4) the test may fill. There a reservation the disk has
+/// no room for fails, and ext4 keeps the blocks it had taken before failing: unless the
+/// failed reservation gives them back, every byte left on the disk ends up past the end
+/// of the active segment, where nothing ever uses or releases it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reservation_refused_for_lack_of_space_keeps_no_block() {
+    let Ok(root) = std::env::var("STREAMLOG_SMALL_FS") else {
+        return;
+    };
+    let dir = tempfile::tempdir_in(root).expect("tempdir");
+    let available = |path: &Path| {
+        let stat = rustix::fs::statvfs(path).expect("statvfs");
+        stat.f_bavail * stat.f_frsize
+    };
+    // All but 3 MiB of the disk taken: a reservation of 8 MiB cannot be made.
+    let filler = std::fs::File::create(dir.path().join("filler")).expect("filler");
+    let take = available(dir.path()).saturating_sub(3 << 20);
+    rustix::fs::fallocate(&filler, rustix::fs::FallocateFlags::empty(), 0, take)
+        .expect("fill the disk");
+    let config = LogConfig::default()
+        .segment_bytes(64 << 20)
+        .segment_index_bytes(16 << 10);
+    let log = Partition::open(dir.path().join("p"), config).expect("open");
+    log.append_batch((0..10).map(record).collect())
+        .expect("append");
+    let first = dir.path().join("p").join("00000000000000000000.log");
+    let len = std::fs::metadata(&first).expect("metadata").len();
+    assert!(
+        allocated_bytes(&first) < len + (64 << 10),
+        "the failed reservation kept {} bytes for {len}; {} bytes left on the disk",
+        allocated_bytes(&first),
+        available(dir.path())
+    );
+    log.roll().expect("roll");
+    assert!(
+        allocated_bytes(&first) < len + (64 << 10),
+        "kept after the roll: {} bytes for {len}",
+        allocated_bytes(&first)
+    );
+    log.close().expect("close");
+}

@@ -182,9 +182,16 @@ impl StorageFile for OsFile {
         use rustix::io::Errno;
         match fallocate(&self.file, FallocateFlags::KEEP_SIZE, position, len) {
             Ok(()) => Ok(true),
-            // Not supported here, or no room: the writes go on without it (and report a
-            // full disk themselves).
-            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::NOSPC | Errno::FBIG) => {
+            // Not supported here: the writes go on without it.
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::FBIG) => Ok(false),
+            // No room (on the disk or in the quota): the writes go on without it, and
+            // report a full disk themselves. ext4 keeps the blocks a failed call took
+            // before running out, past the end where nothing uses them, and they would
+            // take the disk's last free bytes from every other file (a write to a mapped
+            // index page then faults): setting the length gives them back.
+            Err(Errno::NOSPC | Errno::DQUOT) => {
+                let len = self.len()?;
+                self.file.set_len(len).at(&self.path)?;
                 Ok(false)
             }
             Err(e) => Err(std::io::Error::from(e)).at(&self.path),
