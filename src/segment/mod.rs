@@ -46,6 +46,9 @@ const LOOKUP_WINDOW_BYTES: usize = 16 << 10;
 /// per-page block allocation is done once per reservation instead of per write.
 const RESERVE_BYTES: u64 = 8 << 20;
 
+/// `Segment::reserved_to` after a refused reservation: an append never ends past it.
+const NO_RESERVATIONS: u64 = u64::MAX;
+
 /// The largest batch a scan of stored data accepts: a segment file never passes `i32::MAX`
 /// bytes (Kafka's `segment.bytes` is an int, and offset-index positions are 32-bit). A
 /// batch stored under a larger `max.message.bytes` or `segment.bytes` than today's stays
@@ -120,7 +123,9 @@ pub struct Segment {
     /// can tell a concurrent truncation from damage.
     truncations: AtomicU64,
     /// End of the disk blocks reserved ahead of the appends
-    /// ([`StorageFile::preallocate`]); 0 when none are. Written under the log's writer lock.
+    /// ([`StorageFile::preallocate`]); 0 when none are, [`NO_RESERVATIONS`] once one was
+    /// refused (unsupported, or no room): not asked again while the segment is active.
+    /// Written under the log's writer lock.
     reserved_to: AtomicU64,
     indexes: RwLock<Indexes>,
     state: Mutex<WriteState>,
@@ -393,9 +398,9 @@ impl Segment {
             .saturating_add(RESERVE_BYTES)
             .min(self.limits.map_bytes as u64)
             .max(end);
-        if self.log.preallocate(from, to - from)? {
-            self.reserved_to.store(to, Ordering::Relaxed);
-        }
+        let reserved = self.log.preallocate(from, to - from)?;
+        let mark = if reserved { to } else { NO_RESERVATIONS };
+        self.reserved_to.store(mark, Ordering::Relaxed);
         Ok(())
     }
 
@@ -718,7 +723,8 @@ impl Segment {
         drop(indexes);
         // Blocks reserved past the last append go back to the file system.
         let size = self.size_bytes();
-        if self.reserved_to.swap(0, Ordering::Relaxed) > size {
+        let reserved = self.reserved_to.swap(0, Ordering::Relaxed);
+        if reserved > size && reserved != NO_RESERVATIONS {
             self.log.set_len(size)?;
         }
         Ok(())

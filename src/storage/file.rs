@@ -182,8 +182,10 @@ impl StorageFile for OsFile {
         use rustix::io::Errno;
         match fallocate(&self.file, FallocateFlags::KEEP_SIZE, position, len) {
             Ok(()) => Ok(true),
-            // Not supported here: the writes go on without it.
-            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::FBIG) => Ok(false),
+            // Not supported here (or interrupted): the writes go on without it.
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL | Errno::FBIG | Errno::INTR) => {
+                Ok(false)
+            }
             // No room (on the disk or in the quota): the writes go on without it, and
             // report a full disk themselves. ext4 keeps the blocks a failed call took
             // before running out, past the end where nothing uses them, and they would
