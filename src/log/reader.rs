@@ -630,11 +630,6 @@ impl Records {
     /// Inlined into its two callers so the (large) result is built in place.
     #[inline(always)]
     fn next_with_buffer(&mut self) -> Option<Result<(RecordView<'_>, &Bytes)>> {
-        if self.done {
-            // Over, also after an error: the batch that failed to decode stays current, and
-            // decoding it again would hand out the same error forever.
-            return None;
-        }
         self.prefetch_ahead(2);
         loop {
             match self.position_in_batch() {
@@ -652,6 +647,9 @@ impl Records {
                     }
                 },
                 Err(e) => {
+                    // The batch that failed to decode goes: decoding it again would hand
+                    // out the same error forever. (Not checked per record: it costs.)
+                    self.current = None;
                     self.done = true;
                     return Some(Err(e));
                 }
@@ -671,6 +669,8 @@ impl Records {
                 None
             }
             Err(e) => {
+                // Nothing more of this batch (see above).
+                (batch.left, batch.pos) = (0, batch.records.len());
                 self.done = true;
                 Some(Err(e.in_file(&batch.path, batch.position)))
             }
