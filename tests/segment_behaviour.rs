@@ -822,6 +822,32 @@ fn allocated_bytes(path: &Path) -> u64 {
     std::fs::metadata(path).expect("metadata").blocks() * 512
 }
 
+/// Asserts that blocks are reserved past the end of the file at `path`.
+#[cfg(target_os = "linux")]
+fn assert_reserved(path: &Path, when: &str) {
+    let (len, allocated) = (
+        std::fs::metadata(path).expect("metadata").len(),
+        allocated_bytes(path),
+    );
+    assert!(
+        allocated >= 4 << 20,
+        "{when}: {allocated} bytes allocated for {len}"
+    );
+}
+
+/// Asserts that no more than the file's length (and a block or so) is allocated.
+#[cfg(target_os = "linux")]
+fn assert_released(path: &Path, when: &str) {
+    let (len, allocated) = (
+        std::fs::metadata(path).expect("metadata").len(),
+        allocated_bytes(path),
+    );
+    assert!(
+        allocated < len + (64 << 10),
+        "{when}: {allocated} bytes allocated for {len}"
+    );
+}
+
 /// The active segment reserves disk blocks ahead of its appends (`fallocate` keeping the
 /// size, so the file's length stays the data's) and gives back what it did not use when
 /// it stops being active: at a roll, and at close.
@@ -836,24 +862,15 @@ fn the_active_segment_reserves_blocks_ahead_and_releases_them_at_roll_and_close(
     let first = dir.path().join("p").join("00000000000000000000.log");
     let len = std::fs::metadata(&first).expect("metadata").len();
     assert_eq!(len, log.size_bytes(), "the length is the data's");
-    assert!(
-        allocated_bytes(&first) >= 4 << 20,
-        "reserved ahead: {} bytes allocated for {len}",
-        allocated_bytes(&first)
-    );
+    assert_reserved(&first, "reserved ahead");
     log.roll().expect("roll");
-    assert!(
-        allocated_bytes(&first) < len + (64 << 10),
-        "released at the roll: {} bytes allocated for {len}",
-        allocated_bytes(&first)
-    );
+    assert_released(&first, "released at the roll");
     log.append_batch((10..20).map(record).collect())
         .expect("append");
     let second = dir.path().join("p").join("00000000000000000010.log");
-    assert!(allocated_bytes(&second) >= 4 << 20);
+    assert_reserved(&second, "reserved ahead");
     log.close().expect("close");
-    let len = std::fs::metadata(&second).expect("metadata").len();
-    assert!(allocated_bytes(&second) < len + (64 << 10));
+    assert_released(&second, "released at close");
     // What was written reads back after reopening.
     let log = Partition::open(dir.path().join("p"), config).expect("reopen");
     assert_eq!(log.read_to_log_end(0).expect("read").count(), 20);
@@ -911,20 +928,11 @@ fn blocks_reserved_before_a_crash_are_released_after_the_reopen() {
     child.wait().expect("wait child");
     assert!(appended, "the child did not append");
     let first = path.join("00000000000000000000.log");
-    let len = std::fs::metadata(&first).expect("metadata").len();
-    assert!(
-        allocated_bytes(&first) >= 4 << 20,
-        "the crash left the reservation: {} bytes allocated for {len}",
-        allocated_bytes(&first)
-    );
+    assert_reserved(&first, "the crash left the reservation");
     let log = Partition::open(&path, LogConfig::default().segment_bytes(64 << 20)).expect("open");
     assert_eq!(log.log_end_offset(), 10);
     log.roll().expect("roll");
-    assert!(
-        allocated_bytes(&first) < len + (64 << 10),
-        "released once inactive: {} bytes allocated for {len}",
-        allocated_bytes(&first)
-    );
+    assert_released(&first, "released once inactive");
     log.close().expect("close");
 }
 
@@ -957,18 +965,9 @@ fn a_reservation_refused_for_lack_of_space_keeps_no_block() {
     log.append_batch((0..10).map(record).collect())
         .expect("append");
     let first = dir.path().join("p").join("00000000000000000000.log");
-    let len = std::fs::metadata(&first).expect("metadata").len();
-    assert!(
-        allocated_bytes(&first) < len + (64 << 10),
-        "the failed reservation kept {} bytes for {len}; {} bytes left on the disk",
-        allocated_bytes(&first),
-        available(dir.path())
-    );
+    let left = available(dir.path());
+    assert_released(&first, &format!("{left} bytes left on the disk"));
     log.roll().expect("roll");
-    assert!(
-        allocated_bytes(&first) < len + (64 << 10),
-        "kept after the roll: {} bytes for {len}",
-        allocated_bytes(&first)
-    );
+    assert_released(&first, "after the roll");
     log.close().expect("close");
 }
