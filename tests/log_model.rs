@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use streamlog::record::encode_batch;
 use streamlog::{
     Clock, Compression, Env, Error, LogConfig, LogRecord, ManualClock, Partition, PowerLoss,
-    Record, RecordView, SimStorage,
+    Record, RecordView, SimStorage, Storage,
 };
 
 const DIR: &str = "/sim/model-0";
@@ -332,6 +333,10 @@ impl Harness {
             Op::AdvanceClock(ms) => self.clock.advance_ms(*ms),
             Op::Reopen => {
                 self.log.take().unwrap().close().unwrap();
+                // A close gives back every reservation.
+                for path in self.storage.list_dir(Path::new(DIR)).unwrap() {
+                    assert_eq!(self.storage.reserved_past_end(&path), 0, "{path:?}");
+                }
                 self.open();
                 self.model.flushed = self.model.leo;
             }
@@ -618,6 +623,15 @@ impl Harness {
             log.size_bytes(),
             segments.iter().map(|s| s.size_bytes()).sum::<u64>()
         );
+        // Only the active segment keeps disk blocks reserved past its end.
+        for segment in &segments[..segments.len() - 1] {
+            assert_eq!(
+                self.storage.reserved_past_end(segment.log_path()),
+                0,
+                "{} after {op:?}",
+                segment.log_path().display()
+            );
+        }
         let got: Vec<Rec> = log
             .read_from(m.log_start)
             .unwrap()

@@ -90,6 +90,9 @@ struct FileState {
     current: Vec<u8>,
     durable: Vec<u8>,
     journal: Vec<Op>,
+    /// End of the blocks reserved by `preallocate` (0: none). Like ext4's, they outlive a
+    /// crash and go when the length is set; they change no byte the file holds.
+    reserved_to: usize,
     /// Cloned into every live map and region of the file: the file is mapped while
     /// anyone else holds it.
     maps: Arc<()>,
@@ -152,13 +155,14 @@ impl fmt::Debug for FileState {
 }
 
 impl FileState {
-    /// A file whose `bytes` are all durable.
-    fn settled(bytes: Vec<u8>) -> Arc<Mutex<Self>> {
+    /// A file whose `bytes` are all durable, with blocks reserved up to `reserved_to`.
+    fn settled(bytes: Vec<u8>, reserved_to: usize) -> Arc<Mutex<Self>> {
         let journal = Vec::new();
         Arc::new(Mutex::new(Self {
             durable: bytes.clone(),
             current: bytes,
             journal,
+            reserved_to,
             maps: Arc::default(),
         }))
     }
@@ -295,8 +299,11 @@ impl SimStorage {
             let fnv = |h: u64, b: &u8| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
             let mut rng = Rng(seed ^ name.iter().fold(0xCBF2_9CE4_8422_2325, fnv));
             let is_index = name.ends_with(b".index") || name.ends_with(b".timeindex");
-            let bytes = state.lock().crash(&mut rng, options, is_index);
-            after.files.insert(path.clone(), FileState::settled(bytes));
+            let state = state.lock();
+            let bytes = state.crash(&mut rng, options, is_index);
+            after
+                .files
+                .insert(path.clone(), FileState::settled(bytes, state.reserved_to));
         }
         SimStorage {
             disk: Arc::new(Mutex::new(after)),
@@ -311,8 +318,9 @@ impl SimStorage {
         let mut after = Disk::default();
         after.dirs.clone_from(&disk.dirs);
         for (path, state) in &disk.files {
-            let bytes = state.lock().current.clone();
-            after.files.insert(path.clone(), FileState::settled(bytes));
+            let state = state.lock();
+            let settled = FileState::settled(state.current.clone(), state.reserved_to);
+            after.files.insert(path.clone(), settled);
         }
         SimStorage {
             disk: Arc::new(Mutex::new(after)),
@@ -356,6 +364,16 @@ impl SimStorage {
     /// The current length of the file at `path`, if there is one.
     pub fn file_len(&self, path: impl AsRef<Path>) -> Option<u64> {
         self.read_file(path).map(|b| b.len() as u64)
+    }
+
+    /// Bytes of blocks reserved past the end of the file at `path`
+    /// ([`StorageFile::preallocate`]): 0 when none (or no such file).
+    pub fn reserved_past_end(&self, path: impl AsRef<Path>) -> u64 {
+        let file = self.disk.lock().files.get(path.as_ref()).cloned();
+        file.map_or(0, |f| {
+            let f = f.lock();
+            f.reserved_to.saturating_sub(f.current.len()) as u64
+        })
     }
 
     /// The current (not necessarily durable) contents of the file at `path`.
@@ -540,7 +558,22 @@ impl StorageFile for SimFile {
         }
         state.current.resize(len, 0);
         state.journal.push(Op::SetLen(len));
+        // Setting the length gives back the blocks reserved past it, as on ext4.
+        state.reserved_to = 0;
         Ok(())
+    }
+
+    fn preallocate(&self, position: u64, len: u64) -> Result<bool> {
+        let disk = self.disk.lock();
+        if disk.check_writable(&self.path).is_err() {
+            // No room: nothing reserved (the write reports the full disk).
+            return Ok(false);
+        }
+        let end = position.saturating_add(len);
+        let end = extent(&self.path, end, 0)?;
+        let mut state = self.state.lock();
+        state.reserved_to = state.reserved_to.max(end);
+        Ok(true)
     }
 
     fn sync_data(&self) -> Result<()> {
