@@ -1,6 +1,6 @@
 //! Quickstart: open a partition in a temporary directory, append 1M records of 100 bytes in
-//! batches of 1000, read a few back by offset, read everything sequentially, and print the
-//! throughput of each phase and the number of segments. The directory is removed at the end.
+//! batches of 1000, read a few back by offset, read everything sequentially (owned records,
+//! then borrowed views), and print the throughput of each phase and the number of segments. The directory is removed at the end.
 //!
 //! ```sh
 //! cargo run --release --example quickstart
@@ -65,6 +65,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let read = started.elapsed();
     report("read", count, log_bytes, read.as_secs_f64());
+
+    // The same, borrowing each record from the log's map instead of owning it: the
+    // fastest way through a log when records need not outlive the loop.
+    let started = Instant::now();
+    let mut count = 0u64;
+    log.read_from(log.log_start_offset())?
+        .try_for_each_view(|record| {
+            if record.offset() != count || record.value().map(<[u8]>::len) != Some(VALUE_BYTES) {
+                return Err(format!("unexpected record at offset {}", record.offset()).into());
+            }
+            count += 1;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })?;
+    let read = started.elapsed();
+    report("viewed", count, log_bytes, read.as_secs_f64());
 
     println!(
         "log end offset {}, {} segment(s), {:.1} MB on disk in {}",
