@@ -23,6 +23,11 @@ fn small() -> LogConfig {
         .index_interval_bytes(100)
 }
 
+/// The log at `/p` on `sim` with [`small`]'s config (opened, or opened again).
+fn open_small(sim: &SimStorage) -> Partition {
+    Partition::open_with_env("/p", small(), env(sim)).unwrap()
+}
+
 fn values(log: &Partition, from: u64) -> Vec<(u64, Vec<u8>)> {
     log.read_to_log_end(from)
         .unwrap()
@@ -40,7 +45,7 @@ fn value(i: u64) -> Vec<u8> {
 #[test]
 fn reads_cross_many_rolled_segments_in_order() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..500 {
         assert_eq!(log.append(Record::new(value(i))).unwrap(), i);
     }
@@ -61,7 +66,7 @@ fn reads_cross_many_rolled_segments_in_order() {
 #[test]
 fn a_roll_flushes_the_old_segment_and_moves_the_recovery_point() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!(log.recovery_point(), 0);
     while log.segment_count() < 3 {
         log.append(Record::new(vec![7; 50])).unwrap();
@@ -73,7 +78,7 @@ fn a_roll_flushes_the_old_segment_and_moves_the_recovery_point() {
 #[test]
 fn clean_reopen_restores_offsets_without_recovery() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for chunk in 0..10 {
         log.append_batch(
             (chunk * 30..chunk * 30 + 30)
@@ -87,7 +92,7 @@ fn clean_reopen_restores_offsets_without_recovery() {
     }
     let before = (log.log_end_offset(), log.segment_count(), values(&log, 0));
     log.close().unwrap();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!(
         (log.log_end_offset(), log.segment_count(), values(&log, 0)),
         before
@@ -98,7 +103,7 @@ fn clean_reopen_restores_offsets_without_recovery() {
 #[test]
 fn crash_reopen_keeps_everything_the_page_cache_had() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..300 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -112,7 +117,7 @@ fn crash_reopen_keeps_everything_the_page_cache_had() {
 #[test]
 fn flushed_records_survive_any_power_loss() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..150 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -417,7 +422,7 @@ fn a_storage_that_panics_in_a_sync_fails_the_appenders_instead_of_hanging_them()
 #[test]
 fn a_failed_flush_closes_the_log() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     log.append(Record::new(value(0))).unwrap();
     sim.fail_syncs(true);
     assert!(matches!(log.flush(), Err(Error::Io { .. })));
@@ -434,7 +439,7 @@ fn a_failed_flush_closes_the_log() {
 #[test]
 fn closing_a_log_a_failed_flush_closed_releases_its_directory() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     log.append(Record::new(value(0))).unwrap();
     assert!(!log.is_closed());
     sim.fail_syncs(true);
@@ -450,7 +455,7 @@ fn closing_a_log_a_failed_flush_closed_releases_its_directory() {
         &sim,
         &Path::new("/p").join(CLEAN_SHUTDOWN_FILE)
     ));
-    let reopened = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let reopened = open_small(&sim);
     assert_eq!(values(&reopened, 0), vec![(0, value(0))]);
     assert!(matches!(
         log.append(Record::new(value(1))),
@@ -462,7 +467,7 @@ fn closing_a_log_a_failed_flush_closed_releases_its_directory() {
 #[test]
 fn a_log_start_move_that_fails_to_persist_closes_the_log_instead_of_answering_a_retry() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..6 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -598,7 +603,7 @@ fn a_truncation_is_durable_before_the_batches_that_replace_the_cut_records() {
 #[test]
 fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..100 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -615,14 +620,14 @@ fn delete_records_before_the_log_end_keeps_one_empty_segment() {
     ));
     assert_eq!(log.append(Record::new(value(100))).unwrap(), 100);
     drop(log);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 101));
 }
 
 #[test]
 fn truncate_below_log_start_restarts_the_log_there() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..100 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -759,7 +764,7 @@ fn follower_appends_keep_their_offsets_and_gaps() {
 #[test]
 fn a_log_without_compaction_refuses_offset_gaps_from_a_follower() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     refuses_gaps(&log, |batches| log.append_as_follower(batches));
 }
 
@@ -791,7 +796,7 @@ fn refuses_gaps(log: &Partition, append: impl Fn(&[u8]) -> Result<Range<u64>>) {
 fn a_follower_of_a_gapped_leader_marks_its_log_before_the_first_gap() {
     let sim = SimStorage::default();
     let marker = std::path::Path::new("/p").join(offset_gaps::OFFSET_GAPS_FILE);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert!(!log.may_hold_offset_gaps());
     // Without a gap nothing changes.
     assert_eq!(log.append_from_leader(&batch_at(0, 3), true).unwrap(), 0..3);
@@ -829,7 +834,7 @@ fn a_follower_of_a_gapped_leader_marks_its_log_before_the_first_gap() {
 #[test]
 fn a_gap_is_not_written_when_the_marker_cannot_be_made_durable() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     log.append_from_leader(&batch_at(0, 3), true).unwrap();
     let size = log.size_bytes();
     sim.fail_syncs(true);
@@ -899,7 +904,7 @@ fn a_damaged_base_offset_is_caught_in_a_log_without_gaps() {
 #[test]
 fn skip_batch_crc_passes_a_damaged_batch_on_and_records_still_fail() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..3 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -932,7 +937,7 @@ fn skip_batch_crc_passes_a_damaged_batch_on_and_records_still_fail() {
 #[test]
 fn follower_append_below_the_log_end_is_refused_with_the_offsets() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     log.append_batch((0..7).map(|i| Record::new(value(i))).collect())
         .unwrap();
     let err = log.append_as_follower(&batch_at(4, 3)).unwrap_err();
@@ -956,7 +961,7 @@ fn follower_append_below_the_log_end_is_refused_with_the_offsets() {
 #[test]
 fn an_empty_follower_log_starts_over_at_a_batch_holding_its_start() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
     let err = log.append_as_follower(&batch_at(3, 1)).unwrap_err();
     assert!(
@@ -987,7 +992,7 @@ fn an_empty_follower_log_starts_over_at_a_batch_holding_its_start() {
         Err(Error::UnexpectedAppendOffset { log_end: 7, .. })
     ));
     drop(log);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 7));
 }
 
@@ -996,14 +1001,14 @@ fn an_empty_follower_log_starts_over_at_a_batch_holding_its_start() {
 #[test]
 fn a_start_over_below_the_recovery_point_that_fails_leaves_a_log_that_opens() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!(log.truncate_fully_and_start_at(5).unwrap(), 5);
     assert_eq!(log.recovery_point(), 5);
     sim.fail_writes(true);
     assert!(log.append_as_follower(&batch_at(4, 3)).is_err());
     sim.fail_writes(false);
     drop(log);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert!(log.log_start_offset() <= log.log_end_offset());
     let end = log.log_end_offset();
     assert!(end == 4 || end == 5, "{end}");
@@ -1046,7 +1051,7 @@ fn a_start_over_below_the_log_start_records_the_high_watermark_it_keeps() {
 #[test]
 fn follower_batches_out_of_order_are_refused_before_anything_is_written() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     let mut input = batch_at(0, 2);
     input.extend(batch_at(5, 1));
     input.extend(batch_at(3, 1));
@@ -1111,7 +1116,7 @@ fn a_restart_that_fails_midway_closes_the_log_and_reopening_recovers() {
 #[test]
 fn deleting_records_that_cannot_be_recorded_deletes_nothing() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..10 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -1126,7 +1131,7 @@ fn deleting_records_that_cannot_be_recorded_deletes_nothing() {
         Err(Error::Closed { .. })
     ));
     drop(log);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 10));
 }
 
@@ -1149,7 +1154,7 @@ fn a_follower_batch_too_big_for_a_segment_is_refused_before_any_is_written() {
 #[test]
 fn a_truncation_that_fails_closes_the_log_and_reopening_gives_a_consistent_log() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     for i in 0..100 {
         log.append(Record::new(value(i))).unwrap();
     }
@@ -1161,7 +1166,7 @@ fn a_truncation_that_fails_closes_the_log_and_reopening_gives_a_consistent_log()
         Err(Error::Closed { .. })
     ));
     drop(log);
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     let got = values(&log, log.log_start_offset());
     for (offset, v) in &got {
         assert_eq!(v, &value(*offset));
@@ -1206,7 +1211,7 @@ fn raw_batches(log: &Partition, from: u64, max_bytes: Option<usize>) -> (Vec<(i6
 #[test]
 fn whole_batches_come_back_as_stored_across_segments_and_within_a_budget() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     append_pairs(&log, 40);
     assert!(log.segment_count() > 2);
     let (all, next) = raw_batches(&log, 0, None);
@@ -1234,7 +1239,7 @@ fn whole_batches_come_back_as_stored_across_segments_and_within_a_budget() {
 #[test]
 fn a_damaged_batch_is_an_error_naming_its_file_and_position() {
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     log.append_batch(vec![Record::new(value(0))]).unwrap();
     let first = log.size_bytes() as usize;
     log.append_batch(vec![Record::new(value(1))]).unwrap();
@@ -1290,7 +1295,7 @@ fn batches_end_to_end_in_one_map_join_without_a_copy_and_never_wrongly() {
     // Across rolled segments (and on the simulated disk, whose maps are copies) the
     // batches come from several chunks: joined only where that is still exact.
     let sim = SimStorage::default();
-    let log = Partition::open_with_env("/p", small(), env(&sim)).unwrap();
+    let log = open_small(&sim);
     append_pairs(&log, 40);
     assert!(log.segment_count() > 2);
     for from in [0, 7, 60] {
