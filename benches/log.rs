@@ -18,7 +18,9 @@
 //! - `lookup/<n>`: latency of reading one record at a random offset of a log of `n` records
 //!   (10^4 and 10^6; 10^7 too when `STREAMLOG_BENCH_LOOKUP_10M` is set), built from batches
 //!   of 1000 records (`STREAMLOG_BENCH_LOOKUP_BATCH` changes it: a lookup reads, checks and
-//!   decodes the whole batch holding the offset, so batch size dominates its cost).
+//!   decodes the whole batch holding the offset, so batch size dominates its cost). Two
+//!   raw floors: a read of one record at a known position, and a read of the whole batch
+//!   with its CRC-32C (what any lookup that verifies its batch must do);
 //!
 //! Throughput is in records (`Throughput::Elements`). Run all with `cargo bench --bench log`
 //! (about 3-4 minutes), or one group with a filter: `cargo bench --bench log -- lookup`.
@@ -77,6 +79,11 @@ fn payloads(records: &[Record]) -> Vec<&[u8]> {
 }
 
 /// The bytes streamlog writes for one batch of `records` (what the raw baseline writes).
+/// Bytes of one encoded batch of `batch` bench records.
+fn record_bytes_of_batch(batch: usize) -> u64 {
+    encoded(&records(batch)).len() as u64
+}
+
 fn encoded(records: &[Record]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_batch(records, Compression::None, 0, &mut out).expect("encode a batch");
@@ -447,6 +454,21 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 let position = rng.below(span.max(1)) * record_bytes;
                 black_box(logs.raw.read_at(&mut buf, position).expect("raw read"))
+            });
+        });
+        // The floor of a lookup that checks what it returns: one positional read of the
+        // whole batch holding the record, and its CRC-32C. Its own growth from 10^4
+        // records (cache-resident) to 10^6 and more (from memory) is this machine's.
+        group.bench_function("raw_pread_batch_crc", |b| {
+            let logs = logs();
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            let batch_bytes = record_bytes_of_batch(batch);
+            let span = logs.raw.metadata().expect("raw metadata").len() / batch_bytes;
+            let mut buf = vec![0u8; batch_bytes as usize];
+            b.iter(|| {
+                let position = rng.below(span.max(1)) * batch_bytes;
+                let n = logs.raw.read_at(&mut buf, position).expect("raw read");
+                black_box(crc_fast::crc32_iscsi(&buf[..n]))
             });
         });
         group.bench_function("commitlog", |b| {

@@ -132,7 +132,7 @@ impl Partition {
                 // trimmed below, while data without its epoch could never be found.
                 inner.observe_batch_epoch(header)?;
                 inner
-                    .write_batch(bytes, header, inner.env.clock.now_ms())
+                    .write_batch(&[bytes], header, inner.env.clock.now_ms())
                     .inspect_err(|_| {
                         let end = inner.log_end_offset.load(Ordering::Acquire);
                         let _ = inner.update_epochs(|c| c.truncate_from_end(end));

@@ -35,7 +35,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::record::{
-    BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place, restamp_create_time,
+    BATCH_OVERHEAD, BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place,
+    is_create_time_stamped, restamp_create_time,
 };
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
 use crate::storage::{DirLock, Env};
@@ -292,7 +293,7 @@ impl Partition {
         let result = encode_in_place(records, inner.config.compression, now_ms, &mut buf).and_then(
             |summary| {
                 let batch = buf.get_mut(..summary.size_bytes).unwrap_or_default();
-                inner.append_locked(&mut writer, batch, summary, now_ms)
+                inner.append_locked(&mut writer, batch, &[], summary, now_ms)
             },
         );
         writer.scratch = buf;
@@ -325,16 +326,23 @@ impl Partition {
         };
         let inner = &*self.inner;
         let now_ms = inner.env.clock.now_ms();
+        // Offsets and epoch go into a copy of the header; the records are written from
+        // `batch` itself. Only a header that Kafka's rule corrects (its max timestamp and
+        // create time are the records') needs the whole batch copied, for a new CRC.
+        let restamp = !is_create_time_stamped(batch, max_timestamp);
+        let head_len = if restamp { batch.len() } else { BATCH_OVERHEAD };
+        let (head, tail) = batch.split_at_checked(head_len).unwrap_or((batch, &[]));
         let mut writer = inner.writer.lock();
         let mut buf = std::mem::take(&mut writer.scratch);
-        if buf.len() < batch.len() {
-            buf.resize(batch.len(), 0);
+        if buf.len() < head.len() {
+            buf.resize(head.len(), 0);
         }
-        let copy = buf.get_mut(..batch.len()).unwrap_or_default();
-        copy.copy_from_slice(batch);
-        // Kafka's rule: the header's max timestamp (and create time) is the records'.
-        restamp_create_time(copy, max_timestamp);
-        let result = inner.append_locked(&mut writer, copy, summary, now_ms);
+        let copy = buf.get_mut(..head.len()).unwrap_or_default();
+        copy.copy_from_slice(head);
+        if restamp {
+            restamp_create_time(copy, max_timestamp);
+        }
+        let result = inner.append_locked(&mut writer, copy, tail, summary, now_ms);
         writer.scratch = buf;
         inner.after_append(writer, result)
     }
@@ -566,13 +574,15 @@ impl Inner {
         &self,
         _writer: &mut Writer,
         buf: &mut [u8],
+        tail: &[u8],
         summary: BatchSummary,
         now_ms: i64,
     ) -> Result<Range<u64>> {
         self.ensure_open()?;
-        if buf.len() > self.config.max_message_bytes {
+        let size = buf.len() + tail.len();
+        if size > self.config.max_message_bytes {
             return Err(Error::MessageTooLarge {
-                size: buf.len(),
+                size,
                 max: self.config.max_message_bytes,
             });
         }
@@ -582,7 +592,7 @@ impl Inner {
         let epoch = self.epochs.read().latest().map_or(NO_EPOCH, |e| e.epoch);
         crate::record::set_partition_leader_epoch(buf, epoch);
         let header = BatchHeader::parse(buf)?;
-        self.write_batch(buf, &header, now_ms)?;
+        self.write_batch(&[buf, tail], &header, now_ms)?;
         Ok(base..last + 1)
     }
 
@@ -591,16 +601,17 @@ impl Inner {
     /// end (and high watermark when it follows the log end). A roll for relative-offset
     /// overflow starts the new segment at `max(log end, the batch's first offset)`.
     /// Caller holds `writer`.
-    fn write_batch(&self, bytes: &[u8], header: &BatchHeader, now_ms: i64) -> Result<()> {
-        if bytes.len() as u64 > self.config.segment_bytes {
+    fn write_batch(&self, parts: &[&[u8]], header: &BatchHeader, now_ms: i64) -> Result<()> {
+        let size_bytes = parts.iter().map(|p| p.len()).sum::<usize>();
+        if size_bytes as u64 > self.config.segment_bytes {
             return Err(Error::BatchLargerThanSegment {
-                size: bytes.len(),
+                size: size_bytes,
                 segment_bytes: self.config.segment_bytes,
             });
         }
         let last = within_offset_limit(header.last_offset().max(0) as u64)?;
         let incoming = IncomingBatch {
-            size_bytes: bytes.len(),
+            size_bytes,
             max_timestamp: header.max_timestamp,
             last_offset: last,
         };
@@ -614,7 +625,7 @@ impl Inner {
             let log_end = self.log_end_offset.load(Ordering::Acquire);
             active = self.roll_locked(log_end.max(header.base_offset as u64), now_ms)?;
         }
-        active.append(bytes, header)?;
+        active.append_parts(parts, header)?;
         self.log_end_offset.store(last + 1, Ordering::Release);
         if self.config.auto_high_watermark {
             let _bounds = self.bounds.lock();

@@ -336,23 +336,33 @@ impl<'a> RecordBatch<'a> {
     }
 }
 
+/// Whether `header` (the first [`BATCH_OVERHEAD`] bytes of a valid batch, or more) is
+/// already a create-time header holding `max_timestamp`: then
+/// [`restamp_create_time`] has nothing to change.
+pub(crate) fn is_create_time_stamped(header: &[u8], max_timestamp: i64) -> bool {
+    let (Some(attributes), Some(stored)) = (
+        header.get(at::ATTRIBUTES..at::ATTRIBUTES + 2),
+        header.get(at::MAX_TIMESTAMP..at::MAX_TIMESTAMP + 8),
+    ) else {
+        return true;
+    };
+    let attributes = i16::from_be_bytes([attributes[0], attributes[1]]);
+    attributes & TIMESTAMP_TYPE_BIT == 0 && stored == max_timestamp.to_be_bytes()
+}
+
 /// Makes `batch` (valid, as [`RecordBatch::validate_for_append`] checked it) a create-time
 /// batch whose header holds `max_timestamp`, as Kafka's `setMaxTimestamp(CREATE_TIME, ..)`
 /// does for a produced batch whose header disagrees with its records: the attributes'
 /// timestamp-type bit cleared, the max timestamp set, the CRC computed again. Returns
 /// whether anything changed.
 pub(crate) fn restamp_create_time(batch: &mut [u8], max_timestamp: i64) -> bool {
-    let (Some(attributes), Some(stored)) = (
-        batch.get(at::ATTRIBUTES..at::ATTRIBUTES + 2),
-        batch.get(at::MAX_TIMESTAMP..at::MAX_TIMESTAMP + 8),
-    ) else {
-        return false;
-    };
-    let attributes = i16::from_be_bytes([attributes[0], attributes[1]]);
-    let create_time = attributes & !TIMESTAMP_TYPE_BIT;
-    if attributes == create_time && stored == max_timestamp.to_be_bytes() {
+    if is_create_time_stamped(batch, max_timestamp) {
         return false;
     }
+    let Some(attributes) = batch.get(at::ATTRIBUTES..at::ATTRIBUTES + 2) else {
+        return false;
+    };
+    let create_time = i16::from_be_bytes([attributes[0], attributes[1]]) & !TIMESTAMP_TYPE_BIT;
     let mut put = |at: usize, bytes: &[u8]| {
         if let Some(slot) = batch.get_mut(at..at + bytes.len()) {
             slot.copy_from_slice(bytes);

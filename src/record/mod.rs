@@ -27,7 +27,9 @@ mod varint;
 mod view;
 
 pub use batch::{BatchHeader, BatchIter, RecordBatch, TimestampType, next_batch_size};
-pub(crate) use batch::{restamp_create_time, set_base_offset, set_partition_leader_epoch};
+pub(crate) use batch::{
+    is_create_time_stamped, restamp_create_time, set_base_offset, set_partition_leader_epoch,
+};
 pub(crate) use builder::encode_in_place;
 pub use builder::{BatchBuilder, BatchSummary, encode_batch};
 pub use compression::Compression;

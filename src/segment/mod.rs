@@ -371,6 +371,13 @@ impl Segment {
 
     /// Appends one encoded batch (offsets already assigned) at the end of the `.log`.
     pub fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        self.append_parts(&[batch], header)
+    }
+
+    /// Appends one encoded batch given as `parts` to write back to back (its header,
+    /// then its records: see [`StorageFile::write_all_parts_at`]).
+    pub fn append_parts(&self, parts: &[&[u8]], header: &BatchHeader) -> Result<()> {
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         let last_offset = header.last_offset() as u64;
         if last_offset < self.base_offset || last_offset - self.base_offset > i32::MAX as u64 {
             return Err(Error::SegmentOffsetOverflow {
@@ -379,14 +386,13 @@ impl Segment {
             });
         }
         let position = self.size_bytes();
-        self.reserve(position + batch.len() as u64)?;
-        self.log.write_all_at(batch, position)?;
+        self.reserve(position + len)?;
+        self.log.write_all_parts_at(parts, position)?;
         let mut state = self.state.lock();
         self.track_batch(&mut state, position, header)?;
         // Size before next offset: a reader that sees the new next offset also sees the
         // bytes that hold it (readers load them in the opposite order).
-        self.size_bytes
-            .store(position + batch.len() as u64, Ordering::Release);
+        self.size_bytes.store(position + len, Ordering::Release);
         self.next_offset.store(last_offset + 1, Ordering::Release);
         Ok(())
     }

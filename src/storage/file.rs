@@ -177,6 +177,27 @@ impl StorageFile for OsFile {
     }
 
     #[cfg(target_os = "linux")]
+    fn write_all_parts_at(&self, parts: &[&[u8]], position: u64) -> Result<()> {
+        use std::io::IoSlice;
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let mut left = &mut slices[..];
+        IoSlice::advance_slices(&mut left, 0);
+        let mut at = position;
+        while !left.is_empty() {
+            match rustix::io::pwritev(&self.file, left, at) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()).at(&self.path),
+                Ok(n) => {
+                    at += n as u64;
+                    IoSlice::advance_slices(&mut left, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(std::io::Error::from(e)).at(&self.path),
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
     fn preallocate(&self, position: u64, len: u64) -> Result<bool> {
         use rustix::fs::{FallocateFlags, fallocate};
         use rustix::io::Errno;
@@ -318,6 +339,25 @@ mod tests {
         let file = FileStorage.open(&dir.join(name), OpenMode::Create).unwrap();
         file.write_all_at(&[7; 8192], 0).unwrap();
         file
+    }
+
+    #[test]
+    fn parts_are_written_back_to_back_like_their_concatenation() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_of_sevens(dir.path(), "0.log");
+        let big = vec![3u8; 300_000]; // more than one page, as a batch's records are
+        file.write_all_parts_at(&[b"head", &[], &big, b"!"], 8000).unwrap();
+        assert_eq!(file.len().unwrap(), 8000 + 4 + 300_000 + 1);
+        let mut back = vec![0u8; 4 + 300_000 + 1 + 8];
+        let n = file.read_at(&mut back, 7992).unwrap();
+        assert_eq!(n, 8 + 4 + 300_000 + 1);
+        let mut expected = vec![7u8; 8];
+        expected.extend_from_slice(b"head");
+        expected.extend_from_slice(&big);
+        expected.push(b'!');
+        assert_eq!(back[..n], expected[..]);
+        file.write_all_parts_at(&[], 0).unwrap(); // nothing to write
+        assert_eq!(file.len().unwrap(), 8000 + 4 + 300_000 + 1);
     }
 
     #[test]

@@ -70,6 +70,18 @@ pub trait StorageFile: Send + Sync + Debug {
     fn read_at(&self, buf: &mut [u8], position: u64) -> Result<usize>;
     /// Writes all of `buf` at `position`, growing the file when needed.
     fn write_all_at(&self, buf: &[u8], position: u64) -> Result<()>;
+    /// Writes `parts` back to back from `position`, as [`StorageFile::write_all_at`] of
+    /// their concatenation would: a produced batch whose header the leader restamped goes
+    /// out as that header and the producer's records, without copying them together
+    /// first. One `pwritev` on Linux; part after part elsewhere.
+    fn write_all_parts_at(&self, parts: &[&[u8]], position: u64) -> Result<()> {
+        let mut at = position;
+        for part in parts {
+            self.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
+        Ok(())
+    }
     /// Sets the file's length, cutting or zero-extending it. Cutting a file while a map
     /// of it is alive ([`StorageFile::is_mapped`]) is refused with
     /// [`crate::Error::SegmentInUse`]: the map's pages past the new end would fault.
