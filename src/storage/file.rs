@@ -346,7 +346,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = file_of_sevens(dir.path(), "0.log");
         let big = vec![3u8; 300_000]; // more than one page, as a batch's records are
-        file.write_all_parts_at(&[b"head", &[], &big, b"!"], 8000).unwrap();
+        file.write_all_parts_at(&[b"head", &[], &big, b"!"], 8000)
+            .unwrap();
         assert_eq!(file.len().unwrap(), 8000 + 4 + 300_000 + 1);
         let mut back = vec![0u8; 4 + 300_000 + 1 + 8];
         let n = file.read_at(&mut back, 7992).unwrap();
