@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 use super::ClusterInner;
 use super::config::ProducerConfig;
 use super::node::{Node, Submitted};
 use crate::error::{Error, Result};
-use crate::record::{Record, encode_batch};
+use crate::record::{Record, encode_in_place};
 use crate::replication::messages::{ProduceRequest, ProduceResponse};
 use crate::replication::{Acks, PartitionKey, ReplicaError};
 use crate::topic::partition_for_key;
@@ -43,6 +44,7 @@ pub struct Producer {
     cluster: Arc<ClusterInner>,
     config: ProducerConfig,
     next_partition: AtomicU32,
+    buffers: Arc<BufferPool>,
 }
 
 impl Producer {
@@ -51,6 +53,7 @@ impl Producer {
             cluster,
             config,
             next_partition: AtomicU32::new(0),
+            buffers: Arc::default(),
         }
     }
 
@@ -106,9 +109,10 @@ impl Producer {
     /// Encodes `records` as one batch and hands it to the leader of `partition` (known
     /// to exist).
     fn submit_batch(&self, topic: &str, partition: u32, records: &[Record]) -> Result<PendingSend> {
-        let mut buf = Vec::new();
+        let mut buf = self.buffers.take();
         let now = self.cluster.clock.now_ms();
-        let summary = encode_batch(records, self.config.compression, now, &mut buf)?;
+        let summary = encode_in_place(records, self.config.compression, now, &mut buf)?;
+        buf.truncate(summary.size_bytes);
         let request = ProduceRequest {
             acks: self.config.acks,
             timeout_ms: self.config.request_timeout_ms,
@@ -125,6 +129,7 @@ impl Producer {
             count: u64::from(summary.last_offset_delta) + 1,
             request,
             first: Some(first),
+            buffers: self.buffers.clone(),
         })
     }
 }
@@ -185,6 +190,7 @@ pub struct PendingSend {
     request: ProduceRequest,
     count: u64,
     first: Option<Result<(Arc<Node>, Submitted), ReplicaError>>,
+    buffers: Arc<BufferPool>,
 }
 
 impl Drop for PendingSend {
@@ -203,6 +209,14 @@ impl PendingSend {
     ///
     /// Errors: [`Error::Produce`] with the last error and the number of attempts.
     pub fn wait(mut self) -> Result<Range<u64>> {
+        let result = self.answer();
+        self.buffers
+            .give_back(std::mem::take(&mut self.request.records));
+        result
+    }
+
+    /// The answer, after retries.
+    fn answer(&mut self) -> Result<Range<u64>> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -225,5 +239,109 @@ impl PendingSend {
             }
             std::thread::sleep(Duration::from_millis(self.config.retry_backoff_ms));
         }
+    }
+}
+
+/// Encode buffers of answered sends, reused by the next ones: a batch of 1000 records is
+/// about 110 KB, which a fresh `Vec` would zero-fill and fault in page by page on every
+/// send. As many buffers are kept as sends were in flight at once, up to [`Self::KEEP`].
+#[derive(Debug, Default)]
+struct BufferPool {
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Kafka's producer keeps 5 requests in flight per connection by default; a few more
+    /// cover several partitions without holding much memory nobody uses (at most this
+    /// many of the largest batch sent).
+    const KEEP: usize = 8;
+
+    /// A buffer whose length is that of an earlier batch (its bytes are overwritten), or
+    /// an empty one.
+    fn take(&self) -> Vec<u8> {
+        self.spare.lock().pop().unwrap_or_default()
+    }
+
+    /// Keeps the buffer of `records` for a later send, unless someone else still holds
+    /// it (a transport that kept the request) or enough are kept already.
+    fn give_back(&self, records: Bytes) {
+        let mut spare = self.spare.lock();
+        if spare.len() < Self::KEEP
+            && let Ok(buf) = records.try_into_mut()
+        {
+            spare.push(buf.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Cluster, ClusterConfig, TopicConfig};
+
+    fn records(n: usize, len: usize, tag: u8) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record::new(vec![tag ^ i as u8; len]))
+            .collect()
+    }
+
+    #[test]
+    fn batches_encoded_in_a_reused_buffer_are_exactly_their_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::start(ClusterConfig::in_memory(1).data_dir(dir.path())).unwrap();
+        cluster.create_topic("t", TopicConfig::default()).unwrap();
+        let producer = cluster
+            .producer(ProducerConfig::default().acks(Acks::All))
+            .unwrap();
+        // A big batch, then smaller ones written over its buffer, then a bigger one that
+        // outgrows it.
+        let sends = [
+            records(50, 300, 1),
+            records(3, 10, 2),
+            records(1, 0, 3),
+            records(80, 400, 4),
+        ];
+        let mut expected = Vec::new();
+        for batch in &sends {
+            producer.send_to("t", 0, batch).unwrap();
+            assert_eq!(
+                producer.buffers.spare.lock().len(),
+                1,
+                "the buffer came back"
+            );
+            expected.extend(batch.iter().map(|r| r.value().unwrap().to_vec()));
+        }
+        let leader = cluster.leader("t", 0).unwrap();
+        let log = cluster
+            .broker(leader)
+            .unwrap()
+            .topic("t")
+            .unwrap()
+            .partition(0)
+            .unwrap();
+        let stored: Vec<Vec<u8>> = log
+            .read_from(0)
+            .unwrap()
+            .map(|r| r.unwrap().value().unwrap().to_vec())
+            .collect();
+        assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_pool_keeps_only_buffers_nobody_else_holds_and_at_most_its_limit() {
+        let pool = BufferPool::default();
+        let held = Bytes::from(vec![7; 100]);
+        let other = held.clone();
+        pool.give_back(held);
+        assert!(
+            pool.spare.lock().is_empty(),
+            "a shared buffer is not reused"
+        );
+        drop(other);
+        for _ in 0..BufferPool::KEEP + 3 {
+            pool.give_back(Bytes::from(vec![1; 10]));
+        }
+        assert_eq!(pool.spare.lock().len(), BufferPool::KEEP);
+        assert_eq!(pool.take(), vec![1; 10]);
     }
 }
