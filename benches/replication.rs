@@ -4,6 +4,11 @@
 //! (the machine's own limit in the same run). Throughput is in records
 //! (`Throughput::Elements`).
 //!
+//! - `replication/raw_file_x1`, `raw_file_x3`: the machine's own limits in the same run:
+//!   the encoded batch written with `write_all` to one plain file, or to each of three
+//!   (one thread), which is what a replication factor of 3 asks of the page cache. On
+//!   this VM new page-cache pages cost about 10× what rewriting cached ones does, so
+//!   these rows, not the CPU's copy speed, bound the cluster rows.
 //! - `replication/single_broker_append`: `Partition::append_records` of the batch on a
 //!   plain log.
 //! - `replication/single_broker_cluster`: a cluster of one broker (replication factor 1)
@@ -29,12 +34,15 @@ mod common;
 mod rounds;
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use streamlog::record::encode_batch;
 use streamlog::{
-    Acks, Cluster, ClusterConfig, LogConfig, Partition, Producer, ProducerConfig, Record,
-    TopicConfig,
+    Acks, Cluster, ClusterConfig, Compression, LogConfig, Partition, Producer, ProducerConfig,
+    Record, TopicConfig,
 };
 
 use common::{configure, temp_dir};
@@ -58,6 +66,31 @@ fn replication(c: &mut Criterion) {
     let mut group = c.benchmark_group("replication");
     configure(&mut group, 5);
     group.throughput(Throughput::Elements(BATCH as u64));
+    let mut bytes = Vec::new();
+    encode_batch(&records, Compression::None, 0, &mut bytes).expect("encode");
+    for copies in [1, 3] {
+        group.bench_function(format!("raw_file_x{copies}"), |b| {
+            b.iter_custom(|iters| {
+                timed_rounds(
+                    iters,
+                    ROUND,
+                    || {
+                        let dir = temp_dir();
+                        let files: Vec<File> = (0..copies)
+                            .map(|i| File::create(dir.path().join(format!("raw-{i}.log"))))
+                            .collect::<std::io::Result<_>>()
+                            .expect("create raw files");
+                        (dir, files)
+                    },
+                    |(_, files)| {
+                        for file in files.iter_mut() {
+                            file.write_all(&bytes).expect("raw write");
+                        }
+                    },
+                )
+            })
+        });
+    }
     group.bench_function("single_broker_append", |b| {
         b.iter_custom(|iters| {
             timed_rounds(
