@@ -625,7 +625,16 @@ impl Inner {
             let log_end = self.log_end_offset.load(Ordering::Acquire);
             active = self.roll_locked(log_end.max(header.base_offset as u64), now_ms)?;
         }
-        active.append_parts(parts, header)?;
+        if let Err(e) = active.append_parts(parts, header) {
+            // A write that failed part way (a disk filling up mid-batch) left bytes past the
+            // segment's end: a shorter batch would not cover them, and a roll or a clean
+            // close would leave them behind flushed records, where an open finds damage.
+            // As after a failed fsync, the log closes; reopening recovers (cuts them).
+            if active.holds_bytes_past_end() {
+                self.closed.store(true, Ordering::Release);
+            }
+            return Err(e);
+        }
         self.log_end_offset.store(last + 1, Ordering::Release);
         if self.config.auto_high_watermark {
             let _bounds = self.bounds.lock();

@@ -1305,3 +1305,37 @@ fn batches_end_to_end_in_one_map_join_without_a_copy_and_never_wrongly() {
         }
     }
 }
+
+/// A disk that fills up part way through a batch leaves its first bytes past the segment's
+/// end. A shorter batch written after it would not cover them, and a roll or a clean close
+/// would leave them behind flushed records, where the next open takes them for damage: the
+/// log must not go on over them.
+#[test]
+fn a_write_that_fails_part_way_never_leaves_its_bytes_behind_acknowledged_records() {
+    let sim = SimStorage::default();
+    let log = open_small(&sim);
+    let batch = |from: u64, n: u64| (from..from + n).map(|i| Record::new(value(i))).collect();
+    assert_eq!(log.append_batch(batch(0, 3)).unwrap(), 0..3);
+    assert_eq!(values(&log, 0).len(), 3); // a reader maps the segment
+    let mut produced = Vec::new();
+    let codec = crate::record::Compression::None;
+    crate::record::encode_batch(&batch(3, 20), codec, 1_000, &mut produced).unwrap();
+    sim.room_left(Some(100)); // the restamped header and some of the records fit
+    let failed = log.append_encoded(&produced);
+    assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
+    sim.room_left(None);
+    let mut acknowledged: Vec<u64> = (0..3).collect();
+    for _ in 0..3 {
+        let next = log.log_end_offset();
+        if let Ok(offsets) = log.append_batch(batch(next, 1)) {
+            acknowledged.extend(offsets);
+        }
+        let _ = log.roll();
+    }
+    drop(log);
+    let log = open_small(&sim);
+    let stored: Vec<u64> = values(&log, 0).into_iter().map(|(o, _)| o).collect();
+    assert_eq!(stored, acknowledged);
+    let next = log.log_end_offset();
+    assert_eq!(log.append(Record::new(value(next))).unwrap(), next);
+}

@@ -397,6 +397,12 @@ impl Segment {
         Ok(())
     }
 
+    /// Whether the `.log` holds bytes past [`Segment::size_bytes`] (or its length cannot
+    /// be read): what an append whose write failed part way leaves behind.
+    pub(crate) fn holds_bytes_past_end(&self) -> bool {
+        self.log.len().map_or(true, |len| len > self.size_bytes())
+    }
+
     /// Reserves disk blocks ahead of the appends (as much as the segment holds, between
     /// [`MIN_RESERVE_BYTES`] and [`RESERVE_BYTES`] at a time, up to the largest the segment
     /// grows to) when a write would end past those reserved.

@@ -79,6 +79,9 @@ struct Disk {
     /// Syncs panic (a buggy storage), for tests of what a panic leaves behind.
     #[cfg(test)]
     panic_on_sync: bool,
+    /// Bytes of writes the disk still takes (`None`: no limit), for tests of a disk that
+    /// fills up part way through a write.
+    room: Option<usize>,
     syncs: u64,
     dir_syncs: u64,
     /// How long each `sync_data` takes (real time, slept before it syncs).
@@ -345,6 +348,14 @@ impl SimStorage {
         self.disk.lock().panic_on_sync = enabled;
     }
 
+    /// Lets writes take only `bytes` more bytes (`None`: no limit): the write that passes
+    /// them lands its first bytes up to there and fails with `StorageFull`, as on a disk
+    /// that fills up part way through a write; later writes fail whole.
+    #[cfg(test)]
+    pub(crate) fn room_left(&self, bytes: Option<usize>) {
+        self.disk.lock().room = bytes;
+    }
+
     /// Makes every later `sync_data` take `latency` of real time before it syncs, as a
     /// disk's cache flush does (for tests of what concurrent appenders do meanwhile).
     pub fn sync_latency(&self, latency: std::time::Duration) {
@@ -537,9 +548,21 @@ impl StorageFile for SimFile {
     }
 
     fn write_all_at(&self, buf: &[u8], position: u64) -> Result<()> {
-        let disk = self.disk.lock();
+        if buf.is_empty() {
+            // Nothing to write, as on a real file: one ending before `position` does not grow.
+            return Ok(());
+        }
+        let mut disk = self.disk.lock();
         disk.check_writable(&self.path)?;
         let position = extent(&self.path, position, buf.len())?;
+        if let Some(room) = disk.room.as_mut() {
+            if buf.len() > *room {
+                let landed = std::mem::take(room);
+                self.state.lock().write(position, &buf[..landed]);
+                return Err(io_error(&self.path, ErrorKind::StorageFull, DISK_FULL));
+            }
+            *room -= buf.len();
+        }
         self.state.lock().write(position, buf);
         Ok(())
     }
@@ -882,6 +905,29 @@ mod tests {
         disk.fail_writes(false);
         file.sync_data().unwrap();
         assert_eq!(disk.sync_count(), 1);
+    }
+
+    #[test]
+    fn a_disk_filling_up_part_way_through_a_write_keeps_the_bytes_that_fit() {
+        let (disk, file) = disk_with("0.log");
+        disk.room_left(Some(5));
+        file.write_all_at(b"abc", 0).unwrap();
+        assert_eq!(kind(file.write_all_at(b"defg", 3)), ErrorKind::StorageFull);
+        assert_eq!(disk.read_file("d/0.log").unwrap(), b"abcde");
+        assert_eq!(kind(file.write_all_at(b"x", 0)), ErrorKind::StorageFull);
+        disk.room_left(None);
+        file.write_all_at(b"fg", 5).unwrap();
+        assert_eq!(disk.read_file("d/0.log").unwrap(), b"abcdefg");
+    }
+
+    #[test]
+    fn writing_nothing_past_the_end_leaves_the_file_as_it_was_as_on_a_real_disk() {
+        let (disk, file) = disk_with("0.log");
+        file.write_all_at(b"abc", 0).unwrap();
+        file.write_all_at(&[], 10).unwrap();
+        file.write_all_parts_at(&[&[], &[]], 20).unwrap();
+        assert_eq!(file.len().unwrap(), 3);
+        assert!((0..50).all(|s| crashed(&disk, s, CLEAN, "0.log").len() <= 3));
     }
 
     #[test]
