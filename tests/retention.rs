@@ -854,7 +854,14 @@ fn a_crash_or_failure_during_deletion_leaves_the_log_before_or_after_it() {
                 },
             );
             let (log, result) = crash_workload(&tap, &clock);
-            assert!(result.is_err(), "{ctx}: the failure was not reported");
+            // Once `delete_records_before` has recorded its new start the deletion is done:
+            // its clean-up failing (the epochs' trim, a segment's rename) is not reported,
+            // and retention's pass that follows redoes it and completes.
+            let completed = result.is_ok() && log.log_start_offset() == 15;
+            assert!(
+                result.is_err() || completed,
+                "{ctx}: the failure was neither reported nor made good: {result:?}"
+            );
             let start = log.log_start_offset();
             assert_eq!(
                 offsets(&log, start),

@@ -408,7 +408,9 @@ impl Partition {
     /// after `file.delete.delay.ms`). Returns the new log start offset. If the new start
     /// cannot be recorded, the log closes, as on any failed write, and nothing is deleted
     /// while it stays open; after a failed sync (the checkpoint written, its durability
-    /// unknown) a reopen may find either start, as a crash mid-call would.
+    /// unknown) a reopen may find either start, as a crash mid-call would. Once the start
+    /// is recorded the call succeeds: segments or leader-epoch entries it could not clear
+    /// then (a full disk) are cleared by the next segment deletion or open.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _writer = inner.writer.lock();
@@ -926,9 +928,14 @@ impl Inner {
             self.log_start_offset.store(log_start, Ordering::Release);
             return Err(e);
         }
-        self.update_epochs(|c| c.truncate_from_start(offset))?;
+        // The checkpoint is the commit point: the records below `offset` are gone from here
+        // on, whatever follows. Trimming the epoch cache and deleting the segments below
+        // the new start are clean-up that the next segment deletion (retention's) or open
+        // redoes, so their failure (a full disk) is not this call's: an error would tell
+        // the caller the records were kept.
+        let _ = self.update_epochs(|c| c.truncate_from_start(offset));
         // Retention's log-start rule: renamed `*.deleted`, removed after the delay.
-        self.delete_segments_below_log_start(self.env.clock.now_ms())?;
+        let _ = self.delete_segments_below_log_start(self.env.clock.now_ms());
         Ok(offset)
     }
 

@@ -230,17 +230,18 @@ impl Inner {
         };
         if moved {
             self.write_checkpoint()?;
-            self.update_epochs(|c| c.truncate_from_start(base))?;
         }
-        {
-            let mut segments = self.segments.write();
-            for segment in doomed {
-                segments.remove(&segment.base_offset());
-            }
-        }
+        // Even when the start did not move here: an earlier deletion whose trim failed (a
+        // full disk) left epoch entries below it.
+        let start = self.log_start_offset.load(Ordering::Acquire);
+        self.update_epochs(|c| c.truncate_from_start(start))?;
+        // Oldest first, each leaving the map once its files are renamed, so the segments
+        // left on disk always run on from the log start without a gap: a failed rename (a
+        // full disk) keeps that segment and the later ones for the next pass to retry.
         let due_ms = now_ms.saturating_add(self.config.file_delete_delay_ms);
         for segment in doomed {
             let paths = segment.rename_to_deleted(storage)?;
+            self.segments.write().remove(&segment.base_offset());
             self.pending_deletions.schedule(paths, due_ms);
         }
         storage.sync_dir(&self.dir)?;

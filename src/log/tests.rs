@@ -1135,6 +1135,66 @@ fn deleting_records_that_cannot_be_recorded_deletes_nothing() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 10));
 }
 
+/// Whatever room the disk has left when `delete_records_before` runs (so that any of its
+/// writes, the checkpoint, the leader-epoch file, a segment's rename, can be the one that
+/// fills it part way), its answer says what happened: success deletes the records, now
+/// and after a reopen; an error that leaves the log open keeps every record. An error
+/// that closed it (the checkpoint's write failed, so whether it landed is unknown, as in
+/// a crash mid-call) lets a reopen find either start, and every record from there.
+#[test]
+fn deleting_records_on_a_filling_disk_does_exactly_what_it_answers() {
+    for room in (0..600).step_by(7) {
+        let sim = SimStorage::default();
+        let log = open_small(&sim);
+        for epoch in 0..3 {
+            log.assign_leader_epoch(epoch).unwrap();
+            for _ in 0..4 {
+                log.append(Record::new(value(log.log_end_offset())))
+                    .unwrap();
+            }
+        }
+        sim.room_left(Some(room));
+        let deleted = log.delete_records_before(6);
+        sim.room_left(None);
+        let start = match &deleted {
+            Ok(start) => *start,
+            Err(_) => 0,
+        };
+        let expected: Vec<u64> = (start..12).collect();
+        let offsets = |log: &Partition| -> Vec<u64> {
+            values(log, log.log_start_offset())
+                .into_iter()
+                .map(|(o, _)| o)
+                .collect()
+        };
+        let closed = log.is_closed();
+        if !closed {
+            assert_eq!(log.log_start_offset(), start, "room {room}: {deleted:?}");
+            assert_eq!(offsets(&log), expected, "room {room}: {deleted:?}");
+        }
+        drop(log);
+        let log = open_small(&sim);
+        let start = if closed && deleted.is_err() {
+            log.log_start_offset()
+        } else {
+            start
+        };
+        assert!(start == 0 || start == 6, "room {room} reopened at {start}");
+        assert_eq!(
+            log.log_start_offset(),
+            start,
+            "room {room} reopened: {deleted:?}"
+        );
+        let expected: Vec<u64> = (start..12).collect();
+        assert_eq!(offsets(&log), expected, "room {room} reopened: {deleted:?}");
+        assert!(
+            log.leader_epochs().iter().all(|e| e.start_offset >= start),
+            "room {room}: epochs below the start {start}: {:?}",
+            log.leader_epochs()
+        );
+    }
+}
+
 #[test]
 fn a_follower_batch_too_big_for_a_segment_is_refused_before_any_is_written() {
     let sim = SimStorage::default();

@@ -823,13 +823,18 @@ impl Segment {
     /// Renames the segment's three files with the [`DELETED_SUFFIX`], `.log` first (once it
     /// is gone, a reopen no longer sees the segment), and returns the new paths. Open handles
     /// follow the rename, so readers holding the segment keep reading; [`Segment::paths`]
-    /// keeps naming the files as they were created.
+    /// keeps naming the files as they were created. After a call that failed part way,
+    /// calling again renames the rest.
     pub fn rename_to_deleted(&self, storage: &dyn Storage) -> Result<[PathBuf; 3]> {
         let paths = self.paths();
         let mut renamed = paths.clone();
         for (from, to) in paths.iter().zip(renamed.iter_mut()) {
             to.as_mut_os_string().push(DELETED_SUFFIX);
-            storage.rename(from, to)?;
+            // Renamed already by an earlier call that failed on a later file.
+            let done = !storage.exists(from) && storage.exists(to);
+            if !done {
+                storage.rename(from, to)?;
+            }
         }
         Ok(renamed)
     }

@@ -350,9 +350,9 @@ impl SimStorage {
 
     /// Lets writes take only `bytes` more bytes (`None`: no limit): the write that passes
     /// them lands its first bytes up to there and fails with `StorageFull`, as on a disk
-    /// that fills up part way through a write; later writes fail whole.
-    #[cfg(test)]
-    pub(crate) fn room_left(&self, bytes: Option<usize>) {
+    /// that fills up part way through a write; later writes fail whole. Unlike
+    /// [`SimStorage::fail_writes`], syncs and region flushes still succeed.
+    pub fn room_left(&self, bytes: Option<usize>) {
         self.disk.lock().room = bytes;
     }
 
