@@ -1131,6 +1131,34 @@ fn fetch_returns_what_was_committed() {
     assert_eq!(h.appended[0].offsets_partition, partition_for_group(G, 50));
 }
 
+/// Both records go into one batch, and replaying `__consumer_offsets` keeps the later one:
+/// the coordinator's cache must agree with what a reload will find.
+#[test]
+fn a_partition_committed_twice_in_one_request_keeps_the_later_offset_as_the_log_does() {
+    let mut h = H::new();
+    let to = h.next();
+    let commit = |offset| OffsetCommit {
+        offset,
+        leader_epoch: None,
+        metadata: String::new(),
+    };
+    let req = OffsetCommitRequest {
+        group_id: G.into(),
+        member_id: String::new(),
+        generation: -1,
+        retention_ms: None,
+        offsets: vec![(("t".into(), 0), commit(5)), (("t".into(), 0), commit(7))],
+    };
+    let out = h.c.commit_offsets(h.now, to, req);
+    h.feed(out);
+    let PersistRecord::Offsets(records) = &h.appended[0].record else {
+        panic!()
+    };
+    let last_in_log = records.last().map(|(_, v)| v.offset);
+    assert_eq!(last_in_log, Some(7));
+    assert_eq!(h.fetched(), last_in_log);
+}
+
 #[test]
 fn generation_metadata_is_persisted_when_a_group_forms_and_empties() {
     let mut h = H::new();
@@ -1146,4 +1174,20 @@ fn generation_metadata_is_persisted_when_a_group_forms_and_empties() {
         panic!()
     };
     assert_eq!((snapshot.generation, snapshot.members.len()), (2, 0));
+}
+
+/// Extreme settings are the caller's to choose: an initial delay of `i64::MAX` and a join
+/// with a negative rebalance timeout neither overflow nor complete the join early.
+#[test]
+fn an_extreme_initial_delay_with_a_negative_rebalance_timeout_does_not_overflow() {
+    let mut h = H::with(CoordinatorConfig {
+        initial_rebalance_delay_ms: i64::MAX,
+        ..config()
+    });
+    let token = h.send_join(H::join_req("", &["range"]).timeouts(TIMEOUT, -5));
+    h.now = 60_000;
+    let out = h.c.tick(h.now);
+    h.feed(out);
+    let answer = h.joined(token);
+    assert!(answer.is_none(), "the join waits out the delay: {answer:?}");
 }

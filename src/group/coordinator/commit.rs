@@ -133,10 +133,12 @@ pub(super) fn commit_stored(
         match result {
             Ok(log_offset) => {
                 if let Some(group) = group.as_deref_mut() {
+                    // `<=`: a partition listed twice in one request shares the batch's log
+                    // offset, and the later entry wins, as it does when the log is replayed.
                     let newer = group
                         .offsets
                         .get(&tp)
-                        .is_none_or(|(_, at)| *at < log_offset);
+                        .is_none_or(|(_, at)| *at <= log_offset);
                     if newer {
                         group.offsets.insert(tp.clone(), (value, log_offset));
                     }

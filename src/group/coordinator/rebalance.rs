@@ -32,7 +32,7 @@ impl Group {
         self.join_timer = Some(if self.state == GroupState::Empty && delay > 0 {
             JoinTimer {
                 deadline: cx.now.saturating_add(delay),
-                initial_remaining: Some((timeout - delay).max(0)),
+                initial_remaining: Some(timeout.saturating_sub(delay).max(0)),
             }
         } else {
             JoinTimer {
