@@ -727,10 +727,29 @@ impl Sim {
                 let below = self.deleted_below.entry(key.clone()).or_default();
                 *below = (*below).max(new_start);
             }
-            Err(e) => self.note(format!(
-                "delete records of {}-{} below {to} on {leader} failed: {e}",
-                key.topic, key.partition
-            )),
+            Err(e) => {
+                // A failure that closed the log (its checkpoint's write or sync failed)
+                // leaves the outcome unknown, as a crash mid-call would: the records below
+                // `to` may be gone. One that left it open deleted nothing.
+                let unknown = log.is_closed();
+                self.note(format!(
+                    "delete records of {}-{} below {to} on {leader} failed: {e}{}",
+                    key.topic,
+                    key.partition,
+                    if unknown {
+                        " (the log closed: maybe deleted)"
+                    } else {
+                        ""
+                    }
+                ));
+                if unknown {
+                    if let Some(acked) = self.acked.get_mut(key) {
+                        acked.retain(|&offset, _| offset >= to);
+                    }
+                    let below = self.deleted_below.entry(key.clone()).or_default();
+                    *below = (*below).max(to);
+                }
+            }
         }
     }
 
@@ -1035,6 +1054,10 @@ const REGRESSIONS: &[(u64, bool, bool)] = &[
     // made it fail after its new log start was recorded: the records were gone, yet the
     // call said they were kept.
     (228, false, true),
+    // A `delete_records_before` whose checkpoint write failed after landing its bytes
+    // closed the log and reopened at the new start: an error that closes the log leaves
+    // the outcome unknown, so its records may be gone.
+    (3235, false, true),
 ];
 
 #[test]
