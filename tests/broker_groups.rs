@@ -319,3 +319,116 @@ fn a_member_id_from_another_group_is_unknown_and_changes_nothing() {
         );
     }
 }
+
+/// Commits offset 5 of `t`-0 for group "billing" (a consumer that read 5 records).
+fn commit_five(broker: &Broker) {
+    let consumer = broker
+        .consumer(
+            ConsumerConfig::new("billing")
+                .auto_offset_reset(AutoOffsetReset::Earliest)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    consumer.assign(&[("t", 0)]).unwrap();
+    let start = Instant::now();
+    let mut seen = 0;
+    while seen < 5 {
+        assert!(start.elapsed() < WAIT, "saw {seen} of 5");
+        seen += consumer
+            .poll(5 - seen, Duration::from_millis(10))
+            .unwrap()
+            .len();
+    }
+    consumer.commit().unwrap();
+    assert_eq!(consumer.committed("t", 0).unwrap(), Some(5));
+    consumer.close().unwrap();
+}
+
+fn topic_with(broker: &Broker, records: u32) {
+    let topic = broker.create_topic("t", TopicConfig::default()).unwrap();
+    for i in 0..records {
+        topic
+            .append_to(0, vec![Record::new(i.to_be_bytes().to_vec())])
+            .unwrap();
+    }
+}
+
+/// What a new consumer of "billing" assigned `t`-0 reads first, and what it finds committed.
+fn first_read(broker: &Broker) -> (Option<u64>, u64) {
+    let consumer = broker
+        .consumer(
+            ConsumerConfig::new("billing")
+                .auto_offset_reset(AutoOffsetReset::Earliest)
+                .enable_auto_commit(false),
+        )
+        .unwrap();
+    consumer.assign(&[("t", 0)]).unwrap();
+    let committed = consumer.committed("t", 0).unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < WAIT, "nothing read");
+        if let Some(first) = consumer.poll(1, Duration::from_millis(10)).unwrap().first() {
+            return (committed, first.offset());
+        }
+    }
+}
+
+#[test]
+fn a_re_created_topic_is_read_from_the_start_not_from_the_deleted_ones_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    topic_with(&broker, 10);
+    commit_five(&broker);
+    broker.delete_topic("t").unwrap();
+    assert!(broker.committed_offsets("billing").unwrap().is_empty());
+    assert_eq!(
+        broker.list_groups().unwrap(),
+        Vec::<String>::new(),
+        "Empty, no offsets: gone"
+    );
+    topic_with(&broker, 10);
+    assert_eq!(first_read(&broker), (None, 0));
+    broker.close().unwrap();
+}
+
+#[test]
+fn a_deleted_topics_offsets_do_not_come_back_when_the_broker_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    topic_with(&broker, 10);
+    commit_five(&broker);
+    broker.delete_topic("t").unwrap();
+    broker.close().unwrap();
+
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    assert!(broker.committed_offsets("billing").unwrap().is_empty());
+    assert_eq!(broker.list_groups().unwrap(), Vec::<String>::new());
+    topic_with(&broker, 10);
+    assert_eq!(first_read(&broker), (None, 0));
+    broker.close().unwrap();
+}
+
+/// A crash right after the delete's commit point (the catalogue entry renamed to
+/// `.deleting`, nothing else done): the next open finishes the delete, offsets included.
+#[test]
+fn a_delete_interrupted_after_its_mark_drops_the_offsets_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    topic_with(&broker, 10);
+    commit_five(&broker);
+    broker.close().unwrap();
+    let catalog = dir.path().join("__topics");
+    std::fs::rename(catalog.join("t.properties"), catalog.join("t.deleting")).unwrap();
+
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    assert!(broker.topics().iter().all(|t| t != "t"));
+    assert!(broker.committed_offsets("billing").unwrap().is_empty());
+    assert!(!catalog.join("t.deleting").exists(), "finished");
+    topic_with(&broker, 10);
+    assert_eq!(first_read(&broker), (None, 0));
+    broker.close().unwrap();
+
+    let broker = Broker::open(dir.path(), config(false)).unwrap();
+    assert!(broker.committed_offsets("billing").unwrap().is_empty());
+    broker.close().unwrap();
+}

@@ -1191,3 +1191,150 @@ fn an_extreme_initial_delay_with_a_negative_rebalance_timeout_does_not_overflow(
     let answer = h.joined(token);
     assert!(answer.is_none(), "the join waits out the delay: {answer:?}");
 }
+
+// ---- Deleted topics (Kafka's onPartitionsDeleted / cleanupGroupMetadata) ----
+
+/// A simple commit (generation -1) of `offset` to each of `partitions` for `group`.
+fn commit_to(h: &mut H, group: &str, partitions: &[(&str, u32)], offset: u64) {
+    let to = h.next();
+    let req = OffsetCommitRequest {
+        group_id: group.into(),
+        member_id: String::new(),
+        generation: -1,
+        retention_ms: None,
+        offsets: partitions
+            .iter()
+            .map(|(t, p)| {
+                let commit = OffsetCommit {
+                    offset,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                };
+                (((*t).to_string(), *p), commit)
+            })
+            .collect(),
+    };
+    let out = h.c.commit_offsets(h.now, to, req);
+    h.feed(out);
+}
+
+fn committed_topics(h: &H, group: &str) -> Vec<(String, u32)> {
+    h.c.fetch_offsets(group, None)
+        .unwrap()
+        .into_iter()
+        .map(|(tp, _)| tp)
+        .collect()
+}
+
+#[test]
+fn deleting_a_topic_drops_its_offsets_keeps_other_topics_and_kills_groups_left_empty() {
+    let mut h = H::new();
+    // G: a Stable group with offsets of t and u; "only-t": Empty, offsets of t only;
+    // "only-u": Empty, offsets of u only.
+    let ids = h.stable(1);
+    let to = h.next();
+    let req = OffsetCommitRequest {
+        group_id: G.into(),
+        member_id: ids[0].clone(),
+        generation: 1,
+        retention_ms: None,
+        offsets: [("t", 0), ("t", 1), ("u", 0)]
+            .iter()
+            .map(|(t, p)| {
+                let commit = OffsetCommit {
+                    offset: 7,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                };
+                (((*t).to_string(), *p), commit)
+            })
+            .collect(),
+    };
+    let out = h.c.commit_offsets(h.now, to, req);
+    h.feed(out);
+    commit_to(&mut h, "only-t", &[("t", 0), ("t", 3)], 5);
+    commit_to(&mut h, "only-u", &[("u", 0)], 5);
+    h.appended.clear();
+
+    let (out, removed) = h.c.delete_topic_offsets(h.now, "t");
+    h.feed(out);
+    assert_eq!(removed, 4);
+    assert_eq!(committed_topics(&h, G), [("u".to_string(), 0)]);
+    assert_eq!(
+        h.state(),
+        Some(GroupState::Stable),
+        "a group with members stays"
+    );
+    assert_eq!(
+        h.c.describe_group("only-t"),
+        None,
+        "Empty and no offsets: Dead"
+    );
+    assert_eq!(committed_topics(&h, "only-u"), [("u".to_string(), 0)]);
+    assert_eq!(h.c.group_ids(), [G, "only-u"]);
+
+    // The tombstones asked for: the offsets of t, and the dead group's metadata too.
+    let mut records: Vec<(String, PersistRecord)> = h
+        .appended
+        .iter()
+        .map(|p| (p.group_id.clone(), p.record.clone()))
+        .collect();
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    let t = |p: u32| ("t".to_string(), p);
+    assert_eq!(
+        records,
+        [
+            (
+                G.to_string(),
+                PersistRecord::DeleteOffsets(vec![t(0), t(1)])
+            ),
+            (
+                "only-t".to_string(),
+                PersistRecord::DeleteGroup {
+                    offsets: vec![t(0), t(3)]
+                }
+            ),
+        ]
+    );
+    // A second deletion of the same name finds nothing left to remove.
+    h.appended.clear();
+    let (out, removed) = h.c.delete_topic_offsets(h.now, "t");
+    h.feed(out);
+    assert_eq!((removed, h.appended.len()), (0, 0));
+}
+
+/// The tombstones did not make it to `__consumer_offsets`: the offsets are still in the
+/// log, so the cache keeps them and the dead group is Empty again; a retry removes them.
+#[test]
+fn a_deleted_topics_offsets_whose_tombstones_failed_are_kept_for_a_retry() {
+    let mut h = H::new();
+    commit_to(&mut h, G, &[("t", 0)], 42);
+    h.hold = true;
+    let (out, _) = h.c.delete_topic_offsets(h.now, "t");
+    h.feed(out);
+    assert_eq!(h.state(), Some(GroupState::Dead));
+    assert_eq!(h.fetched(), None);
+    h.release(0, Err(AppendError::NotEnoughReplicas));
+    assert_eq!(h.state(), Some(GroupState::Empty));
+    assert_eq!(h.fetched(), Some(42));
+    h.hold = false;
+    let (out, removed) = h.c.delete_topic_offsets(h.now, "t");
+    h.feed(out);
+    assert_eq!((removed, h.state(), h.fetched()), (1, None, None));
+}
+
+/// Kafka drops the deleted partitions from the commits still being appended: they are
+/// answered, but a later completion must not bring the offset back.
+#[test]
+fn a_commit_in_flight_when_its_topic_is_deleted_is_answered_but_not_installed() {
+    let mut h = H::new();
+    let ids = h.stable(1);
+    h.hold = true;
+    let token = h.send_commit(&ids[0], 1, 9, "");
+    let (out, _) = h.c.delete_topic_offsets(h.now, "t");
+    h.feed(out);
+    assert_eq!(h.held.len(), 1, "nothing cached yet: no tombstone needed");
+    h.release(0, Ok(()));
+    assert_eq!(h.commit_result(token), Some(Ok(())));
+    assert_eq!(h.fetched(), None);
+}

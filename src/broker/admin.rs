@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use parking_lot::MutexGuard;
+
 use super::{Broker, Entry, INTERNAL_TOPIC_PREFIX, delete};
 use crate::error::{Error, Result};
+use crate::group::offsets::CONSUMER_OFFSETS_TOPIC;
+use crate::group::service::GroupService;
 use crate::topic::{Topic, TopicConfig, collision_key, partitions_on_disk, validate_topic_name};
 
 impl Broker {
@@ -46,22 +50,58 @@ impl Broker {
 
     /// Deletes the topic `name` and all its records: the partitions are closed (appends on
     /// handles applications still hold fail with [`Error::Closed`]) and their directories
-    /// removed. [`Error::UnknownTopic`] when there is none.
+    /// removed; then every consumer group's committed offsets of the topic are removed
+    /// through the group coordinator, as Kafka's `onPartitionsDeleted` does (tombstones in
+    /// `__consumer_offsets`, flushed; an Empty group left without offsets is deleted).
+    /// [`Error::UnknownTopic`] when there is none.
     ///
     /// Crash-safe: the topic is gone once its catalogue entry is marked deleted, the first
-    /// step; if the files cannot all be removed now (an error is returned), or a crash
-    /// interrupts, the next open — or the next create of the same name — finishes the job.
+    /// step; the mark is removed last, after the files are gone and the tombstones are
+    /// durable. If any step fails (an error is returned), or a crash interrupts, the next
+    /// open — or the next create of the same name, which fails rather than skip it —
+    /// finishes the job, offsets included. So a re-created topic of the same name never
+    /// starts from the old topic's committed offsets, also across crashes and power
+    /// losses; between a failed delete and that retry, groups may still list them.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let (groups, _admin) = self.lock_admin(name)?;
         let shared = &*self.shared;
-        let _admin = shared.admin.lock();
-        shared.ensure_open()?;
         let entry = shared.entry(name)?;
         let storage = &*shared.env.storage;
         shared.catalog.mark_deleting(storage, name)?;
         shared.topics.write().remove(name);
         // The records are being deleted: a failed final flush does not matter.
         let _ = entry.topic.shutdown();
-        delete::finish(storage, &shared.catalog, &shared.dir, name)
+        delete::finish(
+            storage,
+            &shared.catalog,
+            &shared.dir,
+            name,
+            groups.as_deref(),
+        )
+    }
+
+    /// Takes the admin lock for a change to topic `name`, with the group service when the
+    /// broker has `__consumer_offsets` (a delete of `name` must clean its offsets up). The
+    /// service is opened before the lock is taken: opening it may create
+    /// `__consumer_offsets`, which takes the admin lock. `__consumer_offsets` itself never
+    /// needs it (and is created while the service is being opened).
+    fn lock_admin(&self, name: &str) -> Result<(Option<Arc<GroupService>>, MutexGuard<'_, ()>)> {
+        let shared = &*self.shared;
+        loop {
+            let wanted = name != CONSUMER_OFFSETS_TOPIC;
+            let has_offsets_topic = || shared.topics.read().contains_key(CONSUMER_OFFSETS_TOPIC);
+            let groups = if wanted && has_offsets_topic() {
+                Some(self.group_service()?)
+            } else {
+                None
+            };
+            let admin = shared.admin.lock();
+            shared.ensure_open()?;
+            // Created meanwhile: go round again for its service (without the lock).
+            if groups.is_some() || !wanted || !has_offsets_topic() {
+                return Ok((groups, admin));
+            }
+        }
     }
 
     /// Grows topic `name` to `total` partitions (never fewer: [`Error::InvalidConfig`]),
@@ -118,13 +158,18 @@ impl Broker {
                     .into(),
             });
         }
+        let (groups, _admin) = self.lock_admin(name)?;
         let shared = &*self.shared;
-        let _admin = shared.admin.lock();
-        shared.ensure_open()?;
         shared.check_free(name)?;
         let storage = &*shared.env.storage;
         if shared.catalog.is_deleting(storage, name) {
-            delete::finish(storage, &shared.catalog, &shared.dir, name)?;
+            delete::finish(
+                storage,
+                &shared.catalog,
+                &shared.dir,
+                name,
+                groups.as_deref(),
+            )?;
         }
         if partitions_on_disk(storage, &shared.dir, name)? > 0 {
             let dir = shared.dir.join(format!("{name}-0"));
@@ -148,10 +193,10 @@ impl Broker {
             Err(e) => {
                 // Undo as a delete; should that fail too, the next open finishes it (or,
                 // if even the marker could not be set, the topic reappears there).
-                let _ = shared
-                    .catalog
-                    .mark_deleting(storage, name)
-                    .and_then(|()| delete::finish(storage, &shared.catalog, &shared.dir, name));
+                // Nothing can have committed offsets of it yet.
+                let _ = shared.catalog.mark_deleting(storage, name).and_then(|()| {
+                    delete::finish(storage, &shared.catalog, &shared.dir, name, None)
+                });
                 Err(e)
             }
         }

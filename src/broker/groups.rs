@@ -132,7 +132,7 @@ impl Broker {
     }
 
     /// The group service if it is open (it is whenever `__consumer_offsets` exists).
-    fn open_group_service(&self) -> Result<Option<Arc<GroupService>>> {
+    pub(super) fn open_group_service(&self) -> Result<Option<Arc<GroupService>>> {
         self.shared.ensure_open()?;
         Ok(self
             .shared

@@ -18,7 +18,8 @@
 //! between leaves a topic whose partitions are created on the next open); a create that
 //! fails afterwards is undone as a delete. Deleting renames the topic's file to
 //! `.deleting` first — from then on the topic is gone, even across a crash — then closes
-//! its partitions, removes their directories, and removes the marker (`delete.rs`).
+//! its partitions, removes their directories and the groups' committed offsets of the topic
+//! (through the group coordinator), and removes the marker (`delete.rs`).
 //! Kafka instead renames each partition directory to `<topic>-<p>.<uuid>-delete` and
 //! removes it later; one marker per topic does the same job with a synchronous delete, and
 //! a re-created topic of the same name waits until the old directories are gone.
@@ -167,8 +168,10 @@ impl Broker {
         meta::check_or_write(storage, &dir, config.broker_id)?;
         let catalog = Catalog::open(storage, &dir)?;
         let scan = catalog.scan(storage)?;
+        // Interrupted deletes: the files go now; the groups' offsets of the topic, and
+        // then the marker, once the groups are loaded (below).
         for name in &scan.deleting {
-            delete::finish(storage, &catalog, &dir, name)?;
+            delete::remove_partition_dirs(storage, &dir, name)?;
         }
         let mut topics = BTreeMap::new();
         for (name, topic_config) in scan.topics {
@@ -199,6 +202,17 @@ impl Broker {
         };
         let broker = Broker { shared, background };
         broker.load_groups()?;
+        let groups = broker.open_group_service()?;
+        let shared = &*broker.shared;
+        for name in &scan.deleting {
+            delete::finish(
+                &*shared.env.storage,
+                &shared.catalog,
+                &shared.dir,
+                name,
+                groups.as_deref(),
+            )?;
+        }
         Ok(broker)
     }
 

@@ -308,8 +308,42 @@ impl GroupService {
         live.rejoin
     }
 
+    /// Topic `topic` was deleted: the coordinator drops every group's offsets of it and
+    /// the tombstones it asks for (with those of groups it kills) are appended; then every
+    /// `__consumer_offsets` partition is flushed, so the tombstones — also those of an
+    /// earlier call whose flush failed — survive a power loss whatever the topic's flush
+    /// policy. Returns how many offsets left the coordinator's cache. The first failed
+    /// append or flush is returned after all were tried; offsets whose tombstones failed
+    /// stay cached, so calling again retries them.
+    pub(crate) fn delete_topic_offsets(&self, topic: &str) -> Result<usize> {
+        let mut state = self.state.lock();
+        let now = self.now_ms();
+        self.maintain(&mut state, now);
+        let (out, removed) = state.coordinator.delete_topic_offsets(now, topic);
+        let mut first_error = self.drive_checked(&mut state, now, out);
+        for partition in 0..self.store.partition_count() {
+            if let Err(e) = self.store.flush_partition(partition) {
+                first_error.get_or_insert(e);
+            }
+        }
+        drop(state);
+        self.replied.notify_all();
+        first_error.map_or(Ok(removed), Err)
+    }
+
     /// Appends through the store for every `Persist` and collects the replies.
     fn drive(&self, state: &mut MutexGuard<'_, State>, now: i64, out: Vec<Output>) {
+        let _ = self.drive_checked(state, now, out);
+    }
+
+    /// As [`GroupService::drive`], returning the first append error.
+    fn drive_checked(
+        &self,
+        state: &mut MutexGuard<'_, State>,
+        now: i64,
+        out: Vec<Output>,
+    ) -> Option<crate::Error> {
+        let mut first_error = None;
         let mut queue = out;
         while !queue.is_empty() {
             let mut next = Vec::new();
@@ -321,16 +355,18 @@ impl GroupService {
                         }
                     }
                     Output::Persist(request) => {
-                        let result = self
-                            .store
-                            .persist(&request)
-                            .map_err(|e| AppendError::from_error(&e));
+                        let result = self.store.persist(&request).map_err(|e| {
+                            let mapped = AppendError::from_error(&e);
+                            first_error.get_or_insert(e);
+                            mapped
+                        });
                         next.extend(state.coordinator.append_completed(now, request.id, result));
                     }
                 }
             }
             queue = next;
         }
+        first_error
     }
 
     /// Fires due timers, heartbeats for members that keep polling, and removes members

@@ -1,7 +1,7 @@
 //! OffsetCommit validation (member, generation and state checks), installing commits once
 //! their append succeeded, and OffsetFetch from the cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::group::GroupError;
 use crate::group::assignor::TopicPartition;
@@ -86,6 +86,7 @@ pub(super) fn commit(
         reply_to,
         stored,
         refused,
+        deleted_topics: BTreeSet::new(),
     };
     cx.persist(&group.id, record, pending);
 }
@@ -119,12 +120,13 @@ fn validate(group: &Group, req: &OffsetCommitRequest) -> Result<(), GroupError> 
 }
 
 /// A commit's append completed: install the values (unless a later record of the log
-/// already holds the partition) and answer.
+/// already holds the partition, or the topic was deleted meanwhile) and answer.
 pub(super) fn commit_stored(
     mut group: Option<&mut Group>,
     reply_to: ReplyTo,
     stored: Vec<(TopicPartition, OffsetAndMetadata)>,
     refused: Vec<(TopicPartition, GroupError)>,
+    deleted_topics: &BTreeSet<String>,
     result: Result<u64, AppendError>,
     cx: &mut Ctx,
 ) {
@@ -132,7 +134,9 @@ pub(super) fn commit_stored(
     for (tp, value) in stored {
         match result {
             Ok(log_offset) => {
-                if let Some(group) = group.as_deref_mut() {
+                if let Some(group) = group.as_deref_mut()
+                    && !deleted_topics.contains(&tp.0)
+                {
                     // `<=`: a partition listed twice in one request shares the batch's log
                     // offset, and the later entry wins, as it does when the log is replayed.
                     let newer = group

@@ -12,7 +12,7 @@
 //!
 //! Files: `group.rs` (one group's data), `rebalance.rs` (phases and generations),
 //! `join.rs`, `sync.rs`, `load.rs` (rebuilding groups on open), `heartbeat.rs` (heartbeat and leave), `commit.rs`, `timers.rs`,
-//! `persist.rs` (appends), `state.rs`, `member.rs`, `config.rs`. Placement and the stored
+//! `persist.rs` (appends), `cleanup.rs` (a deleted topic's offsets), `state.rs`, `member.rs`, `config.rs`. Placement and the stored
 //! formats are [`crate::group::offsets`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +24,7 @@ use crate::group::offsets::{
     GroupMetadata, MAX_GROUP_ID_BYTES, OffsetAndMetadata, OffsetsStore, partition_for_group,
 };
 
+mod cleanup;
 mod commit;
 mod config;
 mod context;
@@ -340,7 +341,8 @@ impl GroupCoordinator {
         let group_id = match &pending {
             Pending::Commit { group_id, .. }
             | Pending::Assignment { group_id, .. }
-            | Pending::Delete { group_id, .. } => group_id.clone(),
+            | Pending::Delete { group_id, .. }
+            | Pending::TopicDeleted { group_id, .. } => group_id.clone(),
             Pending::Metadata => return Vec::new(),
         };
         self.with_ctx(now_ms, &group_id, |groups, cx| match pending {
@@ -348,12 +350,14 @@ impl GroupCoordinator {
                 reply_to,
                 stored,
                 refused,
+                deleted_topics,
                 ..
             } => commit::commit_stored(
                 groups.get_mut(&group_id),
                 reply_to,
                 stored,
                 refused,
+                &deleted_topics,
                 result,
                 cx,
             ),
@@ -385,8 +389,53 @@ impl GroupCoordinator {
                 };
                 cx.reply(reply_to, Response::DeleteGroup(response));
             }
+            Pending::TopicDeleted { dead, removed, .. } => {
+                let Some(group) = groups.get_mut(&group_id) else {
+                    return;
+                };
+                match (result, dead) {
+                    (Ok(_), Some(_)) if group.state == GroupState::Dead => {
+                        groups.remove(&group_id);
+                    }
+                    (Ok(_), _) => {}
+                    (Err(_), dead) => {
+                        if let Some(state_timestamp) = dead {
+                            group.undo_delete(state_timestamp);
+                        }
+                        for (tp, value) in removed {
+                            group.offsets.entry(tp).or_insert(value);
+                        }
+                    }
+                }
+            }
             Pending::Metadata => {}
         })
+    }
+
+    /// Topic `topic` was deleted (Kafka's `onPartitionsDeleted`): every group forgets its
+    /// committed offsets of that topic at once — also those of commits still being
+    /// appended, which are answered but never installed — and asks for their tombstones
+    /// (one [`PersistRecord::DeleteOffsets`] per group that had any). A group left Empty,
+    /// without members waiting and without offsets (whether or not it had any of `topic`)
+    /// turns Dead, as in Kafka's `cleanupGroupMetadata`, and its request is a
+    /// [`PersistRecord::DeleteGroup`] (the metadata's tombstone with the offsets'); it is
+    /// removed once that append succeeds. No reply is sent: if an append fails, its
+    /// offsets are still in `__consumer_offsets`, so they go back into the group's cache
+    /// (a Dead group is Empty again), as with a failed [`GroupCoordinator::delete_group`];
+    /// a driver checks every append's result and calls again
+    /// ([`crate::Broker::delete_topic`] keeps the topic's delete marker until all
+    /// succeeded). Returns the outputs and how many offsets left the cache.
+    pub fn delete_topic_offsets(&mut self, now_ms: i64, topic: &str) -> (Vec<Output>, usize) {
+        let mut out = self.tick(now_ms);
+        let mut cx = Ctx {
+            cfg: &self.config,
+            now: now_ms,
+            out: &mut out,
+            persists: &mut self.persists,
+            ids: &mut self.member_ids,
+        };
+        let removed = cleanup::delete_topic_offsets(&mut self.groups, topic, &mut cx);
+        (out, removed)
     }
 
     /// Fires every due timer of every group at `now_ms`.

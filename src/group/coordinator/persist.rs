@@ -6,7 +6,7 @@
 //! in [`super::GroupCoordinator::append_completed`] with `Ok`. A failed append discards the
 //! pending value and answers with the mapped error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::Error;
 use crate::group::GroupError;
@@ -44,6 +44,8 @@ pub enum PersistRecord {
         /// The offsets to delete.
         offsets: Vec<TopicPartition>,
     },
+    /// Tombstones for these offsets of the group (a deleted topic's); the group stays.
+    DeleteOffsets(Vec<TopicPartition>),
 }
 
 /// Why an append to `__consumer_offsets` failed, by Kafka's produce error.
@@ -146,6 +148,9 @@ pub(super) enum Pending {
         reply_to: ReplyTo,
         stored: Vec<(TopicPartition, OffsetAndMetadata)>,
         refused: Vec<(TopicPartition, GroupError)>,
+        /// Topics deleted while the append was in flight: their offsets of `stored` are
+        /// answered but not installed (Kafka drops them from `pendingOffsetCommits`).
+        deleted_topics: BTreeSet<String>,
     },
     /// Hand out the leader's assignment of `generation`.
     Assignment {
@@ -161,6 +166,16 @@ pub(super) enum Pending {
         group_id: String,
         reply_to: ReplyTo,
         state_timestamp: i64,
+    },
+    /// Tombstones for a deleted topic's offsets. `dead: Some(state timestamp before)`: the
+    /// group turned Dead with them and is removed once they are appended. If the append
+    /// fails, the offsets are still in the log: `removed` goes back into the cache (where
+    /// no later commit took its place) and a Dead group is Empty again, so that a retry
+    /// finds them.
+    TopicDeleted {
+        group_id: String,
+        dead: Option<i64>,
+        removed: Vec<(TopicPartition, (OffsetAndMetadata, u64))>,
     },
 }
 
@@ -190,6 +205,28 @@ impl Persists {
             offsets_partition,
             record,
         }));
+    }
+
+    /// Marks `topic`'s offsets in `group_id`'s commits in flight as not to be installed;
+    /// returns whether any of those commits still carries an offset of another topic.
+    pub(super) fn drop_pending_commits(&mut self, group_id: &str, topic: &str) -> bool {
+        let mut left = false;
+        for pending in self.pending.values_mut() {
+            if let Pending::Commit {
+                group_id: g,
+                stored,
+                deleted_topics,
+                ..
+            } = pending
+                && g == group_id
+            {
+                if stored.iter().any(|((t, _), _)| t == topic) {
+                    deleted_topics.insert(topic.to_string());
+                }
+                left |= stored.iter().any(|((t, _), _)| !deleted_topics.contains(t));
+            }
+        }
+        left
     }
 
     /// The bookkeeping of `id`, once.

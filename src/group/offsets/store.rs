@@ -510,6 +510,13 @@ impl OffsetsStore {
         Ok(range.end.checked_sub(1))
     }
 
+    /// Makes what was appended to `__consumer_offsets` partition `partition` durable
+    /// ([`Partition::flush`]), for a write that must survive a power loss whatever the
+    /// topic's flush policy (the tombstones of a deleted topic's offsets).
+    pub(crate) fn flush_partition(&self, partition: u32) -> Result<()> {
+        self.log.partition(partition)?.flush()
+    }
+
     /// Executes a coordinator's [`PersistRequest`]: offset commits, a group-metadata
     /// record, or the tombstones of a deleted group, appended as one batch to the group's
     /// partition. Returns the `__consumer_offsets` offset of the last record written (for
@@ -559,6 +566,10 @@ fn build_persist(request: &PersistRequest) -> Result<Vec<OffsetsRecord>> {
             });
             records
         }
+        PersistRecord::DeleteOffsets(offsets) => offsets
+            .iter()
+            .map(|(topic, p)| commit_tombstone(group, topic, *p))
+            .collect(),
     })
 }
 
