@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
-use super::{Broker, Entry, INTERNAL_TOPIC_PREFIX, delete};
+use super::{Broker, Entry, INTERNAL_TOPIC_PREFIX};
 use crate::error::{Error, Result};
 use crate::group::offsets::CONSUMER_OFFSETS_TOPIC;
 use crate::group::service::GroupService;
@@ -71,13 +71,7 @@ impl Broker {
         shared.topics.write().remove(name);
         // The records are being deleted: a failed final flush does not matter.
         let _ = entry.topic.shutdown();
-        delete::finish(
-            storage,
-            &shared.catalog,
-            &shared.dir,
-            name,
-            groups.as_deref(),
-        )
+        shared.finish_delete(name, groups.as_deref())
     }
 
     /// Takes the admin lock for a change to topic `name`, with the group service when the
@@ -163,13 +157,7 @@ impl Broker {
         shared.check_free(name)?;
         let storage = &*shared.env.storage;
         if shared.catalog.is_deleting(storage, name) {
-            delete::finish(
-                storage,
-                &shared.catalog,
-                &shared.dir,
-                name,
-                groups.as_deref(),
-            )?;
+            shared.finish_delete(name, groups.as_deref())?;
         }
         if partitions_on_disk(storage, &shared.dir, name)? > 0 {
             let dir = shared.dir.join(format!("{name}-0"));
@@ -194,9 +182,10 @@ impl Broker {
                 // Undo as a delete; should that fail too, the next open finishes it (or,
                 // if even the marker could not be set, the topic reappears there).
                 // Nothing can have committed offsets of it yet.
-                let _ = shared.catalog.mark_deleting(storage, name).and_then(|()| {
-                    delete::finish(storage, &shared.catalog, &shared.dir, name, None)
-                });
+                let _ = shared
+                    .catalog
+                    .mark_deleting(storage, name)
+                    .and_then(|()| shared.finish_delete(name, None));
                 Err(e)
             }
         }

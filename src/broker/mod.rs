@@ -54,6 +54,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
+use crate::group::service::GroupService;
 use crate::storage::{DirLock, Env};
 use crate::topic::{Topic, TopicConfig};
 
@@ -205,13 +206,7 @@ impl Broker {
         let groups = broker.open_group_service()?;
         let shared = &*broker.shared;
         for name in &scan.deleting {
-            delete::finish(
-                &*shared.env.storage,
-                &shared.catalog,
-                &shared.dir,
-                name,
-                groups.as_deref(),
-            )?;
+            shared.finish_delete(name, groups.as_deref())?;
         }
         Ok(broker)
     }
@@ -299,6 +294,11 @@ fn start_background(shared: &Arc<Shared>) -> Result<Background> {
 }
 
 impl Shared {
+    /// Finishes the delete of topic `name` marked deleting ([`delete::finish`]).
+    fn finish_delete(&self, name: &str, groups: Option<&GroupService>) -> Result<()> {
+        delete::finish(&*self.env.storage, &self.catalog, &self.dir, name, groups)
+    }
+
     /// [`Error::Closed`] once the broker closed.
     fn ensure_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
