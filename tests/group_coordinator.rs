@@ -180,6 +180,22 @@ impl H {
     }
 
     fn send_commit(&mut self, member: &str, generation: i32, offset: u64, metadata: &str) -> u64 {
+        self.send_commit_to(member, generation, 0, offset, metadata)
+    }
+
+    /// A commit by no member of no generation (a simple consumer's) of `t-partition`.
+    fn simple_commit(&mut self, partition: u32, offset: u64) -> u64 {
+        self.send_commit_to("", -1, partition, offset, "")
+    }
+
+    fn send_commit_to(
+        &mut self,
+        member: &str,
+        generation: i32,
+        partition: u32,
+        offset: u64,
+        metadata: &str,
+    ) -> u64 {
         let to = self.next();
         let req = OffsetCommitRequest {
             group_id: G.into(),
@@ -187,7 +203,7 @@ impl H {
             generation,
             retention_ms: None,
             offsets: vec![(
-                ("t".into(), 0),
+                ("t".into(), partition),
                 OffsetCommit {
                     offset,
                     leader_epoch: Some(15),
@@ -1323,18 +1339,90 @@ fn a_deleted_topics_offsets_whose_tombstones_failed_are_kept_for_a_retry() {
     assert_eq!((removed, h.state(), h.fetched()), (1, None, None));
 }
 
-/// Kafka drops the deleted partitions from the commits still being appended: they are
-/// answered, but a later completion must not bring the offset back.
+/// A commit still being appended when its topic is deleted is in the log before the
+/// tombstones, so they must cover it (or a reload would bring the offset back); it is
+/// answered, and whatever it installs leaves the cache once the tombstones are in,
+/// whichever append is acknowledged first.
 #[test]
-fn a_commit_in_flight_when_its_topic_is_deleted_is_answered_but_not_installed() {
+fn a_commit_in_flight_when_its_topic_is_deleted_is_tombstoned_too() {
+    for commit_answered_first in [true, false] {
+        let mut h = H::new();
+        let ids = h.stable(1);
+        h.hold = true;
+        let token = h.send_commit(&ids[0], 1, 9, "");
+        let (out, _) = h.c.delete_topic_offsets(h.now, "t");
+        h.feed(out);
+        assert_eq!(h.held.len(), 2, "the commit, then its tombstone");
+        assert_eq!(
+            h.held[1].record,
+            PersistRecord::DeleteOffsets(vec![("t".to_string(), 0)])
+        );
+        if commit_answered_first {
+            h.release(0, Ok(()));
+            h.release(0, Ok(()));
+        } else {
+            h.release(1, Ok(()));
+            h.release(0, Ok(()));
+        }
+        assert_eq!(h.commit_result(token), Some(Ok(())));
+        assert_eq!(
+            h.fetched(),
+            None,
+            "commit answered first: {commit_answered_first}"
+        );
+    }
+}
+
+/// If those tombstones fail, the commit they were to cover is still in the log: it stays
+/// in the cache, so that the retry of the topic's deletion finds and deletes it.
+#[test]
+fn a_commit_in_flight_whose_topic_tombstones_fail_stays_for_the_retry() {
     let mut h = H::new();
     let ids = h.stable(1);
     h.hold = true;
-    let token = h.send_commit(&ids[0], 1, 9, "");
+    h.send_commit(&ids[0], 1, 9, "");
     let (out, _) = h.c.delete_topic_offsets(h.now, "t");
     h.feed(out);
-    assert_eq!(h.held.len(), 1, "nothing cached yet: no tombstone needed");
     h.release(0, Ok(()));
-    assert_eq!(h.commit_result(token), Some(Ok(())));
+    h.release(0, Err(AppendError::NotLeaderOrFollower));
+    assert_eq!(h.fetched(), Some(9));
+    let (out, removed) = h.c.delete_topic_offsets(h.now, "t");
+    assert_eq!(removed, 1);
+    h.feed(out);
+    h.release(0, Ok(()));
     assert_eq!(h.fetched(), None);
+}
+
+/// A group deleted while a commit is being appended: the commit's record precedes the
+/// deletion's tombstones, which must cover its partition too, and once the deletion is
+/// in, a late answer to the commit installs nothing (not even into a new group of the
+/// same id).
+#[test]
+fn a_group_deleted_while_a_commit_is_in_flight_tombstones_that_commit_too() {
+    let mut h = H::new();
+    h.hold = true;
+    let first = h.simple_commit(0, 5);
+    h.release(0, Ok(()));
+    assert_eq!(h.commit_result(first), Some(Ok(())));
+    let late = h.simple_commit(1, 7);
+    let to = h.next();
+    let out = h.c.delete_group(h.now, to, G);
+    h.feed(out);
+    let PersistRecord::DeleteGroup { offsets } = &h.held[1].record else {
+        panic!("not a group deletion: {:?}", h.held[1].record);
+    };
+    assert_eq!(offsets, &[("t".to_string(), 0), ("t".to_string(), 1)]);
+    h.release(1, Ok(()));
+    assert!(matches!(
+        h.replies.get(&to.0),
+        Some(Response::DeleteGroup(Ok(())))
+    ));
+    h.hold = false;
+    let fresh = h.simple_commit(0, 1);
+    assert_eq!(h.commit_result(fresh), Some(Ok(())));
+    h.release(0, Ok(()));
+    assert_eq!(h.commit_result(late), Some(Ok(())));
+    let tp = [("t".to_string(), 1)];
+    assert_eq!(h.c.fetch_offsets(G, Some(&tp)).unwrap()[0].1, None);
+    assert_eq!(h.fetched(), Some(1));
 }

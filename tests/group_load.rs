@@ -142,3 +142,71 @@ fn groups_and_offsets_come_back_after_a_reopen() {
         Some(17)
     );
 }
+
+/// A coordinator rebuilt with the seed of the one that wrote the log draws the same
+/// member ids again: it must not hand a newcomer the id of a loaded member (two
+/// consumers would share one membership and its assignment).
+#[test]
+fn a_reloaded_coordinator_never_repeats_a_loaded_members_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::default().background_threads(false);
+    let coordinator_config = CoordinatorConfig {
+        initial_rebalance_delay_ms: 0,
+        ..Default::default()
+    };
+    let join = || {
+        JoinGroupRequest::new(
+            "billing",
+            "app",
+            "consumer",
+            vec![GroupProtocol::new("range", vec![1])],
+        )
+        .require_known_member_id(false)
+    };
+    let joined_id = |replies: &[Response]| match replies.first() {
+        Some(Response::Join(joined)) => joined.member_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let broker = Broker::open(dir.path(), config.clone()).unwrap();
+    let store = OffsetsStore::open(&broker, OffsetsConfig::default()).unwrap();
+    let mut c = GroupCoordinator::new(coordinator_config.clone()).unwrap();
+    let out = c.join_group(0, ReplyTo(1), join());
+    let member = joined_id(&drive(&mut c, &store, 0, out));
+    let out = c.sync_group(
+        0,
+        ReplyTo(2),
+        SyncGroupRequest {
+            group_id: "billing".into(),
+            member_id: member.clone(),
+            generation: 1,
+            ..Default::default()
+        },
+    );
+    drive(&mut c, &store, 0, out);
+    drop(store);
+    broker.close().unwrap();
+
+    let broker = Broker::open(dir.path(), config).unwrap();
+    let store = OffsetsStore::open(&broker, OffsetsConfig::default()).unwrap();
+    let mut c = GroupCoordinator::new(coordinator_config).unwrap();
+    assert_eq!(c.load_from(1_000, &store), 1);
+    let out = c.join_group(1_000, ReplyTo(3), join());
+    drive(&mut c, &store, 1_000, out);
+    let g = c.describe_group("billing").unwrap();
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    let out = c.join_group(1_000, ReplyTo(4), join().member_id(&member));
+    let replies = drive(&mut c, &store, 1_000, out);
+    let ids: Vec<String> = replies
+        .iter()
+        .filter_map(|r| match r {
+            Response::Join(j) => Some(j.member_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        2,
+        "both members joined the new generation: {replies:?}"
+    );
+    assert_ne!(ids[0], ids[1], "two members share one id");
+}

@@ -1,12 +1,13 @@
 //! Removing the committed offsets of a deleted topic from every group (Kafka's
 //! `GroupCoordinator.onPartitionsDeleted` → `GroupMetadataManager.cleanupGroupMetadata`):
-//! each group drops the topic's offsets from its cache (and from commits still being
-//! appended, which are then answered but not installed) and asks for offset tombstones
-//! (put back if their append fails, as a failed group deletion keeps its offsets); an
-//! Empty group without offsets turns Dead and its metadata is tombstoned with them — every
-//! such group, as Kafka's cleanup does, not only those that held offsets of the topic
-//! (Kafka skips the metadata tombstone of a generation-0 group; we always write it, so no
-//! stored metadata can bring the group back).
+//! each group drops the topic's offsets from its cache and asks for offset tombstones,
+//! which also cover its commits of the topic still being appended (those are in the log
+//! before them); the cache is put back if their append fails, as a failed group deletion
+//! keeps its offsets. An Empty group left without offsets (and committing nothing else)
+//! turns Dead and its metadata is tombstoned with them — every such group, as Kafka's
+//! cleanup does, not only those that held offsets of the topic (Kafka skips the metadata
+//! tombstone of a generation-0 group; we always write it, so no stored metadata can bring
+//! the group back).
 
 use std::collections::BTreeMap;
 
@@ -25,10 +26,6 @@ pub(super) fn delete_topic_offsets(
 ) -> usize {
     let mut removed_total = 0;
     for (group_id, group) in groups.iter_mut() {
-        if group.state == GroupState::Dead {
-            // Being deleted: its tombstones (all its offsets) are on their way.
-            continue;
-        }
         let keys: Vec<_> = group
             .offsets
             .keys()
@@ -39,17 +36,21 @@ pub(super) fn delete_topic_offsets(
             .into_iter()
             .filter_map(|tp| group.offsets.remove(&tp).map(|v| (tp, v)))
             .collect();
-        let pending_left = cx.persists.drop_pending_commits(group_id, topic);
+        // Commits of the topic still being appended are in the log before the tombstones:
+        // those cover them too, and they install nothing once the tombstones are in.
+        let (in_flight, mut tombstoned) = cx.persists.commits_in_flight(group_id, Some(topic));
+        tombstoned.extend(removed.iter().map(|(tp, _)| tp.clone()));
         removed_total += removed.len();
+        let (_, committing) = cx.persists.commits_in_flight(group_id, None);
         let dies = group.state == GroupState::Empty
             && group.pending_members.is_empty()
             && group.offsets.is_empty()
-            && !pending_left;
-        if !dies && removed.is_empty() {
+            && committing.iter().all(|(t, _)| t == topic);
+        if !dies && tombstoned.is_empty() {
             continue;
         }
         let state_timestamp = group.state_timestamp;
-        let offsets = removed.iter().map(|(tp, _)| tp.clone()).collect();
+        let offsets = tombstoned.iter().cloned().collect();
         let record = if dies {
             group.transition(GroupState::Dead, cx.now);
             PersistRecord::DeleteGroup { offsets }
@@ -60,6 +61,8 @@ pub(super) fn delete_topic_offsets(
             group_id: group_id.clone(),
             dead: dies.then_some(state_timestamp),
             removed,
+            tombstoned,
+            in_flight,
         };
         cx.persist(group_id, record, pending);
     }

@@ -86,7 +86,7 @@ pub(super) fn commit(
         reply_to,
         stored,
         refused,
-        deleted_topics: BTreeSet::new(),
+        superseded: BTreeSet::new(),
     };
     cx.persist(&group.id, record, pending);
 }
@@ -120,13 +120,13 @@ fn validate(group: &Group, req: &OffsetCommitRequest) -> Result<(), GroupError> 
 }
 
 /// A commit's append completed: install the values (unless a later record of the log
-/// already holds the partition, or the topic was deleted meanwhile) and answer.
+/// already holds the partition, or a later tombstone already deleted it) and answer.
 pub(super) fn commit_stored(
     mut group: Option<&mut Group>,
     reply_to: ReplyTo,
     stored: Vec<(TopicPartition, OffsetAndMetadata)>,
     refused: Vec<(TopicPartition, GroupError)>,
-    deleted_topics: &BTreeSet<String>,
+    superseded: &BTreeSet<TopicPartition>,
     result: Result<u64, AppendError>,
     cx: &mut Ctx,
 ) {
@@ -135,7 +135,7 @@ pub(super) fn commit_stored(
         match result {
             Ok(log_offset) => {
                 if let Some(group) = group.as_deref_mut()
-                    && !deleted_topics.contains(&tp.0)
+                    && !superseded.contains(&tp)
                 {
                     // `<=`: a partition listed twice in one request shares the batch's log
                     // offset, and the later entry wins, as it does when the log is replayed.

@@ -55,7 +55,12 @@ fn new_member_join(group: &mut Group, req: &JoinGroupRequest, reply_to: ReplyTo,
     if !group.supports_protocols(&req.protocol_type, &req.protocols) {
         return cx.join_error(reply_to, "", GroupError::InconsistentGroupProtocol);
     }
-    let member_id = cx.ids.next(&req.client_id);
+    // Ids repeat when a coordinator reuses a seed (a restart without its own
+    // `CoordinatorConfig::instance`): never hand out one this group already knows.
+    let mut member_id = cx.ids.next(&req.client_id);
+    while group.members.contains_key(&member_id) || group.pending_members.contains_key(&member_id) {
+        member_id = cx.ids.next(&req.client_id);
+    }
     if req.require_known_member_id {
         let expiry = cx.now.saturating_add(i64::from(req.session_timeout_ms));
         group.pending_members.insert(member_id.clone(), expiry);

@@ -312,15 +312,21 @@ impl GroupCoordinator {
             }
             let state_timestamp = group.state_timestamp;
             group.transition(GroupState::Dead, cx.now);
-            let offsets = group.offsets.keys().cloned().collect();
+            // Commits still being appended are in the log before these tombstones: they
+            // need theirs too, or a reload would bring the group back with them.
+            let (in_flight, mut offsets) = cx.persists.commits_in_flight(group_id, None);
+            offsets.extend(group.offsets.keys().cloned());
             let pending = Pending::Delete {
                 group_id: group_id.to_string(),
                 reply_to,
                 state_timestamp,
+                in_flight,
             };
             cx.persist(
                 group_id,
-                persist::PersistRecord::DeleteGroup { offsets },
+                persist::PersistRecord::DeleteGroup {
+                    offsets: offsets.into_iter().collect(),
+                },
                 pending,
             );
         })
@@ -350,14 +356,14 @@ impl GroupCoordinator {
                 reply_to,
                 stored,
                 refused,
-                deleted_topics,
+                superseded,
                 ..
             } => commit::commit_stored(
                 groups.get_mut(&group_id),
                 reply_to,
                 stored,
                 refused,
-                &deleted_topics,
+                &superseded,
                 result,
                 cx,
             ),
@@ -373,11 +379,13 @@ impl GroupCoordinator {
             Pending::Delete {
                 reply_to,
                 state_timestamp,
+                in_flight,
                 ..
             } => {
                 let response = match result {
                     Ok(_) => {
                         groups.remove(&group_id);
+                        cx.persists.supersede(&in_flight, None);
                         Ok(())
                     }
                     Err(error) => {
@@ -389,7 +397,16 @@ impl GroupCoordinator {
                 };
                 cx.reply(reply_to, Response::DeleteGroup(response));
             }
-            Pending::TopicDeleted { dead, removed, .. } => {
+            Pending::TopicDeleted {
+                dead,
+                removed,
+                tombstoned,
+                in_flight,
+                ..
+            } => {
+                if result.is_ok() {
+                    cx.persists.supersede(&in_flight, Some(&tombstoned));
+                }
                 let Some(group) = groups.get_mut(&group_id) else {
                     return;
                 };
@@ -397,7 +414,12 @@ impl GroupCoordinator {
                     (Ok(_), Some(_)) if group.state == GroupState::Dead => {
                         groups.remove(&group_id);
                     }
-                    (Ok(_), _) => {}
+                    (Ok(at), _) => {
+                        // Commits answered meanwhile were appended before the tombstones.
+                        group
+                            .offsets
+                            .retain(|tp, (_, written)| !tombstoned.contains(tp) || *written > at);
+                    }
                     (Err(_), dead) => {
                         if let Some(state_timestamp) = dead {
                             group.undo_delete(state_timestamp);
@@ -413,11 +435,13 @@ impl GroupCoordinator {
     }
 
     /// Topic `topic` was deleted (Kafka's `onPartitionsDeleted`): every group forgets its
-    /// committed offsets of that topic at once — also those of commits still being
-    /// appended, which are answered but never installed — and asks for their tombstones
-    /// (one [`PersistRecord::DeleteOffsets`] per group that had any). A group left Empty,
-    /// without members waiting and without offsets (whether or not it had any of `topic`)
-    /// turns Dead, as in Kafka's `cleanupGroupMetadata`, and its request is a
+    /// committed offsets of that topic at once and asks for their tombstones (one
+    /// [`PersistRecord::DeleteOffsets`] per group that had any), which also cover its
+    /// commits of the topic still being appended: those are answered, and what they
+    /// install leaves the cache again once the tombstones are in. A group being deleted
+    /// gets them too, in case its deletion fails. A group left Empty, without members
+    /// waiting, without offsets and committing no other topic (whether or not it had any
+    /// of `topic`) turns Dead, as in Kafka's `cleanupGroupMetadata`, and its request is a
     /// [`PersistRecord::DeleteGroup`] (the metadata's tombstone with the offsets'); it is
     /// removed once that append succeeds. No reply is sent: if an append fails, its
     /// offsets are still in `__consumer_offsets`, so they go back into the group's cache

@@ -148,9 +148,10 @@ pub(super) enum Pending {
         reply_to: ReplyTo,
         stored: Vec<(TopicPartition, OffsetAndMetadata)>,
         refused: Vec<(TopicPartition, GroupError)>,
-        /// Topics deleted while the append was in flight: their offsets of `stored` are
-        /// answered but not installed (Kafka drops them from `pendingOffsetCommits`).
-        deleted_topics: BTreeSet<String>,
+        /// Partitions whose tombstones (a deleted topic's, or the group's own deletion)
+        /// were appended after this commit and succeeded before its answer came: they are
+        /// answered but not installed, for the log already deletes them.
+        superseded: BTreeSet<TopicPartition>,
     },
     /// Hand out the leader's assignment of `generation`.
     Assignment {
@@ -161,14 +162,20 @@ pub(super) enum Pending {
     /// Nothing waits on it.
     Metadata,
     /// Remove the deleted group and answer; if the append failed, the group is Empty
-    /// again since `state_timestamp`, as it was before the deletion.
+    /// again since `state_timestamp`, as it was before the deletion. `in_flight`: the
+    /// group's commits appended before the tombstones, which cover them too.
     Delete {
         group_id: String,
         reply_to: ReplyTo,
         state_timestamp: i64,
+        in_flight: Vec<PersistId>,
     },
-    /// Tombstones for a deleted topic's offsets. `dead: Some(state timestamp before)`: the
-    /// group turned Dead with them and is removed once they are appended. If the append
+    /// Tombstones for a deleted topic's offsets: `removed` left the cache when they were
+    /// asked for, `in_flight` are the group's commits of the topic appended before them.
+    /// `dead: Some(state timestamp before)`: the group turned Dead with them and is
+    /// removed once they are appended. Once they are, the log deletes every partition of
+    /// `tombstoned` written before them: cached values from commits answered meanwhile
+    /// leave the cache, and commits still unanswered will not install them. If the append
     /// fails, the offsets are still in the log: `removed` goes back into the cache (where
     /// no later commit took its place) and a Dead group is Empty again, so that a retry
     /// finds them.
@@ -176,6 +183,8 @@ pub(super) enum Pending {
         group_id: String,
         dead: Option<i64>,
         removed: Vec<(TopicPartition, (OffsetAndMetadata, u64))>,
+        tombstoned: BTreeSet<TopicPartition>,
+        in_flight: Vec<PersistId>,
     },
 }
 
@@ -207,26 +216,56 @@ impl Persists {
         }));
     }
 
-    /// Marks `topic`'s offsets in `group_id`'s commits in flight as not to be installed;
-    /// returns whether any of those commits still carries an offset of another topic.
-    pub(super) fn drop_pending_commits(&mut self, group_id: &str, topic: &str) -> bool {
-        let mut left = false;
-        for pending in self.pending.values_mut() {
-            if let Pending::Commit {
+    /// `group_id`'s commits in flight (of `topic` only, when given): their ids and the
+    /// partitions they write.
+    pub(super) fn commits_in_flight(
+        &self,
+        group_id: &str,
+        topic: Option<&str>,
+    ) -> (Vec<PersistId>, BTreeSet<TopicPartition>) {
+        let mut ids = Vec::new();
+        let mut partitions = BTreeSet::new();
+        for (id, pending) in &self.pending {
+            let Pending::Commit {
                 group_id: g,
                 stored,
-                deleted_topics,
                 ..
             } = pending
-                && g == group_id
-            {
-                if stored.iter().any(|((t, _), _)| t == topic) {
-                    deleted_topics.insert(topic.to_string());
-                }
-                left |= stored.iter().any(|((t, _), _)| !deleted_topics.contains(t));
+            else {
+                continue;
+            };
+            let mut written = stored
+                .iter()
+                .map(|(tp, _)| tp)
+                .filter(|(t, _)| topic.is_none_or(|topic| t == topic))
+                .peekable();
+            if g == group_id && written.peek().is_some() {
+                ids.push(*id);
+                partitions.extend(written.cloned());
             }
         }
-        left
+        (ids, partitions)
+    }
+
+    /// Tombstones appended after the commits `ids` succeeded: those still unanswered
+    /// will not install `partitions` (every partition they write, when `None`).
+    pub(super) fn supersede(
+        &mut self,
+        ids: &[PersistId],
+        partitions: Option<&BTreeSet<TopicPartition>>,
+    ) {
+        for id in ids {
+            if let Some(Pending::Commit {
+                stored, superseded, ..
+            }) = self.pending.get_mut(id)
+            {
+                let hit = stored
+                    .iter()
+                    .map(|(tp, _)| tp)
+                    .filter(|tp| partitions.is_none_or(|p| p.contains(*tp)));
+                superseded.extend(hit.cloned());
+            }
+        }
     }
 
     /// The bookkeeping of `id`, once.
