@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use streamlog::replication::PartitionState;
 use streamlog::{Acks, Cluster, ClusterConfig, Partition, ProducerConfig, Record, TopicConfig};
 
 const BROKERS: u32 = 3;
@@ -178,22 +179,7 @@ fn a_leader_restarted_within_its_lease_steps_down_and_acknowledged_records_survi
     let before = cluster.partition_state("t", 0).unwrap();
     let old = before.leader.unwrap();
     cluster.stop_broker(old).unwrap();
-    // The crash lost everything the page cache held: the leader's log files are empty.
-    let partition_dir = dir.path().join(format!("broker-{old}")).join("t-0");
-    for entry in std::fs::read_dir(&partition_dir).unwrap() {
-        let path = entry.unwrap().path();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("log") => std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_len(0)
-                .unwrap(),
-            Some("index" | "timeindex" | "checkpoint") => std::fs::remove_file(&path).unwrap(),
-            _ => {}
-        }
-    }
-    let _ = std::fs::remove_file(partition_dir.join(".clean-shutdown"));
+    lose_page_cache(dir.path(), old);
     cluster.start_broker(old).unwrap();
 
     wait_until("a new epoch", || {
@@ -209,4 +195,86 @@ fn a_leader_restarted_within_its_lease_steps_down_and_acknowledged_records_survi
         assert_eq!(contents(&replica(&cluster, b)), expected, "broker {b}");
     }
     cluster.shutdown().unwrap();
+}
+
+/// As if `broker`'s crash lost everything its page cache held: its log files of `t-0`
+/// are empty and it left no clean-shutdown marker.
+fn lose_page_cache(data_dir: &std::path::Path, broker: u32) {
+    let partition_dir = data_dir.join(format!("broker-{broker}")).join("t-0");
+    for entry in std::fs::read_dir(&partition_dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("log") => std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap(),
+            Some("index" | "timeindex" | "checkpoint") => std::fs::remove_file(&path).unwrap(),
+            _ => {}
+        }
+    }
+    let _ = std::fs::remove_file(partition_dir.join(".clean-shutdown"));
+}
+
+/// The same loss when every broker was down as its lease ran out, so that no controller
+/// saw it go: its restart finds its old registration expired and registers afresh. A new
+/// process must still not lead, or be the ISR's last member, on what its last run held
+/// (before, a leader led again in the old epoch and both followers truncated to its
+/// empty log). Here it starts first, alone: the partition waits offline for an in-sync
+/// replica that kept its records. Run for the leader and for the ISR's last member (the
+/// one an ISR reduced to one member keeps).
+#[test]
+fn a_broker_restarted_after_a_lease_nobody_saw_expire_steps_down_too() {
+    let leader = |s: &PartitionState| s.leader.unwrap();
+    let last_in_sync = |s: &PartitionState| *s.isr.last().unwrap();
+    for (what, pick) in [
+        ("leader", &leader as &dyn Fn(&PartitionState) -> u32),
+        ("last ISR member", &last_in_sync),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = Cluster::start(
+            ClusterConfig::in_memory(BROKERS)
+                .data_dir(dir.path())
+                .lease_ms(300),
+        )
+        .unwrap();
+        cluster
+            .create_topic(
+                "t",
+                TopicConfig::default().partitions(1).replication_factor(3),
+            )
+            .unwrap();
+        let producer = cluster
+            .producer(ProducerConfig::default().acks(Acks::All))
+            .unwrap();
+        for i in 0..5u8 {
+            producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
+        }
+        let state = cluster.partition_state("t", 0).unwrap();
+        assert_eq!(state.isr.len(), 3, "{state:?}");
+        let lost = pick(&state);
+        for b in 0..BROKERS {
+            cluster.stop_broker(b).unwrap();
+        }
+        lose_page_cache(dir.path(), lost);
+        std::thread::sleep(Duration::from_millis(700));
+        cluster.start_broker(lost).unwrap();
+        for b in (0..BROKERS).filter(|&b| b != lost) {
+            cluster.start_broker(b).unwrap();
+        }
+        wait_until("every replica holds the five records", || {
+            cluster.leader("t", 0).is_ok()
+                && (0..BROKERS).all(|b| replica(&cluster, b).high_watermark() == 5)
+        });
+        let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
+        for b in 0..BROKERS {
+            assert_eq!(
+                contents(&replica(&cluster, b)),
+                expected,
+                "broker {b}, {what} {lost} lost its tail"
+            );
+        }
+        cluster.shutdown().unwrap();
+    }
 }

@@ -64,7 +64,7 @@ fn the_issue_calls_work() -> streamlog::Result<()> {
 fn placement_errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(ClusterConfig::in_memory(3).data_dir(dir.path())).unwrap();
-    for rf in [4u16, 11] {
+    for rf in [0u16, 4, 11] {
         match cluster.create_topic("t", TopicConfig::default().replication_factor(rf)) {
             Err(Error::InvalidReplicationFactor {
                 requested,
@@ -79,6 +79,15 @@ fn placement_errors_are_typed() {
     assert!(matches!(
         cluster.create_topic("bad name", TopicConfig::default()),
         Err(Error::InvalidTopicName { .. })
+    ));
+    // Kafka's controller refuses more than 10,000 partitions in one creation.
+    let huge = TopicConfig::default().partitions(i32::MAX as u32);
+    assert!(matches!(
+        cluster.create_topic("huge", huge),
+        Err(Error::InvalidConfig {
+            name: "partitions",
+            ..
+        })
     ));
     cluster.create_topic("t", TopicConfig::default()).unwrap();
     assert!(matches!(

@@ -49,6 +49,12 @@ pub use config::{ClusterConfig, ProducerConfig};
 pub use node::{ElectionRecord, Node, Submitted};
 pub use producer::{PendingSend, Producer, UNKNOWN_OFFSET};
 
+/// The most partitions one topic of a cluster may be created with. Every partition's
+/// state lives in the consensus store and in each broker's memory; Kafka's controller
+/// likewise refuses a creation of more than 10,000 partitions ("Excessively large number
+/// of partitions per request").
+pub const MAX_PARTITIONS_PER_TOPIC: u32 = 10_000;
+
 /// Brokers in one process, replicating to each other.
 ///
 /// ```
@@ -170,7 +176,8 @@ impl Cluster {
     /// Creates a topic, placing its replicas on the live brokers (S6), and waits (up to
     /// 10 s) until every partition's leader serves it.
     ///
-    /// Errors: [`Error::InvalidTopicName`], [`Error::InvalidConfig`],
+    /// Errors: [`Error::InvalidTopicName`], [`Error::InvalidConfig`] (among others, no
+    /// partitions or more than [`MAX_PARTITIONS_PER_TOPIC`]),
     /// [`Error::InvalidReplicationFactor`] (0, above 10, or above the live brokers),
     /// [`Error::TopicExists`].
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
@@ -390,13 +397,24 @@ impl ClusterInner {
     /// [`Cluster::create_topic`].
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         validate_topic_name(name)?;
-        config.validate()?;
+        if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&config.partitions) {
+            return Err(Error::InvalidConfig {
+                name: "partitions",
+                reason: format!(
+                    "{} is outside [1, {MAX_PARTITIONS_PER_TOPIC}] (a cluster's topic)",
+                    config.partitions
+                ),
+            });
+        }
         let consensus = &self.consensus;
         let live: BTreeSet<BrokerId> = consensus.live_brokers()?.into_iter().collect();
         let start = name
             .bytes()
             .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        // Placement before the other settings: a replication factor it cannot honour,
+        // 0 included, is Kafka's InvalidReplicationFactor, not a config error.
         let placement = place_replicas(config.partitions, config.replication_factor, &live, start)?;
+        config.validate()?;
         let states: Vec<PartitionState> = placement.into_iter().map(PartitionState::new).collect();
         consensus.create_topic(name, TopicRecord::new(config.clone(), states))?;
         self.wait_for_leaders(name, config.partitions)

@@ -72,9 +72,12 @@ struct State {
     topics: BTreeMap<String, TopicConfig>,
     seen_revision: Option<u64>,
     registered: bool,
-    /// This run replaced a registration of this broker that was still live (the process
-    /// restarted before its lease ran out): until its next metadata sync has stepped it
-    /// down, it must not lead or count as in sync on what its last run did.
+    /// A new process of this broker that has not yet stepped down from what its last run
+    /// held (it does so as it registers, or at the next metadata sync if the store
+    /// failed then): until then, it must not lead or count as in sync on what that run
+    /// did. Kafka fences every new incarnation of a broker alike,
+    /// whether or not the old one's lease had run out (when every broker was down, nobody
+    /// saw it go).
     bounced: bool,
     last_renew_ms: i64,
     last_control_ms: i64,
@@ -154,7 +157,7 @@ impl Node {
                 topics: BTreeMap::new(),
                 seen_revision: None,
                 registered: false,
-                bounced: false,
+                bounced: true,
                 last_renew_ms: now,
                 last_control_ms: i64::MIN,
                 last_rebalance_ms: now,
@@ -172,7 +175,15 @@ impl Node {
             answered: Condvar::new(),
             halted: AtomicBool::new(false),
         };
-        node.register(&mut node.state.lock(), now)?;
+        {
+            let mut state = node.state.lock();
+            node.register(&mut state, now)?;
+            // At once, before anything is created that the last run never held; retried
+            // by the metadata syncs if the store fails now.
+            if let Err(e) = node.step_down_once(&mut state) {
+                state.last_error = Some(e.to_string());
+            }
+        }
         Ok(node)
     }
 
@@ -252,11 +263,8 @@ impl Node {
             Err(Error::BrokerAlreadyRegistered { .. }) => {
                 // A restart of this broker: its old registration is this one's to replace.
                 self.consensus.unregister_broker(self.id)?;
-                let registration = self
-                    .consensus
-                    .register_broker(self.id, self.config.lease_ms)?;
-                state.bounced = true;
-                registration
+                self.consensus
+                    .register_broker(self.id, self.config.lease_ms)?
             }
             Err(e) => return Err(e),
         };
@@ -349,11 +357,8 @@ impl Node {
 
     /// Applies every partition state to the hosted replicas, opening new ones.
     fn sync_metadata(&self, state: &mut State, now: i64) -> Result<()> {
+        self.step_down_once(state)?;
         let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
-        if state.bounced {
-            self.step_down_after_bounce(&live)?;
-            state.bounced = false;
-        }
         let mut seen = BTreeSet::new();
         for name in self.consensus.topics()? {
             let Some(Versioned { value: record, .. }) = self.consensus.topic(&name)? else {
@@ -416,15 +421,26 @@ impl Node {
         Ok(())
     }
 
-    /// After a restart that beat the old lease, does what the controller would have done
-    /// had it seen the broker go: on every partition where the store still counts this
-    /// broker in the ISR, a clean election without it (a new epoch, another in-sync
-    /// leader) and an ISR without it, unless it is the last member. Its last run may have
-    /// lost an unflushed tail (durability comes from replication), so leading, or
-    /// counting as in sync, on that state could lose acknowledged records; it catches up
-    /// as a follower and rejoins the ISR as any follower does (Kafka fences a restarted
-    /// broker likewise). A partition whose only in-sync replica it is goes offline for a
-    /// round, and the controller elects it again in a new epoch.
+    /// [`Node::step_down_after_bounce`] unless this process already has.
+    fn step_down_once(&self, state: &mut State) -> Result<()> {
+        if state.bounced {
+            let live = self.consensus.live_brokers()?.into_iter().collect();
+            self.step_down_after_bounce(&live)?;
+            state.bounced = false;
+        }
+        Ok(())
+    }
+
+    /// After a restart, does what the controller would have done had it seen the broker
+    /// go: on every partition where the store still counts this broker in the ISR, a
+    /// clean election without it (a new epoch, another in-sync leader) and an ISR without
+    /// it. Its last run may have lost an unflushed tail (durability comes from
+    /// replication), so leading, or counting as in sync, on that state could lose
+    /// acknowledged records; it catches up as a follower and rejoins the ISR as any
+    /// follower does. When no other ISR member is live, the ISR keeps one of them (the
+    /// last), not this broker, so that the partition waits offline for a replica that can
+    /// vouch for its records; only a partition whose sole in-sync replica this broker was
+    /// comes back on it, elected again in a new epoch.
     fn step_down_after_bounce(&self, live: &BTreeSet<BrokerId>) -> Result<()> {
         let mut others = live.clone();
         others.remove(&self.id);
@@ -432,27 +448,49 @@ impl Node {
             let Some(topic) = self.consensus.topic(&name)? else {
                 continue;
             };
-            for (p, partition) in topic.value.partitions.iter().enumerate() {
-                if !partition.isr.contains(&self.id) {
-                    continue;
-                }
-                let Some(current) = self.consensus.partition_state(&name, p as u32)? else {
-                    continue;
-                };
-                // Never unclean: an out-of-sync replica is no safer than this one.
-                let Some(decision) = controller::decide(&current.value, &others, false, false)
-                else {
-                    continue;
-                };
-                ignore_conflict(self.consensus.set_partition_state(
-                    &name,
-                    p as u32,
-                    decision.state,
-                    current.version,
-                ))?;
+            for p in 0..topic.value.partitions.len() as u32 {
+                self.step_down_from(&name, p, &others)?;
             }
         }
         Ok(())
+    }
+
+    /// [`Node::step_down_after_bounce`] on one partition, read again and retried when a
+    /// concurrent write (the leader's ISR change, the controller) wins the
+    /// compare-and-set.
+    fn step_down_from(
+        &self,
+        topic: &str,
+        partition: u32,
+        others: &BTreeSet<BrokerId>,
+    ) -> Result<()> {
+        const ATTEMPTS: usize = 8;
+        let mut attempt = 0;
+        loop {
+            let Some(current) = self.consensus.partition_state(topic, partition)? else {
+                return Ok(());
+            };
+            if !current.value.isr.contains(&self.id) {
+                return Ok(());
+            }
+            // Never unclean: an out-of-sync replica is no safer than this one.
+            let Some(decision) = controller::decide(&current.value, others, false, false) else {
+                return Ok(());
+            };
+            let mut next = decision.state;
+            if next.isr == [self.id]
+                && let Some(&other) = current.value.isr.iter().rev().find(|&&b| b != self.id)
+            {
+                next.isr = vec![other];
+            }
+            match self
+                .consensus
+                .set_partition_state(topic, partition, next, current.version)
+            {
+                Err(Error::VersionConflict { .. }) if attempt + 1 < ATTEMPTS => attempt += 1,
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// An uncleanly elected leader has nothing to recover (no transactions): it says so.
@@ -538,7 +576,10 @@ impl Node {
                             from,
                             correlation_id,
                             request,
-                            deadline_ms: now + self.config.replica_fetch_wait_max_ms as i64,
+                            deadline_ms: now.saturating_add(
+                                i64::try_from(self.config.replica_fetch_wait_max_ms)
+                                    .unwrap_or(i64::MAX),
+                            ),
                         });
                     } else {
                         self.reply(from, correlation_id, Response::Fetch(response))?;
