@@ -973,6 +973,7 @@ fn a_failed_deletion_keeps_the_group_empty_with_its_offsets() {
     let out = h.c.delete_group(h.now, to, G);
     h.feed(out);
     assert_eq!(h.state(), Some(GroupState::Dead));
+    assert_eq!(h.fetched(), None, "a Dead group has no offsets (Kafka: -1)");
     h.release(0, Err(AppendError::NotEnoughReplicas));
     assert_eq!(
         h.replies[&to.0],
@@ -1004,6 +1005,25 @@ fn only_an_empty_group_can_be_deleted() {
     let out = h.c.delete_group(h.now, to, G);
     h.feed(out);
     assert_eq!(h.replies[&to.0], Response::DeleteGroup(Err(NonEmptyGroup)));
+}
+
+/// A member told to join again with its new id (MemberIdRequired) leaves the group Empty,
+/// and Kafka deletes an Empty group whatever waits to join it.
+#[test]
+fn an_empty_group_with_a_member_yet_to_join_can_be_deleted() {
+    let mut h = H::new();
+    assert_eq!(h.commit("", -1, 5), Ok(()));
+    let join = h.send_join(H::join_req("", &["range"]).require_known_member_id(true));
+    assert!(matches!(
+        h.replies.get(&join),
+        Some(Response::Join(r)) if r.error == Some(MemberIdRequired)
+    ));
+    assert_eq!(h.state(), Some(GroupState::Empty));
+    let to = h.next();
+    let out = h.c.delete_group(h.now, to, G);
+    h.feed(out);
+    assert_eq!(h.replies[&to.0], Response::DeleteGroup(Ok(())));
+    assert_eq!((h.state(), h.fetched()), (None, None));
 }
 
 // ---- OffsetCommit and OffsetFetch (section 9) ----

@@ -160,11 +160,13 @@ pub(super) fn commit_stored(
 }
 
 /// The committed offsets of `partitions` (`None` where nothing was committed), or of every
-/// committed partition when `partitions` is `None`.
+/// committed partition when `partitions` is `None`. A Dead group (its deletion being
+/// appended) has none, as in Kafka; they are back if the deletion fails.
 pub(super) fn fetch(
     group: Option<&Group>,
     partitions: Option<&[TopicPartition]>,
 ) -> Vec<(TopicPartition, Option<OffsetAndMetadata>)> {
+    let group = group.filter(|g| g.state != GroupState::Dead);
     let lookup = |tp: &TopicPartition| {
         group
             .and_then(|g| g.offsets.get(tp))

@@ -277,7 +277,7 @@ impl GroupCoordinator {
 
     /// OffsetFetch from the cache: the committed value of each of `partitions` (`None` if
     /// never committed), or every committed partition of the group when `partitions` is
-    /// `None`. An unknown group has nothing committed.
+    /// `None`. An unknown group, or one being deleted (Dead), has nothing committed.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
@@ -304,7 +304,9 @@ impl GroupCoordinator {
             };
             let error = match group.state {
                 GroupState::Dead => Some(GroupError::GroupIdNotFound),
-                GroupState::Empty if group.pending_members.is_empty() => None,
+                // Members still to join with the id they were given (MemberIdRequired)
+                // do not make a group non-empty; Kafka deletes it as well.
+                GroupState::Empty => None,
                 _ => Some(GroupError::NonEmptyGroup),
             };
             if let Some(error) = error {
