@@ -278,3 +278,42 @@ fn a_broker_restarted_after_a_lease_nobody_saw_expire_steps_down_too() {
         cluster.shutdown().unwrap();
     }
 }
+
+/// Every broker stopped at once (each closing its logs cleanly), so the ISR still names
+/// all three. One restarted alone holds everything acknowledged: it must stay in sync
+/// and lead, instead of stepping down as a crashed process must (which would leave the
+/// partition offline until another replica returned).
+#[test]
+fn a_broker_restarted_after_a_clean_stop_stays_in_sync_and_leads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(
+        ClusterConfig::in_memory(BROKERS)
+            .data_dir(dir.path())
+            .lease_ms(300),
+    )
+    .unwrap();
+    cluster
+        .create_topic(
+            "t",
+            TopicConfig::default().partitions(1).replication_factor(3),
+        )
+        .unwrap();
+    let producer = cluster
+        .producer(ProducerConfig::default().acks(Acks::All))
+        .unwrap();
+    for i in 0..5u8 {
+        producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
+    }
+    for b in 0..BROKERS {
+        cluster.stop_broker(b).unwrap();
+    }
+    assert_eq!(cluster.partition_state("t", 0).unwrap().isr.len(), 3);
+    std::thread::sleep(Duration::from_millis(400));
+    cluster.start_broker(0).unwrap();
+    wait_until("broker 0 leads with every record", || {
+        cluster.leader("t", 0).is_ok_and(|l| l == 0) && replica(&cluster, 0).high_watermark() == 5
+    });
+    let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
+    assert_eq!(contents(&replica(&cluster, 0)), expected);
+    cluster.shutdown().unwrap();
+}

@@ -375,3 +375,56 @@ fn a_halting_broker_finishes_its_shutdown_when_a_parked_reply_fails() {
     );
     assert!(h.node(0).log(&h.key).is_none(), "its logs are closed");
 }
+
+/// A follower's machine loses power while a fetch of its process is parked at the leader.
+/// Its next process registers anew and steps down (its log lost what the page cache
+/// held). The parked fetch, answered when the leader next appends, must not put it back
+/// in the ISR on the log end of the process that sent it — a high watermark over records
+/// it no longer has (Kafka refuses such fetches by broker epoch, KIP-903). It rejoins
+/// once its own fetches have caught up.
+#[test]
+fn a_fetch_parked_by_a_followers_earlier_process_does_not_put_it_back_in_sync() {
+    let mut h = Harness::new();
+    assert_eq!(h.leader(), 0);
+    assert_eq!(h.produce(0, &["a", "b"]).error, None);
+    h.run(2);
+    // Follower 2 fetches at its log end (2); nothing is new, so the leader parks it.
+    h.step(2);
+    h.step(0);
+    assert_eq!(h.node(2).log(&h.key).unwrap().log_end_offset(), 2);
+    // Its machine loses power: nothing was synced, so its next process finds no records.
+    // (The disk is taken first: what dropping the old node writes never lands.)
+    let after = h.disks[2].power_loss(7);
+    h.nodes[2] = None;
+    h.disks[2] = after;
+    h.start(2);
+    assert!(!h.state().isr.contains(&2), "stepped down: {:?}", h.state());
+    // The leader learns of the new registration and appends, answering what is parked;
+    // broker 2's new process is not stepped, so only its old fetch speaks for it.
+    h.step(0);
+    let request = h.request(&["c"]);
+    let submitted = h.node(0).submit_produce(&request).unwrap();
+    for _ in 0..4 {
+        h.step(0);
+        h.step(1);
+        h.clock.advance_ms(5);
+    }
+    assert!(
+        !h.state().isr.contains(&2),
+        "back in sync on its old process's log end: {:?}",
+        h.state()
+    );
+    // Its own fetches bring it back, with every record.
+    h.run(40);
+    let Submitted::Waiting(token) = submitted else {
+        panic!("acks=all waits for the ISR: {submitted:?}");
+    };
+    assert!(
+        h.node(0)
+            .take_answer(token)
+            .is_some_and(|r| r.error.is_none())
+    );
+    assert!(h.state().isr.contains(&2), "{:?}", h.state());
+    let expected: Vec<(u64, String)> = vec![(0, "a".into()), (1, "b".into()), (2, "c".into())];
+    assert_eq!(h.values(2), expected);
+}

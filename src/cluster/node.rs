@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::config::ClusterConfig;
 use crate::error::{Error, Result};
-use crate::log::Partition;
+use crate::log::{CLEAN_SHUTDOWN_FILE, Partition};
 use crate::replication::consensus::{ConsensusStore, Versioned};
 use crate::replication::controller::{self, Election};
 use crate::replication::messages::{
@@ -79,6 +79,8 @@ struct State {
     /// whether or not the old one's lease had run out (when every broker was down, nobody
     /// saw it go).
     bounced: bool,
+    /// The broker epoch of each live broker's registration, as of the last metadata sync.
+    broker_epochs: BTreeMap<BrokerId, u64>,
     last_renew_ms: i64,
     last_control_ms: i64,
     last_rebalance_ms: i64,
@@ -158,6 +160,7 @@ impl Node {
                 seen_revision: None,
                 registered: false,
                 bounced: true,
+                broker_epochs: BTreeMap::new(),
                 last_renew_ms: now,
                 last_control_ms: i64::MIN,
                 last_rebalance_ms: now,
@@ -358,6 +361,9 @@ impl Node {
     /// Applies every partition state to the hosted replicas, opening new ones.
     fn sync_metadata(&self, state: &mut State, now: i64) -> Result<()> {
         self.step_down_once(state)?;
+        // Before the partition states: a follower that stepped down as a new process is
+        // known as that process before any of its old fetches could put it back in sync.
+        state.broker_epochs = self.consensus.live_broker_epochs()?.into_iter().collect();
         let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
         let mut seen = BTreeSet::new();
         for name in self.consensus.topics()? {
@@ -432,15 +438,17 @@ impl Node {
     }
 
     /// After a restart, does what the controller would have done had it seen the broker
-    /// go: on every partition where the store still counts this broker in the ISR, a
-    /// clean election without it (a new epoch, another in-sync leader) and an ISR without
-    /// it. Its last run may have lost an unflushed tail (durability comes from
-    /// replication), so leading, or counting as in sync, on that state could lose
-    /// acknowledged records; it catches up as a follower and rejoins the ISR as any
-    /// follower does. When no other ISR member is live, the ISR keeps one of them (the
-    /// last), not this broker, so that the partition waits offline for a replica that can
-    /// vouch for its records; only a partition whose sole in-sync replica this broker was
-    /// comes back on it, elected again in a new epoch.
+    /// go: on every partition where the store still counts this broker in the ISR and
+    /// whose log its last run did not close cleanly (or that is gone), a clean election
+    /// without it (a new epoch, another in-sync leader) and an ISR without it. That run
+    /// may have lost an unflushed tail (durability comes from replication), so leading,
+    /// or counting as in sync, on that state could lose acknowledged records; it catches
+    /// up as a follower and rejoins the ISR as any follower does. When no other ISR member
+    /// is live, the ISR keeps one of them (the last), not this broker, so that the
+    /// partition waits offline for a replica that can vouch for its records; only a
+    /// partition whose sole in-sync replica this broker was comes back on it, elected
+    /// again in a new epoch (as in Kafka without eligible leader replicas, KIP-966: it is
+    /// the only copy left).
     fn step_down_after_bounce(&self, live: &BTreeSet<BrokerId>) -> Result<()> {
         let mut others = live.clone();
         others.remove(&self.id);
@@ -465,6 +473,15 @@ impl Node {
         others: &BTreeSet<BrokerId>,
     ) -> Result<()> {
         const ATTEMPTS: usize = 8;
+        // A log its last run closed cleanly holds everything that run acknowledged (the
+        // marker goes once the log is opened, which happens after this).
+        let marker = self
+            .dir
+            .join(format!("{topic}-{partition}"))
+            .join(CLEAN_SHUTDOWN_FILE);
+        if self.env.storage.exists(&marker) {
+            return Ok(());
+        }
         let mut attempt = 0;
         loop {
             let Some(current) = self.consensus.partition_state(topic, partition)? else {
@@ -569,6 +586,13 @@ impl Node {
                 request,
             } => match request {
                 Request::Fetch(request) => {
+                    if request.replica_id.is_some()
+                        && sent_by_earlier_process(state, from, correlation_id)
+                    {
+                        // Its sender is gone: nobody waits for the answer, and its fetch
+                        // offset speaks for a log that process's crash may have lost.
+                        return Ok(());
+                    }
                     let (response, outputs) = state.manager.handle_fetch(&request, now);
                     let executed = self.execute(state, outputs, now);
                     if request.replica_id.is_some() && nothing_new(&response) {
@@ -776,6 +800,9 @@ impl Node {
         let parked = std::mem::take(&mut state.parked);
         let mut failed = None;
         for fetch in parked {
+            if sent_by_earlier_process(state, fetch.from, fetch.correlation_id) {
+                continue;
+            }
             let ready = all
                 || now >= fetch.deadline_ms
                 || fetch.request.partitions.iter().any(|p| {
@@ -947,6 +974,16 @@ fn clean_logs(logs: &[Arc<Partition>]) -> Result<()> {
 }
 
 /// Keeps the first error of steps that are each worth doing whatever the others did.
+/// Whether a request `from` a broker with `correlation_id` was sent by an earlier process
+/// of that broker than the registration now live: each process numbers its requests from
+/// its broker epoch up (`register`), and registering anew raises the epoch.
+fn sent_by_earlier_process(state: &State, from: BrokerId, correlation_id: u64) -> bool {
+    state
+        .broker_epochs
+        .get(&from)
+        .is_some_and(|&epoch| correlation_id >> 32 < epoch)
+}
+
 fn keep_first(first: &mut Option<Error>, result: Result<()>) {
     if let Err(e) = result {
         first.get_or_insert(e);

@@ -221,6 +221,10 @@ macro_rules! consensus_store_via_run {
                 self.run(None, |s, _| Ok(s.live_brokers()))
             }
 
+            fn live_broker_epochs(&self) -> Result<Vec<(BrokerId, u64)>> {
+                self.run(None, |s, _| Ok(s.live_broker_epochs()))
+            }
+
             fn try_become_controller(&self, broker: BrokerId) -> Result<Controller> {
                 self.run(Some(broker), |s, _| s.try_become_controller(broker))
             }

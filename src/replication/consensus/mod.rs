@@ -215,6 +215,13 @@ pub trait ConsensusStore: Send + Sync {
     /// The brokers holding live leases, in id order.
     fn live_brokers(&self) -> Result<Vec<BrokerId>>;
 
+    /// Each broker holding a live lease with the broker epoch of its registration (what
+    /// [`ConsensusStore::register_broker`] returned), in id order. A new process of a
+    /// broker registers anew with a higher epoch: a leader uses it to refuse fetches an
+    /// earlier process of a follower sent (Kafka's broker epochs, KIP-903), which would
+    /// vouch for records that process's crash may have lost.
+    fn live_broker_epochs(&self) -> Result<Vec<(BrokerId, u64)>>;
+
     /// Takes the controller seat for `broker` if it is free, and returns the controller:
     /// `broker` itself if it won (or already held the seat), else the holder. Every new
     /// controller gets the next controller epoch. The seat frees when its holder's lease

@@ -15,6 +15,7 @@ use crate::topic::{TopicConfig, validate_topic_name};
 struct Lease {
     lease_ms: u64,
     expires_at_ms: i64,
+    broker_epoch: u64,
 }
 
 /// A topic: its config with the version of the last write to the topic, and its
@@ -166,6 +167,7 @@ impl State {
         let lease = Lease {
             lease_ms,
             expires_at_ms: deadline(now_ms, lease_ms),
+            broker_epoch,
         };
         self.brokers.insert(broker, lease);
         Ok(BrokerRegistration {
@@ -194,6 +196,13 @@ impl State {
 
     pub(super) fn live_brokers(&self) -> Vec<BrokerId> {
         self.brokers.keys().copied().collect()
+    }
+
+    pub(super) fn live_broker_epochs(&self) -> Vec<(BrokerId, u64)> {
+        self.brokers
+            .iter()
+            .map(|(&broker, lease)| (broker, lease.broker_epoch))
+            .collect()
     }
 
     pub(super) fn try_become_controller(&mut self, broker: BrokerId) -> Result<Controller> {
