@@ -344,7 +344,8 @@ fn load_segments(
         if outcome.truncated_bytes == 0 {
             continue;
         }
-        for later in &bases[i + 1..] {
+        // Newest first, so that a crash part way leaves no hole between segments.
+        for later in bases[i + 1..].iter().rev() {
             if let Some(doomed) = segments.remove(later) {
                 doomed.delete(storage)?;
             }

@@ -805,8 +805,9 @@ impl Inner {
     fn truncate_locked(&self, offset: u64) -> Result<u64> {
         let end = self.log_end_offset.load(Ordering::Acquire);
         if offset >= end {
-            // An epoch begun at the log end holds no records yet: it goes (as in Kafka).
-            self.update_epochs(|c| c.truncate_from_end(offset))?;
+            // An epoch begun at the log end holds no records yet: it goes (as in Kafka,
+            // which truncates the cache from the log end, whatever the offset asked).
+            self.update_epochs(|c| c.truncate_from_end(end))?;
             return Ok(end);
         }
         let now_ms = self.env.clock.now_ms();
@@ -835,7 +836,9 @@ impl Inner {
                 let mut segments = self.segments.write();
                 segments.split_off(&(offset + 1)).into_values().collect()
             };
-            for segment in &doomed {
+            // Newest first: a crash part way leaves a gapless log, longer than asked,
+            // that the caller truncates again (oldest first would leave a hole).
+            for segment in doomed.iter().rev() {
                 segment.delete(storage)?;
             }
             let mut active = self.active()?;
