@@ -6,6 +6,9 @@
 //! - `<topic>.deleting`: the same file renamed when a delete starts. From that rename on
 //!   the topic is gone; whatever is left of its partition directories is removed by the
 //!   delete itself or, after a crash, by the next open ([`Catalog::scan`] lists them).
+//! - Names longer than 240 bytes (Kafka allows 249) take the suffixes `.p` and `.d`
+//!   instead, so that every file name, the temporary `….tmp` included, fits the 255 bytes
+//!   file systems allow.
 //!
 //! Why a file per topic rather than one catalogue: creating, altering or deleting a topic
 //! rewrites or renames only that topic's small file, never a shared one, so there is no
@@ -29,6 +32,14 @@ const LIVE: &str = ".properties";
 
 /// Suffix of a topic whose deletion started.
 const DELETING: &str = ".deleting";
+
+/// The longest topic name that takes the suffixes above: `<name>.properties.tmp` must fit
+/// in a file name of 255 bytes.
+const LONG_SUFFIXES_UP_TO: usize = 255 - LIVE.len() - store::TEMP_SUFFIX.len();
+
+/// [`LIVE`] and [`DELETING`] for longer names.
+const LIVE_SHORT: &str = ".p";
+const DELETING_SHORT: &str = ".d";
 
 /// What the catalogue holds on open.
 #[derive(Debug, Default)]
@@ -64,9 +75,17 @@ impl Catalog {
                 continue;
             }
             let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some(name) = file_name.strip_suffix(DELETING) {
+            let long = |suffix| {
+                file_name
+                    .strip_suffix(suffix)
+                    .filter(|name| name.len() > LONG_SUFFIXES_UP_TO)
+            };
+            if let Some(name) = file_name
+                .strip_suffix(DELETING)
+                .or_else(|| long(DELETING_SHORT))
+            {
                 scan.deleting.push(checked_name(&path, name)?);
-            } else if let Some(name) = file_name.strip_suffix(LIVE) {
+            } else if let Some(name) = file_name.strip_suffix(LIVE).or_else(|| long(LIVE_SHORT)) {
                 let name = checked_name(&path, name)?;
                 let body = store::read_checked(storage, &path)?;
                 let config = TopicConfig::from_properties(&body).map_err(|e| Error::Corrupt {
@@ -110,11 +129,21 @@ impl Catalog {
     }
 
     fn live(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}{LIVE}"))
+        let suffix = if name.len() > LONG_SUFFIXES_UP_TO {
+            LIVE_SHORT
+        } else {
+            LIVE
+        };
+        self.dir.join(format!("{name}{suffix}"))
     }
 
     fn deleting(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}{DELETING}"))
+        let suffix = if name.len() > LONG_SUFFIXES_UP_TO {
+            DELETING_SHORT
+        } else {
+            DELETING
+        };
+        self.dir.join(format!("{name}{suffix}"))
     }
 }
 
@@ -149,6 +178,28 @@ mod tests {
         assert!(!sim.exists(Path::new("data/__topics/c.properties.tmp")));
         catalog.forget(&sim, "b").unwrap();
         assert!(catalog.scan(&sim).unwrap().deleting.is_empty());
+    }
+
+    #[test]
+    fn names_past_240_bytes_take_short_suffixes_and_scan_back() {
+        let sim = SimStorage::new();
+        let catalog = Catalog::open(&sim, Path::new("data")).unwrap();
+        let longest = "x".repeat(249);
+        let gone = format!("{}.p", "y".repeat(245));
+        let short = "a.p";
+        for name in [longest.as_str(), gone.as_str(), short] {
+            catalog.save(&sim, name, &TopicConfig::default()).unwrap();
+        }
+        catalog.mark_deleting(&sim, &gone).unwrap();
+        assert!(sim.exists(&Path::new("data/__topics").join(format!("{longest}.p"))));
+        assert!(sim.exists(&Path::new("data/__topics").join(format!("{gone}.d"))));
+        assert!(sim.exists(Path::new("data/__topics/a.p.properties")));
+        let scan = catalog.scan(&sim).unwrap();
+        let mut names: Vec<&str> = scan.topics.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, [short, longest.as_str()]);
+        assert_eq!(scan.deleting, std::slice::from_ref(&gone));
+        assert!(catalog.is_deleting(&sim, &gone));
     }
 
     #[test]

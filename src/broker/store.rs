@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::storage::{OpenMode, Storage, read_fully_at};
 
 /// Suffix of a file being written.
-const TEMP_SUFFIX: &str = ".tmp";
+pub(super) const TEMP_SUFFIX: &str = ".tmp";
 
 /// Prefix of the checksum line.
 const CRC_PREFIX: &str = "#crc32c=";

@@ -113,14 +113,22 @@ impl Consumer {
     /// The position to read an assigned partition from, with its log: resolved, and reset
     /// by `auto.offset.reset` if it fell out of the log. `None` while the partition's
     /// leader (or the group's coordinator) is moving: it is skipped this time, the next
-    /// fetch asks for the new one.
+    /// fetch asks for the new one. `None` too once its topic is gone (deleted): as Kafka's
+    /// fetcher, the other partitions are read, and a group rebalances the topic away.
     fn fetch_position(&self, topic: &str, partition: u32) -> Result<Option<(Arc<Partition>, u64)>> {
+        let skip = |e: &Error| {
+            is_moving(e)
+                || matches!(
+                    e,
+                    Error::UnknownTopic { .. } | Error::UnknownPartition { .. }
+                )
+        };
         let resolved = match self.resolve(topic, partition) {
-            Err(e) if is_moving(&e) => return Ok(None),
+            Err(e) if skip(&e) => return Ok(None),
             other => other?,
         };
         let p = match self.partition(topic, partition) {
-            Err(e) if is_moving(&e) => return Ok(None),
+            Err(e) if skip(&e) => return Ok(None),
             other => other?,
         };
         if (p.log_start_offset()..=p.log_end_offset()).contains(&resolved) {

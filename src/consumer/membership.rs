@@ -155,7 +155,7 @@ impl Consumer {
             let positions = inner.resolved_positions(&revoked);
             drop(inner);
             if self.config.enable_auto_commit {
-                let _ = self.send_commit(&group, &positions);
+                let _ = self.commit_positions(&group, &positions);
             }
             self.fire(Callback::Revoked, &revoked);
             let mut inner = self.inner.lock();
@@ -315,7 +315,7 @@ impl Consumer {
         drop(inner);
         if self.config.enable_auto_commit {
             // As Kafka: a failed auto-commit before a rebalance is not an error of poll.
-            let _ = self.send_commit(group, &positions);
+            let _ = self.commit_positions(group, &positions);
         }
         if !unsubscribed.is_empty() {
             self.fire(Callback::Revoked, &unsubscribed);
@@ -353,7 +353,7 @@ impl Consumer {
         drop(inner);
         if !revoked.is_empty() {
             if self.config.enable_auto_commit {
-                let _ = self.send_commit(group, &positions);
+                let _ = self.commit_positions(group, &positions);
             }
             self.fire(Callback::Revoked, &revoked);
         }

@@ -390,7 +390,10 @@ impl Consumer {
     /// `CommitFailedException`); its next poll rejoins. A cooperative member keeps its
     /// partitions while it rejoins; between its JoinGroup and SyncGroup answers its commits
     /// get [`Error::Group`] with `RebalanceInProgress` (commit again after a later poll, or
-    /// in `on_partitions_revoked`, where commits succeed).
+    /// in `on_partitions_revoked`, where commits succeed). A partition whose topic was
+    /// deleted does not stop the others: they are committed (Kafka answers a commit per
+    /// partition), then its [`Error::UnknownTopic`] (or [`Error::UnknownPartition`]) is
+    /// returned.
     pub fn commit(&self) -> Result<()> {
         let group = self.group_id()?.to_owned();
         let positions = {
@@ -398,7 +401,7 @@ impl Consumer {
             Self::check_open(&inner)?;
             inner.resolved_positions(&inner.assignment)
         };
-        self.send_commit(&group, &positions)
+        self.commit_positions(&group, &positions)
     }
 
     /// Commits these offsets (the next offset to read, per partition). Every partition must
@@ -427,6 +430,31 @@ impl Consumer {
             });
         }
         Ok(())
+    }
+
+    /// Commits the consumer's own positions (an explicit commit, an auto-commit, one before
+    /// a rebalance or a close): those of partitions that still exist, then the first
+    /// `UnknownTopic` / `UnknownPartition` of one deleted meanwhile. (Offsets a caller
+    /// names go through [`Consumer::commit_offsets`], all or nothing.)
+    fn commit_positions(&self, group: &str, positions: &[((String, u32), u64)]) -> Result<()> {
+        let mut gone = None;
+        let live: Vec<((String, u32), u64)> = positions
+            .iter()
+            .filter(
+                |((topic, partition), _)| match self.check_partition(topic, *partition) {
+                    Err(e @ (Error::UnknownTopic { .. } | Error::UnknownPartition { .. })) => {
+                        gone.get_or_insert(e);
+                        false
+                    }
+                    _ => true,
+                },
+            )
+            .cloned()
+            .collect();
+        if !live.is_empty() {
+            self.send_commit(group, &live)?;
+        }
+        gone.map_or(Ok(()), Err)
     }
 
     /// Validates and sends an OffsetCommit (as a member when Stable, else as a simple
@@ -550,7 +578,7 @@ impl Consumer {
             inner.resolved_positions(&inner.assignment)
         };
         // Kafka logs auto-commit failures and goes on; so do we.
-        let _ = self.send_commit(group, &positions);
+        let _ = self.commit_positions(group, &positions);
     }
 
     /// The committed offset of a partition for this consumer's group (`None` if none).
@@ -629,7 +657,7 @@ impl Consumer {
             && self.config.enable_auto_commit
             && commits
         {
-            result = self.send_commit(group, &positions);
+            result = self.commit_positions(group, &positions);
         }
         if was_member {
             self.fire_revoked(&revoked);
