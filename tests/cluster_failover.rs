@@ -158,24 +158,7 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn a_leader_restarted_within_its_lease_steps_down_and_acknowledged_records_survive() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(
-        ClusterConfig::in_memory(BROKERS)
-            .data_dir(dir.path())
-            .lease_ms(10_000),
-    )
-    .unwrap();
-    cluster
-        .create_topic(
-            "t",
-            TopicConfig::default().partitions(1).replication_factor(3),
-        )
-        .unwrap();
-    let producer = cluster
-        .producer(ProducerConfig::default().acks(Acks::All))
-        .unwrap();
-    for i in 0..5u8 {
-        producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
-    }
+    let cluster = five_acknowledged_records(dir.path(), 10_000);
     let before = cluster.partition_state("t", 0).unwrap();
     let old = before.leader.unwrap();
     cluster.stop_broker(old).unwrap();
@@ -187,10 +170,11 @@ fn a_leader_restarted_within_its_lease_steps_down_and_acknowledged_records_survi
             .partition_state("t", 0)
             .is_ok_and(|s| s.leader_epoch > before.leader_epoch && s.leader.is_some())
     });
+    // `contents` reads to the high watermark, which a follower learns a fetch later.
     wait_until("every replica holds the five records", || {
-        (0..BROKERS).all(|b| replica(&cluster, b).log_end_offset() == 5)
+        (0..BROKERS).all(|b| replica(&cluster, b).high_watermark() == 5)
     });
-    let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
+    let expected = five_records();
     for b in 0..BROKERS {
         assert_eq!(contents(&replica(&cluster, b)), expected, "broker {b}");
     }
@@ -233,24 +217,7 @@ fn a_broker_restarted_after_a_lease_nobody_saw_expire_steps_down_too() {
         ("last ISR member", &last_in_sync),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let cluster = Cluster::start(
-            ClusterConfig::in_memory(BROKERS)
-                .data_dir(dir.path())
-                .lease_ms(300),
-        )
-        .unwrap();
-        cluster
-            .create_topic(
-                "t",
-                TopicConfig::default().partitions(1).replication_factor(3),
-            )
-            .unwrap();
-        let producer = cluster
-            .producer(ProducerConfig::default().acks(Acks::All))
-            .unwrap();
-        for i in 0..5u8 {
-            producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
-        }
+        let cluster = five_acknowledged_records(dir.path(), 300);
         let state = cluster.partition_state("t", 0).unwrap();
         assert_eq!(state.isr.len(), 3, "{state:?}");
         let lost = pick(&state);
@@ -267,7 +234,7 @@ fn a_broker_restarted_after_a_lease_nobody_saw_expire_steps_down_too() {
             cluster.leader("t", 0).is_ok()
                 && (0..BROKERS).all(|b| replica(&cluster, b).high_watermark() == 5)
         });
-        let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
+        let expected = five_records();
         for b in 0..BROKERS {
             assert_eq!(
                 contents(&replica(&cluster, b)),
@@ -286,10 +253,28 @@ fn a_broker_restarted_after_a_lease_nobody_saw_expire_steps_down_too() {
 #[test]
 fn a_broker_restarted_after_a_clean_stop_stays_in_sync_and_leads() {
     let dir = tempfile::tempdir().unwrap();
+    let cluster = five_acknowledged_records(dir.path(), 300);
+    for b in 0..BROKERS {
+        cluster.stop_broker(b).unwrap();
+    }
+    assert_eq!(cluster.partition_state("t", 0).unwrap().isr.len(), 3);
+    std::thread::sleep(Duration::from_millis(400));
+    cluster.start_broker(0).unwrap();
+    wait_until("broker 0 leads with every record", || {
+        cluster.leader("t", 0).is_ok_and(|l| l == 0) && replica(&cluster, 0).high_watermark() == 5
+    });
+    let expected = five_records();
+    assert_eq!(contents(&replica(&cluster, 0)), expected);
+    cluster.shutdown().unwrap();
+}
+
+/// A cluster of three brokers with leases of `lease_ms` and topic `t` (one partition on
+/// all three) holding five records sent with `acks=all`: `[i]` at offset `i`.
+fn five_acknowledged_records(dir: &std::path::Path, lease_ms: u64) -> Cluster {
     let cluster = Cluster::start(
         ClusterConfig::in_memory(BROKERS)
-            .data_dir(dir.path())
-            .lease_ms(300),
+            .data_dir(dir)
+            .lease_ms(lease_ms),
     )
     .unwrap();
     cluster
@@ -304,16 +289,10 @@ fn a_broker_restarted_after_a_clean_stop_stays_in_sync_and_leads() {
     for i in 0..5u8 {
         producer.send_to("t", 0, &[Record::new(vec![i])]).unwrap();
     }
-    for b in 0..BROKERS {
-        cluster.stop_broker(b).unwrap();
-    }
-    assert_eq!(cluster.partition_state("t", 0).unwrap().isr.len(), 3);
-    std::thread::sleep(Duration::from_millis(400));
-    cluster.start_broker(0).unwrap();
-    wait_until("broker 0 leads with every record", || {
-        cluster.leader("t", 0).is_ok_and(|l| l == 0) && replica(&cluster, 0).high_watermark() == 5
-    });
-    let expected: Vec<(u64, Vec<u8>)> = (0..5u8).map(|i| (u64::from(i), vec![i])).collect();
-    assert_eq!(contents(&replica(&cluster, 0)), expected);
-    cluster.shutdown().unwrap();
+    cluster
+}
+
+/// What [`five_acknowledged_records`] wrote, as `contents` reads it back.
+fn five_records() -> Vec<(u64, Vec<u8>)> {
+    (0..5u8).map(|i| (u64::from(i), vec![i])).collect()
 }
