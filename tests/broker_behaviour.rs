@@ -1,6 +1,7 @@
 //! The broker through its public API: topic administration and name rules, everything
 //! restored on reopen, crash-safe deletion, broker identity and locking, a full disk,
-//! retention on the broker's clock, and a burst of a million records drained later (S1).
+//! retention on the broker's clock, a burst of a million records drained later (S1), and
+//! a topic name of Kafka's longest on a real file system.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -909,4 +910,35 @@ fn a_burst_of_a_million_records_is_absorbed_and_drained_in_order() {
         drained += expected_offset as usize;
     }
     assert_eq!(drained, total);
+}
+
+/// Kafka accepts topic names of up to 249 characters, and so does `validate_topic_name`;
+/// on a real file system (255-byte file names) such a topic is created, reopened and
+/// deleted (its catalogue file was `<name>.properties.tmp`: too long).
+#[test]
+fn a_topic_with_a_249_character_name_lives_and_dies_on_a_real_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |dir: &Path| Broker::open(dir, quiet()).unwrap();
+    let broker = open(dir.path());
+    let name = "x".repeat(249);
+    let created = broker.create_topic(&name, TopicConfig::default());
+    assert!(created.is_ok(), "{:?}", created.err());
+    let records: Vec<Record> = (0..3u8).map(|i| Record::new(vec![i])).collect();
+    broker.topic(&name).unwrap().append_to(0, records).unwrap();
+    broker.close().unwrap();
+    let broker = open(dir.path());
+    assert_eq!(
+        broker
+            .topic(&name)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log_end_offset(),
+        3
+    );
+    broker.delete_topic(&name).unwrap();
+    broker.close().unwrap();
+    let broker = open(dir.path());
+    assert!(broker.topic(&name).is_err());
+    assert!(broker.topics().is_empty(), "{:?}", broker.topics());
 }
