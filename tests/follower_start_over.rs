@@ -1,7 +1,10 @@
-//! A follower's empty log taking a first batch that holds its start (deleted records put
-//! the leader's log start inside the batch) starts over at the batch's base. Readers on
-//! other threads read without the writer lock: what they see while it does so must stay a
-//! log they could have seen before or after — its end and high watermark never go back.
+//! A follower's log moved by its leader. An empty log taking a first batch that holds its
+//! start (deleted records put the leader's log start inside the batch) starts over at the
+//! batch's base; readers on other threads read without the writer lock: what they see
+//! while it does so must stay a log they could have seen before or after — its end and
+//! high watermark never go back. A truncation to a divergence point across segments
+//! leaves, after a crash at any disk operation, a log that opens; truncating at or past
+//! the log end drops an epoch begun there (Kafka's `UnifiedLog.truncateTo`).
 
 mod common;
 
@@ -150,4 +153,91 @@ fn a_crash_anywhere_in_a_start_over_leaves_a_log_that_opens() {
             "crash point {n}: end {end}"
         );
     }
+}
+
+fn value(offset: u64) -> Record {
+    Record::new(format!("v{offset:04}").into_bytes())
+}
+
+fn entries(log: &Partition) -> Vec<(i32, u64)> {
+    log.leader_epochs()
+        .iter()
+        .map(|e| (e.epoch, e.start_offset))
+        .collect()
+}
+
+/// A replica (leader epoch 0) whose log spans several segments, flushed and closed.
+fn several_segments(disk: &SimStorage) -> u64 {
+    let log = Partition::open_with_env("/p", config(), env(Arc::new(disk.clone()))).unwrap();
+    log.assign_leader_epoch(0).unwrap();
+    while log.segment_count() < 4 {
+        let offset = log.log_end_offset();
+        log.append(value(offset)).unwrap();
+    }
+    log.set_high_watermark(3);
+    let end = log.log_end_offset();
+    log.close().unwrap();
+    end
+}
+
+/// Kafka's follower truncation (to a divergence point inside the first segment, with later
+/// segments to delete): a crash at any point of it must leave a log that opens, holding a
+/// prefix of what it held. A log that refuses to open after a crash is a replica lost.
+/// (The later segments were removed oldest first: a crash after the first removal left a
+/// hole between the not yet cut first segment and the surviving later ones, and the open
+/// failed with `Corrupt`, "the segment ends at offset 14 but the next one starts at 28",
+/// after a process crash as much as after a power loss.)
+#[test]
+fn a_crash_anywhere_in_a_truncation_across_segments_leaves_a_log_that_opens() {
+    let disk = SimStorage::new();
+    let end = several_segments(&disk);
+    let tap = Tap::new(disk, Snapshots::default());
+    let log = Partition::open_with_env("/p", config(), env(Arc::new(tap.clone()))).unwrap();
+    assert!(log.segment_count() >= 4);
+    // The divergence point: offset 5, in the first segment.
+    tap.hook.0.lock().unwrap().clear();
+    assert_eq!(log.truncate_to(5).unwrap(), 5);
+    let snaps = std::mem::take(&mut *tap.hook.0.lock().unwrap());
+    drop(log);
+    assert!(snaps.len() > 4);
+    let mut failures = Vec::new();
+    for (n, disk) in snaps.into_iter().enumerate() {
+        let what = format!("crash point {n}");
+        match Partition::open_with_env("/p", config(), env(Arc::new(disk))) {
+            Ok(log) => {
+                let got_end = log.log_end_offset();
+                if !(5..=end).contains(&got_end) {
+                    let segs: Vec<(u64, u64)> = log
+                        .segments()
+                        .iter()
+                        .map(|s| (s.base_offset(), s.next_offset()))
+                        .collect();
+                    failures.push(format!(
+                        "{what}: opened with log end {got_end} (was {end}, truncated to 5), segments {segs:?}, start {}",
+                        log.log_start_offset()
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{what}: open failed: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Kafka's `UnifiedLogTest.testTruncateToEndOffsetClearsEpochCache`: truncating at *or
+/// beyond* the log end drops an epoch entry begun at the log end (the replica became
+/// leader and wrote nothing): Kafka truncates the epoch cache from the log end, not from
+/// the requested offset.
+#[test]
+fn truncating_beyond_the_log_end_drops_an_epoch_begun_at_the_log_end() {
+    let disk = SimStorage::new();
+    let log = Partition::open_with_env("/p", config(), env(Arc::new(disk))).unwrap();
+    log.assign_leader_epoch(0).unwrap();
+    for offset in 0..3 {
+        log.append(value(offset)).unwrap();
+    }
+    log.assign_leader_epoch(1).unwrap();
+    assert_eq!(entries(&log), [(0, 0), (1, 3)]);
+    assert_eq!(log.truncate_to(4).unwrap(), 3);
+    assert_eq!(entries(&log), [(0, 0)], "truncate_to(log end + 1)");
 }
