@@ -796,3 +796,39 @@ fn a_log_compacted_before_the_gap_marker_existed_opens_under_delete() {
     assert_eq!(rows(&log), before);
     assert!(fx.sim.exists(&marker));
 }
+
+/// Kafka's `LogCleanerManager.cleanableOffsets` compares `segment.largestTimestamp` (the
+/// largest record timestamp, or the file's mtime when the segment holds none) with
+/// `now - min.compaction.lag.ms`. A segment written just now whose records carry no
+/// timestamp (-1, which producers may send) is therefore still too new to clean (the
+/// cleaner read the raw max timestamp, -1, and compacted such a segment at once).
+#[test]
+fn min_compaction_lag_holds_back_segments_whose_records_have_no_timestamp() {
+    let f = Fixture::new();
+    let log = f.open(compacted().min_compaction_lag_ms(60_000));
+    for i in 0..6 {
+        log.append(kv(&format!("k{}", i % 2), &format!("v{i}")).with_timestamp(-1))
+            .unwrap();
+    }
+    log.roll().unwrap();
+    log.append(kv("z", "v")).unwrap();
+    // The segment was written at 1_000_000: its largest timestamp (Kafka's mtime fallback,
+    // streamlog's `Segment::largest_timestamp`) is within the lag.
+    assert_eq!(log.segments()[0].largest_timestamp(), 1_000_000);
+
+    let stats = log.compact().unwrap();
+    let offsets: Vec<u64> = log
+        .read_to_log_end(0)
+        .unwrap()
+        .map(|r| r.unwrap().offset())
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 1, 2, 3, 4, 5, 6],
+        "records younger than min.compaction.lag.ms were compacted ({stats:?})"
+    );
+    assert_eq!(
+        stats.end_offset, 0,
+        "the pass must not advance past the too-new segment"
+    );
+}

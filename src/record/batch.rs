@@ -327,12 +327,12 @@ impl<'a> RecordBatch<'a> {
                 .is_some();
         let fast = usize::try_from(h.records_count)
             .ok()
-            .and_then(|n| records_in_order(&records, n));
-        let max_delta = match fast {
-            Some(max_delta) if offsets_in_range => max_delta,
+            .and_then(|n| records_in_order(&records, n, h.base_timestamp));
+        let max_timestamp = match fast {
+            Some(max_timestamp) if offsets_in_range => max_timestamp,
             _ => check_records_in_order(h, &records)?,
         };
-        Ok(h.base_timestamp.wrapping_add(max_delta).max(NO_TIMESTAMP))
+        Ok(max_timestamp.max(NO_TIMESTAMP))
     }
 }
 
@@ -379,9 +379,9 @@ pub(crate) fn restamp_create_time(batch: &mut [u8], max_timestamp: i64) -> bool 
 
 /// Decodes every record of the records section `records` with an exact error for the
 /// first one that is malformed or whose offset delta is not its index; gives the largest
-/// timestamp delta.
+/// record timestamp (base plus delta, wrapping).
 fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<i64> {
-    let mut max_delta = i64::MIN;
+    let mut max_timestamp = i64::MIN;
     for (i, record) in RecordIter::new(header, records).enumerate() {
         let record = record?;
         if i64::from(record.offset_delta()) != i as i64 {
@@ -390,9 +390,10 @@ fn check_records_in_order(header: &BatchHeader, records: &[u8]) -> Result<i64> {
                 format!("record {i} has offset delta {}", record.offset_delta()),
             ));
         }
-        max_delta = max_delta.max(record.timestamp_delta());
+        max_timestamp =
+            max_timestamp.max(header.base_timestamp.wrapping_add(record.timestamp_delta()));
     }
-    Ok(max_delta)
+    Ok(max_timestamp)
 }
 
 /// Writes `base` into a batch's `baseOffset` field (outside the CRC: no re-checksum).

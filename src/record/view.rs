@@ -282,18 +282,19 @@ pub(crate) fn skip_records(cursor: &mut Cursor<'_>, n: usize) -> Result<()> {
 
 /// Whether `records` holds exactly `count` records of the common shape (varints of at
 /// most 5 bytes) that [`RecordIter`] accepts, with offset deltas exactly `0..count` — what
-/// an append checks — without building views; gives the largest timestamp delta. `None`
-/// says only that this fast pass cannot vouch for the bytes: [`RecordIter`] then decides,
-/// with an exact error.
-pub(crate) fn records_in_order(records: &[u8], count: usize) -> Option<i64> {
+/// an append checks — without building views; gives the largest record timestamp
+/// (`base_timestamp` plus its delta, wrapping as Kafka's `long` does: a delta may wrap, so
+/// the largest delta need not give the largest timestamp). `None` says only that this
+/// fast pass cannot vouch for the bytes: [`RecordIter`] then decides, with an exact error.
+pub(crate) fn records_in_order(records: &[u8], count: usize, base_timestamp: i64) -> Option<i64> {
     let mut at = 0;
-    let mut max_delta = i64::MIN;
+    let mut max_timestamp = i64::MIN;
     for i in 0..count {
         let (next, timestamp_delta) = skip_common_record(records, at, i)?;
         at = next;
-        max_delta = max_delta.max(timestamp_delta);
+        max_timestamp = max_timestamp.max(base_timestamp.wrapping_add(timestamp_delta));
     }
-    (at == records.len()).then_some(max_delta)
+    (at == records.len()).then_some(max_timestamp)
 }
 
 /// The end of the record at `at` and its timestamp delta, if it has the common shape, is

@@ -111,9 +111,16 @@ pub enum ReplicaError {
     /// `MESSAGE_TOO_LARGE` (10).
     #[error("the batch is larger than the partition accepts")]
     MessageTooLarge,
-    /// `CORRUPT_MESSAGE` (2): the batch failed validation.
+    /// `CORRUPT_MESSAGE` (2): the batch's bytes are damaged (its CRC or its structure);
+    /// retriable, as Kafka's `CorruptRecordException` (they may have been damaged on the
+    /// way).
     #[error("the batch is corrupt")]
     CorruptMessage,
+    /// `INVALID_RECORD` (87): a well-formed batch the partition refuses by its rules (a
+    /// record without a key on a compacted topic, a batch of no records). Not retriable:
+    /// sending it again gets the same answer (Kafka's `InvalidRecordException`).
+    #[error("the partition refuses a record of the batch")]
+    InvalidRecord,
     /// `KAFKA_STORAGE_ERROR` (56): the replica's disk failed.
     #[error("the replica's storage failed")]
     StorageError,
@@ -139,6 +146,7 @@ impl ReplicaError {
             ReplicaError::StorageError => 56,
             ReplicaError::FencedLeaderEpoch => 74,
             ReplicaError::UnknownLeaderEpoch => 75,
+            ReplicaError::InvalidRecord => 87,
         }
     }
 
@@ -159,6 +167,7 @@ impl ReplicaError {
             56 => ReplicaError::StorageError,
             74 => ReplicaError::FencedLeaderEpoch,
             75 => ReplicaError::UnknownLeaderEpoch,
+            87 => ReplicaError::InvalidRecord,
             _ => return None,
         })
     }

@@ -101,10 +101,10 @@ pub(crate) fn replica_error(error: &Error) -> ReplicaError {
         Error::MessageTooLarge { .. } | Error::BatchLargerThanSegment { .. } => {
             ReplicaError::MessageTooLarge
         }
-        Error::InvalidBatch { .. }
-        | Error::EmptyBatch
-        | Error::UnsupportedCompression { .. }
-        | Error::MissingKey { .. } => ReplicaError::CorruptMessage,
+        Error::InvalidBatch { .. } | Error::UnsupportedCompression { .. } => {
+            ReplicaError::CorruptMessage
+        }
+        Error::EmptyBatch | Error::MissingKey { .. } => ReplicaError::InvalidRecord,
         Error::OffsetOutOfRange { .. } => ReplicaError::OffsetOutOfRange,
         Error::UnexpectedAppendOffset { .. } => ReplicaError::InvalidRequest,
         _ => ReplicaError::StorageError,

@@ -108,9 +108,11 @@ impl AppendError {
             }
             R::MessageTooLarge => AppendError::MessageTooLarge,
             R::CorruptMessage => AppendError::CorruptMessage,
-            R::OffsetOutOfRange | R::InvalidRequiredAcks | R::StorageError | R::InvalidRequest => {
-                AppendError::Other
-            }
+            R::OffsetOutOfRange
+            | R::InvalidRequiredAcks
+            | R::StorageError
+            | R::InvalidRequest
+            | R::InvalidRecord => AppendError::Other,
         }
     }
 

@@ -54,7 +54,9 @@ impl CleanableRange {
             let too_new = non_active
                 .iter()
                 .filter(|s| s.next_offset() > first_dirty)
-                .find(|s| s.max_timestamp() > newest_allowed);
+                // Kafka's `largestTimestamp`: a segment without timestamps counts from
+                // when it was created (or loaded), not as infinitely old.
+                .find(|s| s.largest_timestamp() > newest_allowed);
             if let Some(segment) = too_new {
                 uncleanable = uncleanable.min(segment.base_offset());
             }
