@@ -1313,3 +1313,21 @@ fn a_follower_refuses_a_gap_from_a_leader_whose_log_holds_none() {
     sim.respond(answer(&sim, &fetch, 6, false, batch_at(9, "y")));
     assert_eq!(sim.leo(1), 6);
 }
+
+/// A replica made leader with itself alone in the ISR has every record it holds
+/// committed: as Kafka's `makeLeader` (`maybeIncrementLeaderHW`), its high watermark
+/// moves to its log end at once, not at its next tick, so consumers of the new leader
+/// see those records straight away.
+#[test]
+fn a_new_leader_alone_in_the_isr_moves_its_high_watermark_at_once() {
+    let mut sim = Sim::new(3, config(1));
+    let r = answered(sim.produce(Acks::Leader, &["a", "b"]).1);
+    assert_eq!(r.error, None);
+    assert_eq!(
+        (sim.leo(0), sim.hw(0)),
+        (2, 0),
+        "followers have not fetched"
+    );
+    sim.elect(0, &[1, 2]);
+    assert_eq!(sim.hw(0), 2);
+}

@@ -211,7 +211,7 @@ impl Replica {
                 }
                 return Err(e);
             }
-            let leader = LeaderState::new(
+            let mut leader = LeaderState::new(
                 self.me,
                 &state,
                 config,
@@ -220,6 +220,9 @@ impl Replica {
                 now_ms,
                 previous.as_ref(),
             );
+            // As Kafka's makeLeader: an ISR of this replica alone (or followers already
+            // known to be caught up) moves the high watermark at once, not at the next tick.
+            leader.maybe_advance_high_watermark(self.log.log_end_offset(), now_ms);
             self.log.set_high_watermark(leader.high_watermark());
             self.role = Role::Leader(leader);
             if *self.gate.read() != Some(state.leader_epoch) {
