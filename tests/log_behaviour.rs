@@ -1493,3 +1493,77 @@ fn a_record_that_does_not_decode_ends_the_read_with_one_error() {
     let again: Result<(), Error> = records.try_for_each_view(|_| Ok(()));
     assert!(again.is_ok(), "try_for_each_view again: {again:?}");
 }
+
+/// A log reopened with a smaller `segment.index.bytes` than it was written with: its
+/// active segment's time index shrinks. It must keep its last slot free for the entry a
+/// roll writes (Kafka: a time index is full at `maxEntries - 1`); filled to the last slot,
+/// the roll its next append needs failed ("no free slot in the time index"), and so did
+/// every append after it.
+#[test]
+fn a_log_reopened_with_smaller_indexes_still_rolls_and_appends() {
+    let config = LogConfig::default()
+        .segment_index_bytes(12 * 100)
+        .index_interval_bytes(1);
+    let s = open_sim(config.clone());
+    for i in 0..60 {
+        s.log
+            .append(Record::new(b"x".to_vec()).with_timestamp(1_000 + i))
+            .unwrap();
+    }
+    // 10 time-index slots now; the active segment held 59 time-index entries.
+    let s = s.reopen(config.segment_index_bytes(12 * 10));
+    for i in 60..63 {
+        s.log
+            .append(Record::new(b"x".to_vec()).with_timestamp(1_000 + i))
+            .unwrap_or_else(|e| panic!("append of record {i} after the reopen: {e}"));
+    }
+    assert_eq!(
+        offsets(&collect(s.log.read_from(0).unwrap())),
+        (0..63).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.log.offset_for_timestamp(1_062).unwrap().unwrap().offset,
+        62
+    );
+    assert_eq!(
+        s.log.offset_for_timestamp(1_010).unwrap().unwrap().offset,
+        10
+    );
+}
+
+/// A segment whose batches lie more than `i32::MAX` offsets past its base (legacy,
+/// over-compacted Kafka data; LogLoaderTest.testRecoveryOfSegmentWithOffsetOverflow):
+/// every batch is valid, and Kafka's recovery splits the segment into segments that fit,
+/// keeping every record.
+#[test]
+#[ignore = "known gap, found in review: recovery takes the first batch past i32::MAX of \
+            the segment's base for a torn tail and cuts it and what follows; streamlog \
+            never writes such segments (its cleaner avoids them), but files from other \
+            writers can hold them. Fix: split as Kafka's splitOverflowedSegment, through \
+            the cleaner's crash-safe swap files."]
+fn recovery_keeps_valid_batches_past_i32_max_of_their_segments_base() {
+    let batch = |base: u64, timestamp: i64| {
+        let records = vec![
+            Record::new(b"a".to_vec()).with_timestamp(timestamp),
+            Record::new(b"b".to_vec()).with_timestamp(timestamp + 1),
+        ];
+        let mut buf = Vec::new();
+        streamlog::record::encode_batch(&records, Compression::None, START_MS, &mut buf).unwrap();
+        buf[..8].copy_from_slice(&(base as i64).to_be_bytes());
+        buf
+    };
+    let storage = SimStorage::default();
+    let far = 3_000_000_000u64;
+    let mut bytes = batch(0, 100);
+    bytes.extend(batch(far, 200));
+    storage.write_file(Path::new(DIR).join(format!("{:020}.log", 0)), &bytes);
+    let config = base().cleanup_policy(streamlog::CleanupPolicy::Compact);
+    let clock = ManualClock::new(START_MS);
+    let log = Partition::open_with_env(DIR, config, env(&storage, &clock)).unwrap();
+    let offsets: Vec<u64> = log
+        .read_to_log_end(0)
+        .unwrap()
+        .map(|r| r.unwrap().offset())
+        .collect();
+    assert_eq!(offsets, [0, 1, far, far + 1]);
+}

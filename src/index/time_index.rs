@@ -235,6 +235,15 @@ impl TimeIndex {
         self.file.resize(new_size_bytes)
     }
 
+    /// Drops trailing entries until the last slot is free for the entry a roll or close
+    /// writes (`is_full` keeps it so); an index shrunk to fewer slots than it held (a
+    /// smaller `segment.index.bytes` on reopen) needs this, or its segment could never
+    /// roll. Fewer entries only make the index sparser.
+    pub fn keep_last_slot_free(&mut self) {
+        self.file
+            .truncate_entries(self.max_entries().saturating_sub(1));
+    }
+
     /// Drops the map and every entry for good (its log closed), so that a later open
     /// of the same file may resize it.
     pub(crate) fn unmap(&mut self) {

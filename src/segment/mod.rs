@@ -724,6 +724,8 @@ impl Segment {
         let mut indexes = self.indexes.write();
         indexes.offsets.resize(bytes)?;
         indexes.times.resize(bytes)?;
+        // Smaller than it was written with: the roll's closing entry still needs a slot.
+        indexes.times.keep_last_slot_free();
         Ok(())
     }
 
