@@ -75,9 +75,8 @@ struct State {
     /// A new process of this broker that has not yet stepped down from what its last run
     /// held (it does so as it registers, or at the next metadata sync if the store
     /// failed then): until then, it must not lead or count as in sync on what that run
-    /// did. Kafka fences every new incarnation of a broker alike,
-    /// whether or not the old one's lease had run out (when every broker was down, nobody
-    /// saw it go).
+    /// did. Kafka fences every new incarnation of a broker alike, whether or not the old
+    /// one's lease had run out (when every broker was down, nobody saw it go).
     bounced: bool,
     /// The broker epoch of each live broker's registration, as of the last metadata sync.
     broker_epochs: BTreeMap<BrokerId, u64>,
@@ -364,7 +363,7 @@ impl Node {
         // Before the partition states: a follower that stepped down as a new process is
         // known as that process before any of its old fetches could put it back in sync.
         state.broker_epochs = self.consensus.live_broker_epochs()?.into_iter().collect();
-        let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
+        let live: BTreeSet<BrokerId> = state.broker_epochs.keys().copied().collect();
         let mut seen = BTreeSet::new();
         for name in self.consensus.topics()? {
             let Some(Versioned { value: record, .. }) = self.consensus.topic(&name)? else {
