@@ -311,7 +311,8 @@ fn check_continuity(
 /// Brings every segment's bookkeeping up to date, recovering those at or after
 /// `recover_from` (and any whose indexes are missing or fail their sanity check). A
 /// segment whose `.log` an earlier log on this directory still maps (its readers outlive
-/// it) is recovered on a copy, since recovery may cut the file.
+/// it) is recovered on a copy, since recovery may cut the file. A segment whose batches
+/// overflow its relative offsets is split, and the new segment is recovered in turn.
 fn load_segments(
     storage: &dyn Storage,
     dir: &Path,
@@ -321,13 +322,16 @@ fn load_segments(
     missing_index: &BTreeSet<u64>,
     now_ms: i64,
 ) -> Result<()> {
-    let bases: Vec<u64> = segments.keys().copied().collect();
-    for (i, base) in bases.iter().enumerate() {
-        let Some(segment) = segments.get(base).cloned() else {
+    let mut split_off = None;
+    let mut next = segments.keys().next().copied();
+    while let Some(base) = next {
+        next = segments.range(base + 1..).next().map(|(b, _)| *b);
+        let Some(segment) = segments.get(&base).cloned() else {
             continue;
         };
-        let must_recover = *base >= recover_from
-            || missing_index.contains(base)
+        let must_recover = base >= recover_from
+            || split_off == Some(base)
+            || missing_index.contains(&base)
             || segment.sanity_check().is_err()
             || segment.reload_tail(now_ms).is_err();
         if !must_recover {
@@ -335,18 +339,38 @@ fn load_segments(
         }
         let segment = if segment.is_mapped() {
             let copy = Arc::new(segment.rewrite(storage, dir, now_ms)?);
-            segments.insert(*base, copy.clone());
+            segments.insert(base, copy.clone());
             copy
         } else {
             segment
         };
         let outcome = segment.recover(recovery_point, now_ms)?;
+        if let Some(overflow) = outcome.overflow {
+            if next.is_some_and(|n| n < overflow.base_offset) {
+                return Err(Error::Corrupt {
+                    path: segment.log_path().to_path_buf(),
+                    position: overflow.position,
+                    reason: format!(
+                        "the batch at offset {} overflows this segment and comes after the \
+                         next segment's base {}",
+                        overflow.base_offset,
+                        next.unwrap_or_default()
+                    ),
+                });
+            }
+            let split = segment.split_off(storage, dir, overflow, now_ms)?;
+            segments.insert(overflow.base_offset, Arc::new(split));
+            split_off = Some(overflow.base_offset);
+            next = Some(overflow.base_offset);
+            continue;
+        }
         if outcome.truncated_bytes == 0 {
             continue;
         }
         // Newest first, so that a crash part way leaves no hole between segments.
-        for later in bases[i + 1..].iter().rev() {
-            if let Some(doomed) = segments.remove(later) {
+        let later: Vec<u64> = segments.range(base + 1..).map(|(b, _)| *b).collect();
+        for later in later.into_iter().rev() {
+            if let Some(doomed) = segments.remove(&later) {
                 doomed.delete(storage)?;
             }
         }

@@ -16,6 +16,7 @@ mod files;
 mod recover;
 mod rewrite;
 mod scan;
+mod split;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use files::{
     CLEANED_SUFFIX, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, REWRITE_SUFFIX, SWAP_SUFFIX,
     SegmentFile, TIME_INDEX_SUFFIX, parse_segment_file_name,
 };
+pub use recover::{Overflow, Recovered};
 pub(crate) use scan::BatchScanner;
 
 /// Offset-index entries checked against the `.log` by [`Segment::sanity_check`].

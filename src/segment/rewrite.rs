@@ -3,6 +3,7 @@
 //! recovery cuts it, so the readers' pages never vanish under them (a mapped page past the
 //! end of a file is a bus error, not an error value).
 
+use std::ops::Range;
 use std::path::Path;
 
 use super::{Segment, SegmentFile};
@@ -28,23 +29,7 @@ impl Segment {
         let mut temp_name = final_path.clone().into_os_string();
         temp_name.push(REWRITE_SUFFIX);
         let temp_path = Path::new(&temp_name);
-        let copy = storage.open(temp_path, OpenMode::Create)?;
-        copy.set_len(0)?;
-        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
-        let size = self.size_bytes();
-        let mut position = 0u64;
-        while position < size {
-            let want =
-                usize::try_from(size - position).map_or(buf.len(), |left| left.min(buf.len()));
-            let read = self.read_at(&mut buf[..want], position)?;
-            if read == 0 {
-                break;
-            }
-            copy.write_all_at(&buf[..read], position)?;
-            position += read as u64;
-        }
-        copy.sync_data()?;
-        drop(copy);
+        self.copy_log_into(storage, temp_path, 0..self.size_bytes())?;
         // Fresh index files (new inodes): the old ones stay mapped by this object.
         for kind in [SegmentFile::Index, SegmentFile::TimeIndex] {
             storage.remove_file(&kind.path(dir, base))?;
@@ -52,5 +37,30 @@ impl Segment {
         storage.rename(temp_path, &final_path)?;
         storage.sync_dir(dir)?;
         Segment::open(storage, dir, base, self.limits.clone(), now_ms)
+    }
+
+    /// Writes the `.log` bytes in `range` (fewer if the file ends first) to a new file at
+    /// `path`, from its start, and makes them durable.
+    pub(super) fn copy_log_into(
+        &self,
+        storage: &dyn Storage,
+        path: &Path,
+        range: Range<u64>,
+    ) -> Result<()> {
+        let copy = storage.open(path, OpenMode::Create)?;
+        copy.set_len(0)?;
+        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
+        let mut position = range.start;
+        while position < range.end {
+            let want =
+                usize::try_from(range.end - position).map_or(buf.len(), |left| left.min(buf.len()));
+            let read = self.read_at(&mut buf[..want], position)?;
+            if read == 0 {
+                break;
+            }
+            copy.write_all_at(&buf[..read], position - range.start)?;
+            position += read as u64;
+        }
+        copy.sync_data()
     }
 }

@@ -1,0 +1,176 @@
+//! Segments whose batches overflow their relative offsets (more than `i32::MAX` past the
+//! segment's base, as files of other writers may hold): recovery splits them, as Kafka's
+//! `splitOverflowedSegment` does, keeping every record, and a crash anywhere in the split
+//! loses nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::tap::{DiskOp, Hook, Tap};
+use streamlog::{
+    CleanupPolicy, Compression, Env, Error, LogConfig, ManualClock, Partition, Record, SimStorage,
+    Storage,
+};
+
+const DIR: &str = "/sim/t-0";
+const START_MS: i64 = 1_700_000_000_000;
+const FAR: u64 = 3_000_000_000;
+
+/// A compacted topic's log (offset gaps allowed), with small indexes.
+fn config() -> LogConfig {
+    LogConfig::default()
+        .segment_index_bytes(64 << 10)
+        .cleanup_policy(CleanupPolicy::Compact)
+}
+
+fn env(storage: Arc<dyn Storage>) -> Env {
+    Env {
+        storage,
+        clock: Arc::new(ManualClock::new(START_MS)),
+    }
+}
+
+/// A valid batch of two records based at `base`.
+fn batch(base: u64) -> Vec<u8> {
+    let records = vec![Record::new(b"a".to_vec()), Record::new(b"b".to_vec())];
+    let mut buf = Vec::new();
+    streamlog::record::encode_batch(&records, Compression::None, START_MS, &mut buf).unwrap();
+    buf[..8].copy_from_slice(&(base as i64).to_be_bytes());
+    // The base offset is outside the CRC's range: the batch stays valid.
+    buf
+}
+
+fn log_path(base: u64) -> PathBuf {
+    Path::new(DIR).join(format!("{base:020}.log"))
+}
+
+/// A disk holding one segment at 0 with batches based at each of `bases`.
+fn one_segment_holding(bases: &[u64]) -> SimStorage {
+    let disk = SimStorage::default();
+    let bytes: Vec<u8> = bases.iter().flat_map(|&b| batch(b)).collect();
+    disk.write_file(log_path(0), &bytes);
+    disk
+}
+
+fn offsets(log: &Partition) -> Vec<u64> {
+    log.read_to_log_end(0)
+        .unwrap()
+        .map(|r| r.unwrap().offset())
+        .collect()
+}
+
+fn segment_bases(log: &Partition) -> Vec<u64> {
+    log.segments().iter().map(|s| s.base_offset()).collect()
+}
+
+/// Legacy, over-compacted Kafka data (`LogLoaderTest.testRecoveryOfSegmentWithOffsetOverflow`):
+/// every batch is valid, and recovery splits the segment into segments that fit, keeping
+/// every record.
+#[test]
+fn a_segment_overflowing_twice_is_split_into_three_that_reopen_the_same() {
+    let disk = one_segment_holding(&[0, FAR, 2 * FAR]);
+    let log = Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))).unwrap();
+    let all = [0, 1, FAR, FAR + 1, 2 * FAR, 2 * FAR + 1];
+    assert_eq!(offsets(&log), all);
+    assert_eq!(segment_bases(&log), [0, FAR, 2 * FAR]);
+    assert_eq!(log.log_end_offset(), 2 * FAR + 2);
+    // Appends go on in the last segment.
+    assert_eq!(
+        log.append(Record::new(b"c".to_vec()).with_key(b"k".to_vec()))
+            .unwrap(),
+        2 * FAR + 2
+    );
+    log.close().unwrap();
+    let one_batch = batch(0).len() as u64;
+    assert_eq!(
+        disk.file_len(log_path(0)),
+        Some(one_batch),
+        "the first is cut"
+    );
+    assert_eq!(
+        disk.file_len(log_path(FAR)),
+        Some(one_batch),
+        "the second too"
+    );
+
+    let reopened = Partition::open_with_env(DIR, config(), env(Arc::new(disk))).unwrap();
+    assert_eq!(offsets(&reopened), [&all[..], &[2 * FAR + 2]].concat());
+    assert_eq!(segment_bases(&reopened), [0, FAR, 2 * FAR]);
+}
+
+/// The disk after every disk-changing operation, as power loss and a process crash leave
+/// it.
+#[derive(Debug, Default)]
+struct Snapshots(Mutex<Vec<SimStorage>>);
+
+impl Hook for Snapshots {
+    fn after(&self, _: DiskOp, disk: &SimStorage) {
+        let mut snaps = self.0.lock().unwrap();
+        let seed = snaps.len() as u64;
+        snaps.push(disk.power_loss(seed));
+        snaps.push(disk.process_crash());
+    }
+}
+
+#[test]
+fn a_crash_anywhere_in_a_split_leaves_a_log_that_opens_with_every_record() {
+    let tap = Tap::new(one_segment_holding(&[0, FAR]), Snapshots::default());
+    let log = Partition::open_with_env(DIR, config(), env(Arc::new(tap.clone()))).unwrap();
+    assert_eq!(offsets(&log), [0, 1, FAR, FAR + 1]);
+    drop(log);
+    let snaps = std::mem::take(&mut *tap.hook.0.lock().unwrap());
+    assert!(snaps.len() > 6, "{} crash points", snaps.len());
+    for (n, disk) in snaps.into_iter().enumerate() {
+        let log = Partition::open_with_env(DIR, config(), env(Arc::new(disk)))
+            .unwrap_or_else(|e| panic!("crash point {n}: open failed: {e}"));
+        assert_eq!(offsets(&log), [0, 1, FAR, FAR + 1], "crash point {n}");
+        assert_eq!(segment_bases(&log), [0, FAR], "crash point {n}");
+    }
+}
+
+#[test]
+fn a_split_interrupted_before_its_cut_is_finished_by_the_cut_alone() {
+    let disk = one_segment_holding(&[0, FAR]);
+    disk.write_file(log_path(FAR), &batch(FAR));
+    let log = Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))).unwrap();
+    assert_eq!(offsets(&log), [0, 1, FAR, FAR + 1]);
+    assert_eq!(disk.file_len(log_path(0)), Some(batch(0).len() as u64));
+}
+
+#[test]
+fn an_overflowing_batch_unlike_the_segment_at_its_offset_is_corruption_and_nothing_is_cut() {
+    let disk = one_segment_holding(&[0, FAR]);
+    // Another batch at the same offset: other records, so another CRC.
+    let records = vec![Record::new(b"x".to_vec()), Record::new(b"y".to_vec())];
+    let mut other = Vec::new();
+    streamlog::record::encode_batch(&records, Compression::None, START_MS, &mut other).unwrap();
+    other[..8].copy_from_slice(&(FAR as i64).to_be_bytes());
+    disk.write_file(log_path(FAR), &other);
+    let size = disk.file_len(log_path(0));
+    match Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))) {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(path, log_path(0));
+            assert_eq!(position, batch(0).len() as u64);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(disk.file_len(log_path(0)), size, "nothing was cut");
+}
+
+#[test]
+fn an_overflowing_batch_past_the_next_segments_base_is_corruption_and_nothing_is_cut() {
+    let disk = one_segment_holding(&[0, FAR]);
+    disk.write_file(log_path(10), &batch(10));
+    let size = disk.file_len(log_path(0));
+    match Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))) {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(path, log_path(0));
+            assert_eq!(position, batch(0).len() as u64);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(disk.file_len(log_path(0)), size, "nothing was cut");
+    assert_eq!(disk.file_len(log_path(10)), Some(batch(10).len() as u64));
+}
