@@ -9,6 +9,13 @@
 //!   (one thread), which is what a replication factor of 3 asks of the page cache. On
 //!   this VM new page-cache pages cost about 10× what rewriting cached ones does, so
 //!   these rows, not the CPU's copy speed, bound the cluster rows.
+//! - `replication/raw_file_x3_threads`: three threads each writing its own copy of every
+//!   batch, uncoordinated: the most the page cache and the cores allow for three copies.
+//! - `replication/raw_file_x3_handoff_8_in_flight`: one thread writes each batch and hands
+//!   it to two threads that write it too (std channels), each batch counted once both
+//!   have written it, up to 8 batches unacknowledged: the least that any in-process
+//!   replication with `acks=all` does (three copies, a hand-off and an acknowledgement per
+//!   batch), without fetching, checking or any log.
 //! - `replication/single_broker_append`: `Partition::append_records` of the batch on a
 //!   plain log.
 //! - `replication/single_broker_cluster`: a cluster of one broker (replication factor 1)
@@ -36,6 +43,7 @@ mod rounds;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
+use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -91,6 +99,12 @@ fn replication(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("raw_file_x3_threads", |b| {
+        b.iter_custom(|iters| in_rounds(iters, |n| three_threads(&bytes, n)))
+    });
+    group.bench_function("raw_file_x3_handoff_8_in_flight", |b| {
+        b.iter_custom(|iters| in_rounds(iters, |n| handoff(&bytes, n)))
+    });
     group.bench_function("single_broker_append", |b| {
         b.iter_custom(|iters| {
             timed_rounds(
@@ -127,18 +141,100 @@ fn replication(c: &mut Criterion) {
         });
     }
     group.bench_function("rf3_acks_all_8_in_flight", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(ROUND);
-                total += pipelined(&records, n);
-                left -= n;
-            }
-            total
-        })
+        b.iter_custom(|iters| in_rounds(iters, |n| pipelined(&records, n)))
     });
     group.finish();
+}
+
+/// `iters` steps in runs of at most [`ROUND`], each timed by `run` on its own fresh
+/// state; the sum.
+fn in_rounds(iters: u64, mut run: impl FnMut(u64) -> Duration) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(ROUND);
+        total += run(n);
+        left -= n;
+    }
+    total
+}
+
+/// Three fresh files in a fresh directory.
+fn three_files() -> (tempfile::TempDir, Vec<File>) {
+    let dir = temp_dir();
+    let files = (0..3)
+        .map(|i| File::create(dir.path().join(format!("copy-{i}.log"))))
+        .collect::<std::io::Result<_>>()
+        .expect("create raw files");
+    (dir, files)
+}
+
+/// `n` batches written by each of three threads to its own file at once: the time from
+/// their common start to the last one's end.
+fn three_threads(bytes: &[u8], n: u64) -> Duration {
+    let (dir, files) = three_files();
+    let start = Barrier::new(4);
+    let elapsed = std::thread::scope(|scope| {
+        for mut file in files {
+            let start = &start;
+            scope.spawn(move || {
+                start.wait();
+                for _ in 0..n {
+                    file.write_all(bytes).expect("raw write");
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    })
+    .elapsed();
+    drop(dir);
+    elapsed
+}
+
+/// `n` batches written by this thread and handed to two threads that write them too,
+/// at most [`IN_FLIGHT`] not yet written by both: the time from the first write to the
+/// last acknowledgement.
+fn handoff(bytes: &[u8], n: u64) -> Duration {
+    let (dir, mut files) = three_files();
+    let batch: Arc<[u8]> = Arc::from(bytes);
+    let (ack_tx, acks) = mpsc::channel::<usize>();
+    let elapsed = std::thread::scope(|scope| {
+        let mut followers = Vec::new();
+        for (id, mut file) in files.drain(1..).enumerate() {
+            let (to_follower, batches) = mpsc::channel::<Arc<[u8]>>();
+            let ack = ack_tx.clone();
+            scope.spawn(move || {
+                for batch in batches {
+                    file.write_all(&batch).expect("raw write");
+                    ack.send(id).expect("leader waits");
+                }
+            });
+            followers.push(to_follower);
+        }
+        let mut leader = files.pop().expect("the leader's file");
+        // Batches each follower has written; a batch is acknowledged once both have.
+        let mut written = [0u64; 2];
+        let wait_for_ack = |written: &mut [u64; 2]| {
+            written[acks.recv().expect("followers run")] += 1;
+        };
+        let start = Instant::now();
+        for sent in 0..n {
+            while sent - written[0].min(written[1]) >= IN_FLIGHT as u64 {
+                wait_for_ack(&mut written);
+            }
+            leader.write_all(&batch).expect("raw write");
+            for follower in &followers {
+                follower.send(batch.clone()).expect("follower runs");
+            }
+        }
+        while written[0].min(written[1]) < n {
+            wait_for_ack(&mut written);
+        }
+        start.elapsed()
+    });
+    drop(dir);
+    elapsed
 }
 
 /// Sends `n` batches with `acks=all` to a fresh cluster, up to [`IN_FLIGHT`] at once;
