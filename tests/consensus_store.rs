@@ -930,3 +930,25 @@ proptest! {
         check(&ops)?;
     }
 }
+
+/// Leases are judged by a time that never steps back: with a wall clock that steps back
+/// between a registration and its renewal, renewing never ends the lease before the
+/// deadline it already had (`renew_lease` extends a lease; ZooKeeper times sessions on a
+/// monotonic clock).
+#[test]
+fn renewing_a_lease_never_makes_it_lapse_before_the_deadline_it_already_had() {
+    let (clock, store) = store();
+    clock.set_ms(10_000);
+    let registration = store.register_broker(1, 1_000).unwrap();
+    assert_eq!(registration.expires_at_ms, 11_000);
+    clock.set_ms(5_000); // the wall clock steps back (an NTP correction)
+    store.renew_lease(1).unwrap();
+    clock.set_ms(10_500);
+    assert_eq!(store.live_brokers().unwrap(), vec![1]);
+    clock.set_ms(11_000);
+    assert_eq!(
+        store.live_brokers().unwrap(),
+        Vec::<BrokerId>::new(),
+        "lapsed on time"
+    );
+}

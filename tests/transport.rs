@@ -218,6 +218,31 @@ fn partition_cuts_both_ways_and_heal_restores() {
     assert_balanced(&net);
 }
 
+/// A cut loses what is on the wire: a message in flight when its link is cut is lost
+/// even if the link heals before it falls due, and counts as dropped at once. Messages in
+/// flight on other links, or the other way of a one-way cut, are not touched.
+#[test]
+fn a_message_in_flight_when_its_link_is_cut_is_lost_even_if_healed_before_it_is_due() {
+    let (clock, net) = net(7);
+    net.set_faults(delays(10, 10)).unwrap();
+    net.send(msg(1, 2, 1)).unwrap(); // due in 10 ms
+    net.send(msg(2, 1, 2)).unwrap();
+    net.send(msg(1, 3, 3)).unwrap();
+    net.send(msg(3, 1, 4)).unwrap();
+    clock.advance_ms(5);
+    net.cut_one_way(1, 2);
+    assert_eq!((net.stats().dropped, net.pending()), (1, 3));
+    net.isolate(3);
+    assert_eq!((net.stats().dropped, net.pending()), (3, 1));
+    clock.advance_ms(1);
+    net.heal_all();
+    clock.advance_ms(4);
+    assert!(net.receive(2, 10, None).unwrap().is_empty());
+    assert!(net.receive(3, 10, None).unwrap().is_empty());
+    assert_eq!(ids(&net.receive(1, 10, None).unwrap()), vec![2]);
+    assert_balanced(&net);
+}
+
 #[test]
 fn a_one_way_cut_lets_the_other_direction_through() {
     let (_, net) = net(8);

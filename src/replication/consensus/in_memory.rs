@@ -64,6 +64,18 @@ struct Inner {
     state: State,
     available: bool,
     unreachable: BTreeSet<BrokerId>,
+    /// The latest time the clock has shown the store: leases are judged by a time that
+    /// never steps back (a wall clock may), as ZooKeeper times sessions on a monotonic
+    /// clock, so that a renewal never ends a lease before the deadline it had.
+    latest_ms: i64,
+}
+
+impl Inner {
+    /// The clock's `now`, or the latest time seen if the clock stepped back.
+    fn monotonic(&mut self, now_ms: i64) -> i64 {
+        self.latest_ms = self.latest_ms.max(now_ms);
+        self.latest_ms
+    }
 }
 
 impl InMemoryConsensus {
@@ -75,6 +87,7 @@ impl InMemoryConsensus {
                 state: State::new(DEFAULT_CHANGE_CAPACITY),
                 available: true,
                 unreachable: BTreeSet::new(),
+                latest_ms: i64::MIN,
             }),
         }
     }
@@ -108,7 +121,7 @@ impl InMemoryConsensus {
         if available == inner.available {
             return;
         }
-        let now_ms = self.clock.now_ms();
+        let now_ms = inner.monotonic(self.clock.now_ms());
         if available {
             inner.state.refresh_leases(now_ms);
         } else {
@@ -146,7 +159,7 @@ impl InMemoryConsensus {
                 reason: format!("broker {broker} is cut off from the consensus store"),
             });
         }
-        let now_ms = self.clock.now_ms();
+        let now_ms = inner.monotonic(self.clock.now_ms());
         inner.state.expire(now_ms);
         let result = op(&mut inner.state, now_ms);
         inner.state.debug_check();

@@ -212,7 +212,15 @@ impl State {
         if let Some(controller) = self.controller {
             return Ok(controller);
         }
-        self.controller_epoch = self.controller_epoch.saturating_add(1);
+        // Every controller has an epoch of its own: at the last one, the seat stays empty
+        // rather than be shared (2^31 elections; a store that old must be rebuilt).
+        self.controller_epoch =
+            self.controller_epoch
+                .checked_add(1)
+                .ok_or_else(|| Error::ConsensusUnavailable {
+                    broker: Some(broker),
+                    reason: format!("controller epochs are used up ({})", i32::MAX),
+                })?;
         let controller = Controller {
             broker,
             epoch: self.controller_epoch,
@@ -423,5 +431,33 @@ impl State {
 
     pub(super) fn changes_since(&self, revision: u64) -> Result<Changes> {
         self.log.since(revision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_controller_epoch_is_never_handed_out_twice() {
+        let mut state = State::new(16);
+        state.controller_epoch = i32::MAX - 1;
+        state.register(1, 1_000, 0).unwrap();
+        state.register(2, 1_000, 0).unwrap();
+        assert_eq!(state.try_become_controller(1).unwrap().epoch, i32::MAX);
+        state.unregister(1);
+        let refused = state.try_become_controller(2);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::ConsensusUnavailable {
+                    broker: Some(2),
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(state.controller(), None, "the seat stays empty");
+        assert_eq!(state.controller_epoch, i32::MAX);
     }
 }

@@ -167,11 +167,15 @@ impl InMemoryTransport {
         let mut state = self.state.lock();
         state.links.cut_one_way(a, b);
         state.links.cut_one_way(b, a);
+        state.drop_cut_in_flight();
     }
 
     /// Cuts only `from → to` (an asymmetric partition): `to` still reaches `from`.
+    /// Messages in flight from `from` to `to` are lost.
     pub fn cut_one_way(&self, from: BrokerId, to: BrokerId) {
-        self.state.lock().links.cut_one_way(from, to);
+        let mut state = self.state.lock();
+        state.links.cut_one_way(from, to);
+        state.drop_cut_in_flight();
     }
 
     /// Restores the link between `a` and `b` both ways (an isolation of either still holds).
@@ -182,9 +186,11 @@ impl InMemoryTransport {
     }
 
     /// Cuts `broker` from every other broker, both ways, until
-    /// [`reconnect`](Self::reconnect).
+    /// [`reconnect`](Self::reconnect); messages in flight to or from it are lost.
     pub fn isolate(&self, broker: BrokerId) {
-        self.state.lock().links.isolate(broker);
+        let mut state = self.state.lock();
+        state.links.isolate(broker);
+        state.drop_cut_in_flight();
     }
 
     /// Ends the isolation of `broker` (links cut one by one stay cut).
@@ -288,6 +294,22 @@ impl State {
             self.pending += 1;
         }
         Ok(())
+    }
+
+    /// Drops the messages in flight on links cut now, counted as dropped: a cut loses
+    /// what is on the wire, whenever the link heals.
+    fn drop_cut_in_flight(&mut self) {
+        let links = &self.links;
+        let mut dropped = 0;
+        for (&to, queue) in &mut self.queues {
+            queue.retain(|_, pending| {
+                let cut = links.is_cut(pending.from, to);
+                dropped += usize::from(cut);
+                !cut
+            });
+        }
+        self.pending -= dropped;
+        self.stats.dropped += dropped as u64;
     }
 
     /// True with probability `rate`; draws nothing when `rate` is 0.
