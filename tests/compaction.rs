@@ -832,3 +832,76 @@ fn min_compaction_lag_holds_back_segments_whose_records_have_no_timestamp() {
         "the pass must not advance past the too-new segment"
     );
 }
+
+/// Kafka's `MemoryRecords.filterTo`: a batch rewritten without setting a new horizon keeps
+/// the one it has (`deleteHorizonMs = batch.deleteHorizonMs().orElse(NO_TIMESTAMP)`), even
+/// when the tombstones that earned it were dropped.
+#[test]
+fn a_rewritten_batch_keeps_its_delete_horizon_as_kafka_does() {
+    let records = [
+        Record::tombstone(b"gone".to_vec()).with_timestamp(10),
+        Record::new(b"v".to_vec())
+            .with_key(b"kept".to_vec())
+            .with_timestamp(20),
+        Record::new(b"w".to_vec())
+            .with_key(b"also".to_vec())
+            .with_timestamp(30),
+    ];
+    let mut original = Vec::new();
+    encode_batch(&records, Compression::None, 0, &mut original).unwrap();
+    let options = streamlog::record::FilterOptions {
+        retain_empty: false,
+        new_delete_horizon_ms: 1_000,
+    };
+
+    // First clean: everything kept, the tombstone stamps the horizon.
+    let mut first = Vec::new();
+    let outcome = streamlog::record::filter_batch(
+        &streamlog::record::RecordBatch::parse(&original).unwrap(),
+        &options,
+        |_| true,
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(
+        outcome,
+        streamlog::record::FilterOutcome::Rewritten { kept: 3 }
+    );
+    assert_eq!(
+        streamlog::record::RecordBatch::parse(&first)
+            .unwrap()
+            .header()
+            .delete_horizon_ms(),
+        Some(1_000)
+    );
+
+    // Second clean, past the horizon: the tombstone goes, the other records stay.
+    let mut second = Vec::new();
+    let later = streamlog::record::FilterOptions {
+        new_delete_horizon_ms: 5_000,
+        ..options
+    };
+    let batch = streamlog::record::RecordBatch::parse(&first).unwrap();
+    let outcome =
+        streamlog::record::filter_batch(&batch, &later, |r| r.value().is_some(), &mut second)
+            .unwrap();
+    assert_eq!(
+        outcome,
+        streamlog::record::FilterOutcome::Rewritten { kept: 2 }
+    );
+    let rewritten = streamlog::record::RecordBatch::parse(&second).unwrap();
+    rewritten.ensure_valid().unwrap();
+    let header = rewritten.header();
+    assert_eq!(
+        (header.has_delete_horizon(), header.base_timestamp),
+        (true, 1_000),
+        "the batch's delete horizon was dropped (attributes {:#06x})",
+        header.attributes
+    );
+    // The records keep their own timestamps either way.
+    let section = rewritten.records_bytes().unwrap();
+    let timestamps: Vec<i64> = streamlog::record::RecordIter::new(header, &section)
+        .map(|r| r.unwrap().timestamp())
+        .collect();
+    assert_eq!(timestamps, [20, 30]);
+}

@@ -214,3 +214,49 @@ fn a_produced_log_append_time_batch_keeps_its_record_timestamps() {
         .collect();
     assert_eq!(timestamps, [1_000, 2_000]);
 }
+
+/// Kafka reads a header key with `Utils.utf8(buffer, size)` (Java's lossy UTF-8 decoding:
+/// bad bytes become U+FFFD) and never rejects it; only a negative key length is an
+/// `InvalidRecordException`. Non-Java clients (librdkafka, sarama, franz-go) take header
+/// keys as raw bytes, so such a batch is produced and stored by Kafka: it is accepted, read
+/// with U+FFFD in the key, and kept byte for byte.
+#[test]
+fn a_header_key_that_is_not_utf8_is_accepted_as_kafka_does() {
+    let record = Record::new(b"value".to_vec()).with_header("QQ", Some(b"v".to_vec()));
+    let mut batch = Vec::new();
+    encode_batch(&[record], Compression::None, 1_000, &mut batch).unwrap();
+    let at = batch.windows(2).position(|w| w == b"QQ").unwrap();
+    batch[at..at + 2].copy_from_slice(&[0xff, 0xfe]);
+    recrc(&mut batch);
+    let parsed = RecordBatch::parse(&batch).unwrap();
+    assert!(parsed.is_valid());
+
+    let section = parsed.records_bytes().unwrap();
+    let decoded: Vec<_> = RecordIter::new(parsed.header(), &section).collect();
+    assert!(
+        decoded.iter().all(Result::is_ok),
+        "a record Kafka reads is refused: {decoded:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Partition::open(dir.path(), LogConfig::default()).unwrap();
+    let appended = log.append_encoded(&batch);
+    assert!(appended.is_ok(), "Kafka accepts this produce: {appended:?}");
+    let read: Vec<_> = log.read_from(0).unwrap().collect();
+    assert_eq!(read.len(), 1);
+    let record = read[0].as_ref().unwrap();
+    assert_eq!(record.header_count(), 1);
+    assert_eq!(record.headers()[0].key, "\u{fffd}\u{fffd}");
+    let stored = log
+        .read(0, streamlog::ReadOptions::default())
+        .unwrap()
+        .next_batch()
+        .unwrap()
+        .unwrap();
+    // The log stamps the base offset (0 already) and nothing else of this batch.
+    assert_eq!(
+        &stored[..],
+        &batch[..],
+        "the stored bytes are the produced ones"
+    );
+}

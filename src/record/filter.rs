@@ -12,7 +12,9 @@
 //! the batch's base-timestamp slot holds the delete horizon — the time after which a
 //! later clean may drop those tombstones — instead of the first record's timestamp. Every
 //! record keeps its own timestamp: deltas are rebased on the horizon, so `base_timestamp +
-//! delta` still reads the original time. A batch without a kept tombstone has no horizon.
+//! delta` still reads the original time. As in Kafka's `MemoryRecords.filterTo`, a batch
+//! that has a horizon keeps it when rewritten, even without tombstones left; one without
+//! a horizon and without a kept tombstone gets none.
 //!
 //! A batch left with no record is dropped, or, when asked, kept as a bare 61-byte header
 //! with count 0 (no codec, no horizon, base and max timestamp = the old max timestamp),
@@ -124,11 +126,11 @@ fn write_filtered(
     let first_timestamp = kept
         .first()
         .map_or(header.max_timestamp, |r| stored_timestamp(header, r));
-    let horizon = keeps_tombstone.then(|| {
-        header
-            .delete_horizon_ms()
-            .unwrap_or(options.new_delete_horizon_ms)
-    });
+    // Kafka's `filterTo`: a batch that has a horizon keeps it, even once its tombstones
+    // are gone; one that has none gets the new one if it keeps a tombstone.
+    let horizon = header
+        .delete_horizon_ms()
+        .or_else(|| keeps_tombstone.then_some(options.new_delete_horizon_ms));
     let base_timestamp = horizon.unwrap_or(first_timestamp);
     let max_timestamp = match header.timestamp_type() {
         TimestampType::LogAppendTime => header.max_timestamp,

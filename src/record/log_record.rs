@@ -161,7 +161,7 @@ impl LogRecord {
         self.headers()
             .into_iter()
             .map(|h| Header {
-                key: h.key.to_owned(),
+                key: h.key.into_owned(),
                 value: h.value.map(<[u8]>::to_vec),
             })
             .collect()
@@ -240,14 +240,14 @@ mod tests {
         assert_eq!(
             hs[0],
             HeaderView {
-                key: "h",
+                key: "h".into(),
                 value: None
             }
         );
         assert_eq!(
             hs[1],
             HeaderView {
-                key: "ü",
+                key: "ü".into(),
                 value: Some(b"x")
             }
         );

@@ -30,7 +30,8 @@ pub struct Record {
     timestamp: Option<i64>,
 }
 
-/// A record header: a UTF-8 key and an optional value.
+/// A record header: a key and an optional value. Keys are text; one read from stored bytes
+/// that are not UTF-8 holds U+FFFD in their place (as Kafka's Java client reads them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// The header's key; never null in Kafka's format.

@@ -2,12 +2,14 @@
 //! [`RecordView`]s, whose keys, values and headers point into the section.
 //!
 //! Every record is fully validated when it is parsed, headers included: its length, key
-//! and value lengths, header count, header keys (non-null UTF-8) and that nothing is left
+//! and value lengths, header count, header keys (non-null) and that nothing is left
 //! in its body. So [`RecordView::headers`] yields only `Ok` items for a view that
 //! [`RecordIter`] produced; the `Result` item type is kept for API stability.
 //!
 //! Error positions are relative to the records section given to [`RecordIter::new`]
 //! (the decompressed bytes for a compressed batch).
+
+use std::borrow::Cow;
 
 use super::batch::{BatchHeader, TimestampType};
 use super::varint::{Cursor, fast};
@@ -28,10 +30,11 @@ pub struct RecordView<'a> {
 }
 
 /// One header of a [`RecordView`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderView<'a> {
-    /// The header key (UTF-8, never null).
-    pub key: &'a str,
+    /// The header key (never null). Bytes that are not UTF-8 read as U+FFFD, as Kafka's
+    /// Java client reads them; the stored bytes are not changed.
+    pub key: Cow<'a, str>,
     /// The header value; `None` when encoded as null.
     pub value: Option<&'a [u8]>,
 }
@@ -118,8 +121,9 @@ fn read_header<'a>(c: &mut Cursor<'a>) -> Result<HeaderView<'a>> {
     let key = c
         .nullable_bytes("header key")?
         .ok_or_else(|| Error::invalid_batch(at, "null header key"))?;
-    let key = std::str::from_utf8(key)
-        .map_err(|_| Error::invalid_batch(at, "header key is not UTF-8"))?;
+    // As Kafka's `Utils.utf8`: bytes that are not UTF-8 (which non-Java clients may
+    // send) read as U+FFFD; the stored bytes stay as they are.
+    let key = String::from_utf8_lossy(key);
     let value = c.nullable_bytes("header value")?;
     Ok(HeaderView { key, value })
 }
@@ -189,7 +193,7 @@ impl RecordContext {
         let header_count = usize::try_from(fast::varint(body, &mut p)?).ok()?;
         let header_start = p;
         for _ in 0..header_count {
-            std::str::from_utf8(fast::nullable_bytes(body, &mut p)??).ok()?;
+            fast::nullable_bytes(body, &mut p)??; // key: never null
             fast::nullable_bytes(body, &mut p)?;
         }
         if p != body.len() {
@@ -313,7 +317,7 @@ fn skip_common_record(buf: &[u8], mut at: usize, delta: usize) -> Option<(usize,
     fast::nullable_bytes(body, &mut p)?; // value
     let header_count = usize::try_from(fast::varint(body, &mut p)?).ok()?;
     for _ in 0..header_count {
-        std::str::from_utf8(fast::nullable_bytes(body, &mut p)??).ok()?;
+        fast::nullable_bytes(body, &mut p)??; // key: never null
         fast::nullable_bytes(body, &mut p)?;
     }
     (p == body.len()).then_some((end, timestamp_delta))

@@ -115,14 +115,14 @@ fn record_fields_decode_with_offset_and_timestamp_from_the_base() {
     assert_eq!(
         hs[0],
         HeaderView {
-            key: "a",
+            key: "a".into(),
             value: Some(b"1")
         }
     );
     assert_eq!(
         hs[1],
         HeaderView {
-            key: "b",
+            key: "b".into(),
             value: None
         }
     );
@@ -208,11 +208,15 @@ fn bad_header_counts_are_invalid() {
 }
 
 #[test]
-fn bad_header_keys_and_values_are_invalid_but_null_values_are_fine() {
+fn bad_header_keys_and_values_are_invalid_but_null_values_and_non_utf8_keys_are_fine() {
     let null_key: RawHeaders = &[(None, Some(b"v"))];
     assert_invalid(one(&framed(&body(0, 0, None, None, 1, null_key))));
-    let bad_utf8: RawHeaders = &[(Some(&[0xff, 0xfe]), None)];
-    assert_invalid(one(&framed(&body(0, 0, None, None, 1, bad_utf8))));
+    // As Kafka's `Utils.utf8`: read with U+FFFD, never refused.
+    let not_utf8: RawHeaders = &[(Some(&[0xff, 0xfe]), None)];
+    let section = framed(&body(0, 0, None, None, 1, not_utf8));
+    let record = one(&section).unwrap();
+    let headers: Vec<_> = record.headers().map(Result::unwrap).collect();
+    assert_eq!(headers[0].key, "\u{fffd}\u{fffd}");
     let ok: RawHeaders = &[(Some(b"k"), Some(b"v"))];
     let mut b = body(0, 0, None, None, 1, ok);
     let n = b.len();
@@ -264,7 +268,7 @@ mod fast_path_agrees {
     fn fields(v: &RecordView<'_>) -> impl PartialEq + std::fmt::Debug {
         let headers: Option<Vec<(String, Option<Vec<u8>>)>> = v
             .headers()
-            .map(|h| h.map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))))
+            .map(|h| h.map(|h| (h.key.into_owned(), h.value.map(<[u8]>::to_vec))))
             .collect::<Result<_>>()
             .ok();
         (
