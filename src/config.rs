@@ -95,7 +95,7 @@ pub struct LogConfig {
     /// that already hold it keep working meanwhile).
     pub file_delete_delay_ms: i64,
     /// `min.cleanable.dirty.ratio`: compaction runs when the uncompacted share of the log
-    /// reaches this.
+    /// is above this (as Kafka: strictly above).
     pub min_cleanable_dirty_ratio: f64,
     /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
     pub min_compaction_lag_ms: i64,

@@ -566,6 +566,21 @@ fn the_dirty_ratio_tells_a_background_cleaner_when_to_run() {
     fx.clock.advance_ms(60_001);
     assert!(log.needs_compaction());
 
+    // As Kafka's `grabFilthiestCompactedLog`, a ratio at the minimum is not above it: a
+    // log that is all dirt waits under `min.cleanable.dirty.ratio = 1`.
+    let fx = Fixture::new();
+    let strict = fx.open(
+        compacted()
+            .min_cleanable_dirty_ratio(1.0)
+            .max_compaction_lag_ms(60_000),
+    );
+    fill(&strict, 4, 10, 10);
+    strict.roll().unwrap();
+    assert_eq!(strict.cleanable_dirty_ratio(), 1.0);
+    assert!(!strict.needs_compaction());
+    fx.clock.advance_ms(60_001);
+    assert!(strict.needs_compaction());
+
     let plain = Fixture::new().open(LogConfig::default().segment_index_bytes(4096));
     plain.append(kv("a", "1")).unwrap();
     plain.roll().unwrap();

@@ -1,6 +1,6 @@
 //! The compaction driver: [`Broker::compact`] runs one [`crate::Partition::compact`] pass
 //! on every partition whose log needs it ([`crate::Partition::needs_compaction`]: a
-//! `compact` or `compact,delete` log whose dirty ratio reached `min.cleanable.dirty.ratio`
+//! `compact` or `compact,delete` log whose dirty ratio is above `min.cleanable.dirty.ratio`
 //! or whose oldest dirty segment passed `max.compaction.lag.ms`). The background thread
 //! runs it after each retention pass.
 

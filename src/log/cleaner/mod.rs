@@ -341,7 +341,7 @@ impl Partition {
     }
 
     /// Whether a background cleaner should call [`Partition::compact`] now: the log
-    /// compacts, has dirty cleanable bytes, and either the dirty ratio reached
+    /// compacts, has dirty cleanable bytes, and either the dirty ratio is above
     /// `min.cleanable.dirty.ratio` or its oldest dirty segment started more than
     /// `max.compaction.lag.ms` ago.
     pub fn needs_compaction(&self) -> bool {
@@ -362,6 +362,7 @@ impl Partition {
             .next()
             .and_then(|s| s.first_batch_timestamp())
             .is_some_and(|t| now_ms.saturating_sub(t) > inner.config.max_compaction_lag_ms);
-        overdue || range.dirty_ratio() >= inner.config.min_cleanable_dirty_ratio
+        // Kafka's `grabFilthiestCompactedLog`: a ratio strictly above the minimum.
+        overdue || range.dirty_ratio() > inner.config.min_cleanable_dirty_ratio
     }
 }
