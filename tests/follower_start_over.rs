@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::tap::{DiskOp, Hook, Tap};
+use common::tap::{CrashSnapshots, DiskOp, Hook, Tap};
 use streamlog::{Env, LogConfig, ManualClock, Partition, Record, Result, SimStorage};
 
 fn env(storage: Arc<dyn streamlog::Storage>) -> Env {
@@ -93,19 +93,6 @@ fn readers_never_see_the_log_end_or_high_watermark_go_back_while_a_follower_star
     );
 }
 
-/// Takes the disk as power loss and as a process crash leave it after every operation.
-#[derive(Debug, Default)]
-struct Snapshots(Mutex<Vec<SimStorage>>);
-
-impl Hook for Snapshots {
-    fn after(&self, _: DiskOp, disk: &SimStorage) {
-        let mut snaps = self.0.lock().unwrap();
-        let seed = snaps.len() as u64;
-        snaps.push(disk.power_loss(seed));
-        snaps.push(disk.process_crash());
-    }
-}
-
 /// A crash at any point of a start over (a follower's log emptied at 5 taking a batch
 /// based at 4, below its recovery point) leaves a log that opens, within its bounds, and
 /// holding either nothing or a prefix of the batch.
@@ -119,11 +106,11 @@ fn a_crash_anywhere_in_a_start_over_leaves_a_log_that_opens() {
         assert_eq!(log.recovery_point(), 5);
         log.close().unwrap();
     }
-    let tap = Tap::new(start, Snapshots::default());
+    let tap = Tap::new(start, CrashSnapshots::default());
     let log = Partition::open_with_env("/p", config(), env(Arc::new(tap.clone()))).unwrap();
     assert_eq!(log.append_as_follower(&batch).unwrap(), 4..7);
     log.flush().unwrap();
-    let snaps = std::mem::take(&mut *tap.hook.0.lock().unwrap());
+    let snaps = tap.hook.take();
     assert!(snaps.len() > 10);
     for (n, disk) in snaps.into_iter().enumerate() {
         let log = Partition::open_with_env("/p", config(), env(Arc::new(disk)))
@@ -191,13 +178,13 @@ fn several_segments(disk: &SimStorage) -> u64 {
 fn a_crash_anywhere_in_a_truncation_across_segments_leaves_a_log_that_opens() {
     let disk = SimStorage::new();
     let end = several_segments(&disk);
-    let tap = Tap::new(disk, Snapshots::default());
+    let tap = Tap::new(disk, CrashSnapshots::default());
     let log = Partition::open_with_env("/p", config(), env(Arc::new(tap.clone()))).unwrap();
     assert!(log.segment_count() >= 4);
     // The divergence point: offset 5, in the first segment.
-    tap.hook.0.lock().unwrap().clear();
+    tap.hook.take();
     assert_eq!(log.truncate_to(5).unwrap(), 5);
-    let snaps = std::mem::take(&mut *tap.hook.0.lock().unwrap());
+    let snaps = tap.hook.take();
     drop(log);
     assert!(snaps.len() > 4);
     let mut failures = Vec::new();

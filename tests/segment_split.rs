@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use common::tap::{DiskOp, Hook, Tap};
+use common::tap::{CrashSnapshots, Tap};
 use streamlog::{
     CleanupPolicy, Compression, Env, Error, LogConfig, ManualClock, Partition, Record, SimStorage,
     Storage,
@@ -100,27 +100,13 @@ fn a_segment_overflowing_twice_is_split_into_three_that_reopen_the_same() {
     assert_eq!(segment_bases(&reopened), [0, FAR, 2 * FAR]);
 }
 
-/// The disk after every disk-changing operation, as power loss and a process crash leave
-/// it.
-#[derive(Debug, Default)]
-struct Snapshots(Mutex<Vec<SimStorage>>);
-
-impl Hook for Snapshots {
-    fn after(&self, _: DiskOp, disk: &SimStorage) {
-        let mut snaps = self.0.lock().unwrap();
-        let seed = snaps.len() as u64;
-        snaps.push(disk.power_loss(seed));
-        snaps.push(disk.process_crash());
-    }
-}
-
 #[test]
 fn a_crash_anywhere_in_a_split_leaves_a_log_that_opens_with_every_record() {
-    let tap = Tap::new(one_segment_holding(&[0, FAR]), Snapshots::default());
+    let tap = Tap::new(one_segment_holding(&[0, FAR]), CrashSnapshots::default());
     let log = Partition::open_with_env(DIR, config(), env(Arc::new(tap.clone()))).unwrap();
     assert_eq!(offsets(&log), [0, 1, FAR, FAR + 1]);
     drop(log);
-    let snaps = std::mem::take(&mut *tap.hook.0.lock().unwrap());
+    let snaps = tap.hook.take();
     assert!(snaps.len() > 6, "{} crash points", snaps.len());
     for (n, disk) in snaps.into_iter().enumerate() {
         let log = Partition::open_with_env(DIR, config(), env(Arc::new(disk)))
@@ -139,15 +125,9 @@ fn a_split_interrupted_before_its_cut_is_finished_by_the_cut_alone() {
     assert_eq!(disk.file_len(log_path(0)), Some(batch(0).len() as u64));
 }
 
-#[test]
-fn an_overflowing_batch_unlike_the_segment_at_its_offset_is_corruption_and_nothing_is_cut() {
-    let disk = one_segment_holding(&[0, FAR]);
-    // Another batch at the same offset: other records, so another CRC.
-    let records = vec![Record::new(b"x".to_vec()), Record::new(b"y".to_vec())];
-    let mut other = Vec::new();
-    streamlog::record::encode_batch(&records, Compression::None, START_MS, &mut other).unwrap();
-    other[..8].copy_from_slice(&(FAR as i64).to_be_bytes());
-    disk.write_file(log_path(FAR), &other);
+/// Opening the log on `disk` (its segment at 0 holding batches at 0 and [`FAR`]) fails
+/// with `Error::Corrupt` at the overflowing batch, and the segment is not cut.
+fn assert_open_fails_at_the_overflow_and_cuts_nothing(disk: &SimStorage) {
     let size = disk.file_len(log_path(0));
     match Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))) {
         Err(Error::Corrupt { path, position, .. }) => {
@@ -160,17 +140,21 @@ fn an_overflowing_batch_unlike_the_segment_at_its_offset_is_corruption_and_nothi
 }
 
 #[test]
+fn an_overflowing_batch_unlike_the_segment_at_its_offset_is_corruption_and_nothing_is_cut() {
+    let disk = one_segment_holding(&[0, FAR]);
+    // Another batch at the same offset: other records, so another CRC.
+    let records = vec![Record::new(b"x".to_vec()), Record::new(b"y".to_vec())];
+    let mut other = Vec::new();
+    streamlog::record::encode_batch(&records, Compression::None, START_MS, &mut other).unwrap();
+    other[..8].copy_from_slice(&(FAR as i64).to_be_bytes());
+    disk.write_file(log_path(FAR), &other);
+    assert_open_fails_at_the_overflow_and_cuts_nothing(&disk);
+}
+
+#[test]
 fn an_overflowing_batch_past_the_next_segments_base_is_corruption_and_nothing_is_cut() {
     let disk = one_segment_holding(&[0, FAR]);
     disk.write_file(log_path(10), &batch(10));
-    let size = disk.file_len(log_path(0));
-    match Partition::open_with_env(DIR, config(), env(Arc::new(disk.clone()))) {
-        Err(Error::Corrupt { path, position, .. }) => {
-            assert_eq!(path, log_path(0));
-            assert_eq!(position, batch(0).len() as u64);
-        }
-        other => panic!("expected Corrupt, got {other:?}"),
-    }
-    assert_eq!(disk.file_len(log_path(0)), size, "nothing was cut");
+    assert_open_fails_at_the_overflow_and_cuts_nothing(&disk);
     assert_eq!(disk.file_len(log_path(10)), Some(batch(10).len() as u64));
 }

@@ -194,3 +194,24 @@ impl<H: Hook> Drop for TapRegion<H> {
         self.tap.hook.after(DiskOp::Unmap, &self.tap.sim);
     }
 }
+
+/// A [`Hook`] that keeps the disk as power loss and as a process crash leave it after every
+/// disk-changing operation: a crash-point test opens each of them.
+#[derive(Debug, Default)]
+pub struct CrashSnapshots(pub std::sync::Mutex<Vec<SimStorage>>);
+
+impl CrashSnapshots {
+    /// Takes the snapshots kept so far, leaving none.
+    pub fn take(&self) -> Vec<SimStorage> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Hook for CrashSnapshots {
+    fn after(&self, _: DiskOp, disk: &SimStorage) {
+        let mut snaps = self.0.lock().unwrap();
+        let seed = snaps.len() as u64;
+        snaps.push(disk.power_loss(seed));
+        snaps.push(disk.process_crash());
+    }
+}
