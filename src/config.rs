@@ -87,7 +87,8 @@ pub struct LogConfig {
     /// (`-1`: no time limit).
     pub retention_ms: i64,
     /// `retention.bytes`: oldest segments are deleted while the log is larger than this
-    /// by at least a whole segment (`-1`: no size limit). The seed asks for 1 GiB by default.
+    /// by at least a whole segment (`-1`, or any negative value: no size limit). The seed
+    /// asks for 1 GiB by default.
     pub retention_bytes: i64,
     /// `delete.retention.ms`: how long compaction keeps a tombstone after first seeing it.
     pub delete_retention_ms: i64,
@@ -239,24 +240,22 @@ impl LogConfig {
                 format!("{} must be -1 (unlimited) or at least 0", self.retention_ms),
             );
         }
-        if self.retention_bytes < -1 {
-            return refuse(
-                "retention.bytes",
-                format!(
-                    "{} must be -1 (unlimited) or at least 0",
-                    self.retention_bytes
-                ),
-            );
-        }
+        // Any negative `retention.bytes` means no size limit: Kafka defines it without a
+        // validator.
         for (name, value) in [
             ("delete.retention.ms", self.delete_retention_ms),
             ("file.delete.delay.ms", self.file_delete_delay_ms),
             ("min.compaction.lag.ms", self.min_compaction_lag_ms),
-            ("max.compaction.lag.ms", self.max_compaction_lag_ms),
         ] {
             if value < 0 {
                 return refuse(name, format!("{value} must not be negative"));
             }
+        }
+        if self.max_compaction_lag_ms < 1 {
+            return refuse(
+                "max.compaction.lag.ms",
+                format!("{} must be at least 1", self.max_compaction_lag_ms),
+            );
         }
         if self.min_compaction_lag_ms > self.max_compaction_lag_ms {
             return refuse(

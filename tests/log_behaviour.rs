@@ -1530,3 +1530,61 @@ fn a_log_reopened_with_smaller_indexes_still_rolls_and_appends() {
         10
     );
 }
+
+/// Kafka's ListOffsets: timestamp -1 (LATEST) answers the high watermark, -2 (EARLIEST)
+/// the log start offset, even on an empty log, and -3 (MAX_TIMESTAMP) the first record
+/// holding the largest timestamp, if it is below the high watermark.
+#[test]
+fn offset_for_timestamp_answers_kafkas_special_timestamps_latest_and_max_timestamp() {
+    let empty = open_sim(base()).log;
+    let at = |offset| {
+        Some(OffsetAndTimestamp {
+            offset,
+            timestamp: -1,
+        })
+    };
+    assert_eq!(
+        empty
+            .offset_for_timestamp(Partition::EARLIEST_TIMESTAMP)
+            .unwrap(),
+        at(0)
+    );
+    assert_eq!(
+        empty
+            .offset_for_timestamp(Partition::LATEST_TIMESTAMP)
+            .unwrap(),
+        at(0)
+    );
+    assert_eq!(
+        empty
+            .offset_for_timestamp(Partition::MAX_TIMESTAMP)
+            .unwrap(),
+        None
+    );
+    let log = open_sim(base()).log;
+    for ts in [100, 300, 200] {
+        log.append(Record::new(b"v".to_vec()).with_timestamp(ts))
+            .unwrap();
+    }
+    assert_eq!(
+        log.offset_for_timestamp(-1).unwrap().map(|o| o.offset),
+        Some(3),
+        "LATEST (-1) is the high watermark, not the first record"
+    );
+    assert_eq!(
+        log.offset_for_timestamp(-3).unwrap(),
+        Some(OffsetAndTimestamp {
+            offset: 1,
+            timestamp: 300
+        }),
+        "MAX_TIMESTAMP (-3) is the first record holding the largest timestamp"
+    );
+    assert_eq!(log.offset_for_timestamp(-2).unwrap(), at(0));
+    log.append(Record::new(b"v".to_vec()).with_timestamp(300))
+        .unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(-3).unwrap().unwrap().offset,
+        1,
+        "the first"
+    );
+}

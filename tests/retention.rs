@@ -875,3 +875,29 @@ fn a_crash_or_failure_during_deletion_leaves_the_log_before_or_after_it() {
     }
     assert!(points > 40, "{points} crash points");
 }
+
+/// Kafka's `LogSegment.largestTimestamp` falls back on the file's last-modified time when
+/// a segment holds no record timestamp: a segment still being appended to is young, so a
+/// segment created 61 s ago but last written 2 s ago stays under a 60 s retention, and
+/// goes once its last write is older than that.
+#[test]
+fn a_segment_without_timestamps_is_kept_while_it_was_appended_to_within_retention_ms() {
+    let fx = Fixture::open(base().retention_bytes(-1).retention_ms(60_000));
+    let (clock, log) = (&fx.clock, &fx.log);
+    log.append(Record::new(b"a".to_vec()).with_timestamp(-1))
+        .unwrap();
+    clock.advance_ms(59_000);
+    log.append(Record::new(b"b".to_vec()).with_timestamp(-1))
+        .unwrap();
+    clock.advance_ms(2_000); // 61 s after the segment was created, 2 s after its last write
+    let outcome = log.enforce_retention().unwrap();
+    assert_eq!(
+        (outcome.time_segments, log.log_start_offset()),
+        (0, 0),
+        "the segment was modified 2 s ago: Kafka keeps it"
+    );
+    assert_eq!(log.read_from(0).unwrap().count(), 2);
+    clock.advance_ms(58_001);
+    assert_eq!(log.enforce_retention().unwrap().time_segments, 1);
+    assert_eq!(log.log_start_offset(), 2);
+}

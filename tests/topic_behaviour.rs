@@ -270,3 +270,55 @@ fn a_topic_open_twice_is_refused_and_names_are_checked() {
     topic.close().unwrap();
     assert_eq!(partition.read_from(0).unwrap().count(), 1);
 }
+
+/// Kafka parses BOOLEAN settings case-insensitively (`ConfigDef.parseType`:
+/// `equalsIgnoreCase("true")`), so `TRUE` and `False` are accepted.
+#[test]
+fn boolean_settings_are_read_case_insensitively_as_kafka_does() {
+    let config = TopicConfig::from_properties("unclean.leader.election.enable=TRUE\n")
+        .expect("Kafka accepts TRUE");
+    assert!(config.unclean_leader_election_enable);
+}
+
+/// Kafka's topic `compression.type` is one of uncompressed, zstd, lz4, snappy, gzip,
+/// producer (`BrokerCompressionType`); `none` is a producer-side name only and a topic
+/// config of `none` is refused.
+#[test]
+fn topic_compression_type_none_is_refused_as_kafka_does() {
+    let result = TopicConfig::from_properties("compression.type=none\n");
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidConfig {
+                name: "compression.type",
+                ..
+            })
+        ),
+        "Kafka refuses compression.type=none; got {result:?}"
+    );
+}
+
+/// Kafka defines `retention.bytes` without a validator ("can be negative"): any negative
+/// value means no size limit.
+#[test]
+fn a_negative_retention_bytes_other_than_minus_one_is_accepted_as_no_limit() {
+    let config = TopicConfig::from_properties("retention.bytes=-2\n")
+        .expect("Kafka accepts any negative retention.bytes");
+    assert!(config.log_config().retention_bytes < 0);
+}
+
+/// Kafka: `max.compaction.lag.ms` is `atLeast(1)`; 0 is refused.
+#[test]
+fn max_compaction_lag_ms_of_zero_is_refused_as_kafka_does() {
+    let result = TopicConfig::from_properties("max.compaction.lag.ms=0\nmin.compaction.lag.ms=0\n");
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidConfig {
+                name: "max.compaction.lag.ms",
+                ..
+            })
+        ),
+        "Kafka refuses max.compaction.lag.ms=0; got {result:?}"
+    );
+}

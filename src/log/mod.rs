@@ -35,7 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::record::{
-    BATCH_OVERHEAD, BatchHeader, BatchSummary, Record, RecordBatch, encode_in_place,
+    BATCH_OVERHEAD, BatchHeader, BatchSummary, NO_TIMESTAMP, Record, RecordBatch, encode_in_place,
     is_create_time_stamped, restamp_create_time,
 };
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
@@ -372,9 +372,67 @@ impl Partition {
         Records::new(self.inner.clone(), offset, options)
     }
 
-    /// The first record (below the high watermark) whose timestamp is ≥ `timestamp`.
+    /// Kafka's ListOffsets `LATEST_TIMESTAMP`: [`Partition::offset_for_timestamp`] answers
+    /// the high watermark.
+    pub const LATEST_TIMESTAMP: i64 = -1;
+    /// Kafka's ListOffsets `EARLIEST_TIMESTAMP`: [`Partition::offset_for_timestamp`]
+    /// answers the log start offset.
+    pub const EARLIEST_TIMESTAMP: i64 = -2;
+    /// Kafka's ListOffsets `MAX_TIMESTAMP` (KIP-734): [`Partition::offset_for_timestamp`]
+    /// answers the first record holding the largest timestamp.
+    pub const MAX_TIMESTAMP: i64 = -3;
+
+    /// The first record (below the high watermark) whose timestamp is ≥ `timestamp`, as
+    /// Kafka's ListOffsets answers a consumer; `None` when there is none.
+    ///
+    /// Kafka's special timestamps: [`Self::LATEST_TIMESTAMP`] gives the high watermark and
+    /// [`Self::EARLIEST_TIMESTAMP`] the log start offset, both with timestamp -1 (even on an
+    /// empty log); [`Self::MAX_TIMESTAMP`] gives the first record holding the largest
+    /// timestamp (`None` if it is not below the high watermark, or the log holds no
+    /// record with a timestamp). Other negative timestamps are searched as they are.
+    ///
+    /// ```
+    /// use streamlog::{LogConfig, Partition, Record};
+    /// # fn main() -> streamlog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = Partition::open(dir.path(), LogConfig::default())?;
+    /// for ts in [100, 300, 200] {
+    ///     log.append(Record::new(b"v".to_vec()).with_timestamp(ts))?;
+    /// }
+    /// assert_eq!(log.offset_for_timestamp(150)?.map(|o| o.offset), Some(1));
+    /// assert_eq!(log.offset_for_timestamp(Partition::MAX_TIMESTAMP)?.map(|o| o.offset), Some(1));
+    /// assert_eq!(log.offset_for_timestamp(Partition::LATEST_TIMESTAMP)?.map(|o| o.offset), Some(3));
+    /// # Ok(()) }
+    /// ```
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<OffsetAndTimestamp>> {
         self.inner.ensure_readable()?;
+        let at = |offset| {
+            Some(OffsetAndTimestamp {
+                offset,
+                timestamp: NO_TIMESTAMP,
+            })
+        };
+        match timestamp {
+            Self::LATEST_TIMESTAMP => Ok(at(self.high_watermark())),
+            Self::EARLIEST_TIMESTAMP => Ok(at(self.log_start_offset())),
+            Self::MAX_TIMESTAMP => {
+                let log_start = self.log_start_offset();
+                let largest = self
+                    .segments()
+                    .iter()
+                    .filter(|s| s.next_offset() > log_start)
+                    .map(|s| s.max_timestamp())
+                    .max()
+                    .filter(|&ts| ts >= 0);
+                // The first record at or after the largest timestamp holds it.
+                largest.map_or(Ok(None), |ts| self.first_at_or_after(ts))
+            }
+            _ => self.first_at_or_after(timestamp),
+        }
+    }
+
+    /// The first record below the high watermark whose timestamp is ≥ `timestamp`.
+    fn first_at_or_after(&self, timestamp: i64) -> Result<Option<OffsetAndTimestamp>> {
         let log_start = self.log_start_offset();
         let hw = self.high_watermark();
         for segment in self.segments() {
@@ -637,6 +695,7 @@ impl Inner {
             }
             return Err(e);
         }
+        active.touch(now_ms);
         self.log_end_offset.store(last + 1, Ordering::Release);
         if self.config.auto_high_watermark {
             let _bounds = self.bounds.lock();

@@ -8,8 +8,8 @@
 //! 2. size (only when the policy deletes): oldest segments go while
 //!    `total size − retention.bytes ≥ the segment's size`;
 //! 3. time (only when the policy deletes): `now − largest timestamp > retention.ms`. A
-//!    segment without timestamps counts from when it was created, truncated or loaded
-//!    ([`Segment::largest_timestamp`]).
+//!    segment without timestamps counts from its last append, truncation, creation or
+//!    load ([`Segment::largest_timestamp`]).
 //!
 //! Each rule scans from the oldest segment and stops at the first that must stay, so a
 //! kept segment also protects the newer ones behind it. Only segments whose upper bound is

@@ -181,6 +181,9 @@ struct WriteState {
     first_batch_timestamp: Option<i64>,
     /// Wall-clock time the segment was created or emptied, for batches without timestamps.
     created_ms: i64,
+    /// Wall-clock time of the last append, truncation, creation or load: the segment's
+    /// age for time retention when it holds no record timestamp (Kafka's file mtime).
+    modified_ms: i64,
 }
 
 impl WriteState {
@@ -190,6 +193,7 @@ impl WriteState {
             offset_of_max_timestamp: base_offset,
             first_batch_timestamp: None,
             created_ms: now_ms,
+            modified_ms: now_ms,
         }
     }
 }
@@ -369,6 +373,13 @@ impl Segment {
             || indexes.offsets.is_full()
             || indexes.times.is_full()
             || relative_overflow
+    }
+
+    /// Records that the log wrote to this segment at `now_ms` (after an append): time
+    /// retention counts the age of a segment without record timestamps from its last write.
+    pub(crate) fn touch(&self, now_ms: i64) {
+        let mut state = self.state.lock();
+        state.modified_ms = state.modified_ms.max(now_ms);
     }
 
     /// Appends one encoded batch (offsets already assigned) at the end of the `.log`.
@@ -844,12 +855,13 @@ impl Segment {
     }
 
     /// The time retention measures the segment's age from: its largest record timestamp,
-    /// or, when it holds none, the time it was created, last truncated or loaded (Kafka
-    /// falls back on the file's modification time, which the storage seam does not have).
+    /// or, when it holds none, the time of its last append, truncation, creation or load
+    /// (Kafka falls back on the file's modification time; the storage seam has none, so a
+    /// load counts as a write).
     pub fn largest_timestamp(&self) -> i64 {
         match self.max_timestamp() {
             ts if ts >= 0 => ts,
-            _ => self.state.lock().created_ms,
+            _ => self.state.lock().modified_ms,
         }
     }
 

@@ -234,10 +234,14 @@ static PROPERTIES: &[Property] = &[
     plain!("partitions", partitions),
     plain!("replication.factor", replication_factor),
     plain!("min.insync.replicas", min_insync_replicas),
-    plain!(
-        "unclean.leader.election.enable",
-        unclean_leader_election_enable
-    ),
+    Property {
+        name: "unclean.leader.election.enable",
+        write: |c| c.unclean_leader_election_enable.to_string(),
+        read: |c, v| {
+            c.unclean_leader_election_enable = parse_bool(v)?;
+            Ok(())
+        },
+    },
     Property {
         name: "cleanup.policy",
         write: |c| cleanup_policy_name(c.log.cleanup_policy).into(),
@@ -343,11 +347,23 @@ fn compression_name(compression: Compression) -> &'static str {
     }
 }
 
+/// Kafka's booleans: `true` or `false` in any case (`ConfigDef` uses `equalsIgnoreCase`).
+fn parse_bool(value: &str) -> Result<bool, String> {
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err("expected `true` or `false`".into())
+    }
+}
+
 /// Kafka's codec names. `producer` (Kafka's default: keep the producer's codec) is read as
 /// no compression for the batches streamlog builds; encoded batches are always kept as given.
+/// `none` is a producer's name, not a topic's: Kafka refuses it here, and so does this.
 fn parse_compression(value: &str) -> Result<Compression, String> {
     match value {
-        "uncompressed" | "none" | "producer" => Ok(Compression::None),
+        "uncompressed" | "producer" => Ok(Compression::None),
         _ => Compression::ALL
             .into_iter()
             .find(|&c| compression_name(c) == value)
