@@ -362,11 +362,18 @@ impl Inner {
             return Ok(());
         }
         let now = self.env.clock.now_ms();
-        if now.saturating_sub(writer.last_flush_ms) >= interval.as_millis() as i64 {
+        if interval_passed(writer.last_flush_ms, now, interval) {
             self.flush_locked(&mut writer)?;
         }
         Ok(())
     }
+}
+
+/// Whether `interval` has passed from `since_ms` to `now_ms` (clock ms). An interval too
+/// long for the clock's milliseconds (`Duration::MAX`: "practically never") never passes.
+pub(super) fn interval_passed(since_ms: i64, now_ms: i64, interval: Duration) -> bool {
+    let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(since_ms) >= interval_ms
 }
 
 /// A background thread that flushes a log every interval until stopped.

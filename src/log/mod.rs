@@ -721,7 +721,7 @@ impl Inner {
             }
             FlushPolicy::Interval(interval) => {
                 let now = self.env.clock.now_ms();
-                if now.saturating_sub(writer.last_flush_ms) >= interval.as_millis() as i64 {
+                if durability::interval_passed(writer.last_flush_ms, now, interval) {
                     self.flush_locked(&mut writer)?;
                 }
             }

@@ -689,6 +689,20 @@ fn interval_policy_flushes_on_append_once_the_interval_passed() {
     assert_eq!(log.recovery_point(), 2);
 }
 
+/// `Duration::MAX` (an application's "practically never") is more milliseconds than an
+/// i64 holds: it must never pass, not wrap to a negative interval that passes at once.
+#[test]
+fn an_interval_policy_of_duration_max_never_flushes_on_append() {
+    let sim = SimStorage::default();
+    let config = small().flush_policy(FlushPolicy::Interval(std::time::Duration::MAX));
+    let log = Partition::open_with_env("/p", config, env(&sim)).unwrap();
+    let before = sim.sync_count();
+    for i in 0..5 {
+        log.append(Record::new(value(i))).unwrap();
+    }
+    assert_eq!((sim.sync_count() - before, log.recovery_point()), (0, 0));
+}
+
 #[test]
 fn interval_policy_flushes_in_the_background_without_appends() {
     let sim = SimStorage::default();
