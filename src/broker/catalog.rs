@@ -60,7 +60,7 @@ impl Catalog {
     /// The catalogue of `data_dir`, its directory created when missing.
     pub(super) fn open(storage: &dyn Storage, data_dir: &Path) -> Result<Catalog> {
         let dir = data_dir.join(CATALOG_DIR);
-        storage.create_dir_all(&dir)?;
+        crate::storage::create_dir_all_durably(storage, &dir)?;
         Ok(Catalog { dir })
     }
 

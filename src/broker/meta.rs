@@ -61,7 +61,7 @@ mod tests {
     fn the_first_open_writes_the_id_and_later_opens_check_it() {
         let sim = SimStorage::new();
         let dir = Path::new("data");
-        sim.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&sim, dir).unwrap();
         check_or_write(&sim, dir, 7).unwrap();
         check_or_write(&sim, dir, 7).unwrap();
         let err = check_or_write(&sim, dir, 8).unwrap_err();
@@ -84,7 +84,7 @@ mod tests {
     fn an_unknown_version_is_corrupt() {
         let sim = SimStorage::new();
         let dir = Path::new("data");
-        sim.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&sim, dir).unwrap();
         store::write_durably(&sim, &dir.join(META_FILE), "version=9\nbroker.id=0\n").unwrap();
         let err = check_or_write(&sim, dir, 0).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");

@@ -164,7 +164,7 @@ impl Broker {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let storage = &*env.storage;
-        storage.create_dir_all(&dir)?;
+        crate::storage::create_dir_all_durably(storage, &dir)?;
         let lock = storage.lock_dir(&dir)?;
         meta::check_or_write(storage, &dir, config.broker_id)?;
         let catalog = Catalog::open(storage, &dir)?;

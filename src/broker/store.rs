@@ -117,7 +117,7 @@ mod tests {
 
     fn disk() -> SimStorage {
         let sim = SimStorage::new();
-        sim.create_dir_all(Path::new("d")).unwrap();
+        crate::storage::create_dir_all_durably(&sim, Path::new("d")).unwrap();
         sim
     }
 

@@ -147,7 +147,7 @@ impl Node {
         transport: Arc<dyn Transport>,
         env: Env,
     ) -> Result<Self> {
-        env.storage.create_dir_all(dir)?;
+        crate::storage::create_dir_all_durably(&*env.storage, dir)?;
         let now = env.clock.now_ms();
         let node = Self {
             id,

@@ -122,7 +122,7 @@ mod tests {
     fn the_newest_checkpoint_is_read_back() {
         let storage = SimStorage::default();
         let dir = Path::new("/p");
-        storage.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&storage, dir).unwrap();
         let (mut file, found) = CheckpointFile::open(&storage, dir).unwrap();
         assert_eq!(found, None);
         for n in 0..5 {
@@ -136,7 +136,7 @@ mod tests {
     fn a_damaged_slot_falls_back_to_the_other() {
         let storage = SimStorage::default();
         let dir = Path::new("/p");
-        storage.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&storage, dir).unwrap();
         let (mut file, _) = CheckpointFile::open(&storage, dir).unwrap();
         file.write(&cp(1)).unwrap();
         file.write(&cp(2)).unwrap();
@@ -156,7 +156,7 @@ mod tests {
     fn a_power_loss_during_a_write_keeps_a_valid_checkpoint() {
         let storage = SimStorage::default();
         let dir = Path::new("/p");
-        storage.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&storage, dir).unwrap();
         let (mut file, _) = CheckpointFile::open(&storage, dir).unwrap();
         file.write(&cp(1)).unwrap();
         file.file.write_all_at(&cp(2).encode(2), 0).unwrap(); // not synced

@@ -42,7 +42,7 @@ use crate::storage::{Env, Storage};
 pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>> {
     config.validate()?;
     let storage = &*env.storage;
-    storage.create_dir_all(dir)?;
+    crate::storage::create_dir_all_durably(storage, dir)?;
     let lock = storage.lock_dir(dir)?;
     super::retention::remove_deleted_files(storage, dir)?;
     let now_ms = env.clock.now_ms();

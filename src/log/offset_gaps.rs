@@ -95,7 +95,7 @@ mod tests {
     fn the_marker_is_written_durably_under_a_compacting_policy_and_kept() {
         let sim = SimStorage::new();
         let dir = Path::new("/p");
-        sim.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&sim, dir).unwrap();
         assert!(!may_hold_gaps(&sim, dir, CleanupPolicy::Delete).unwrap());
         assert!(!sim.exists(&dir.join(OFFSET_GAPS_FILE)));
 
@@ -110,7 +110,7 @@ mod tests {
     fn a_cleaner_checkpoint_without_the_marker_counts_as_compacted() {
         let sim = SimStorage::new();
         let dir = Path::new("/p");
-        sim.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&sim, dir).unwrap();
         sim.write_file(dir.join(CLEANER_CHECKPOINT_FILE), b"");
         assert!(may_hold_gaps(&sim, dir, CleanupPolicy::Delete).unwrap());
         assert!(sim.exists(&dir.join(OFFSET_GAPS_FILE)));

@@ -147,6 +147,25 @@ pub(crate) fn read_fully_at(
     Ok(done)
 }
 
+/// Creates `dir` and any missing parents, and makes each new directory's name durable
+/// by syncing its parent (as Kafka does since KAFKA-3968): an fsync of what is written
+/// inside a new directory does not make the directory itself survive a power loss.
+pub(crate) fn create_dir_all_durably(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !storage.exists(d))
+        .collect();
+    storage.create_dir_all(dir)?;
+    for created in missing {
+        match created.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => storage.sync_dir(Path::new("."))?,
+            Some(parent) => storage.sync_dir(parent)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 /// What a log needs from its surroundings: where bytes go and what time it is.
 ///
 /// `Env::default()` is the real file system and the system clock; tests swap in

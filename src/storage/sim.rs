@@ -11,8 +11,12 @@
 //!   filled with garbage instead. `.index` and `.timeindex` files are never trusted: about 1 in
 //!   4 comes back as garbage of a random length, or empty. Synced bytes that no later write or
 //!   `set_len` touched always survive. Locks, `fail_writes` and the counters start afresh.
-//! - Simplification: creating, renaming and removing files, `create_dir_all` and `remove_dir`
-//!   are durable at once, as on a journaled file system; `sync_dir` only counts calls.
+//! - A new file or directory is durable only once its directory is synced (`sync_dir`), as
+//!   POSIX promises (an `fdatasync` of the file covers its bytes, not its name): a power
+//!   loss drops the files and directories created since their directory's last sync, with
+//!   everything under them; a rename carries that to the new name. Simplification: a
+//!   removal, and a rename of a durable file, are durable at once, as on a journaled file
+//!   system that commits metadata in order.
 //! - Maps are counted per file, as on real files: `is_mapped` is true while any map or
 //!   region of the file lives, and `set_len` refuses to shrink such a file
 //!   (`SegmentInUse`), so the log takes the same decisions here as on a real disk.
@@ -72,6 +76,9 @@ impl Default for PowerLoss {
 struct Disk {
     files: BTreeMap<PathBuf, Arc<Mutex<FileState>>>,
     dirs: BTreeSet<PathBuf>,
+    /// Names (files and directories) made since their directory was last synced: a power
+    /// loss drops them.
+    unsynced_names: BTreeSet<PathBuf>,
     locks: BTreeSet<PathBuf>,
     fail_writes: bool,
     /// Syncs fail (as after a writeback error) while writes succeed.
@@ -244,7 +251,10 @@ impl Rng {
 
 impl Disk {
     fn dir_exists(&self, dir: &Path) -> bool {
-        dir.as_os_str().is_empty() || dir.parent().is_none() || self.dirs.contains(dir)
+        dir.as_os_str().is_empty()
+            || dir == Path::new(".")
+            || dir.parent().is_none()
+            || self.dirs.contains(dir)
     }
 
     fn parent_exists(&self, path: &Path) -> bool {
@@ -295,8 +305,9 @@ impl SimStorage {
     pub fn power_loss_with(&self, seed: u64, options: PowerLoss) -> SimStorage {
         let disk = self.disk.lock();
         let mut after = Disk::default();
-        after.dirs.clone_from(&disk.dirs);
-        for (path, state) in &disk.files {
+        let lost = |path: &Path| with_ancestors(path).any(|p| disk.unsynced_names.contains(&p));
+        after.dirs = disk.dirs.iter().filter(|d| !lost(d)).cloned().collect();
+        for (path, state) in disk.files.iter().filter(|(p, _)| !lost(p)) {
             // Each file gets its own stream, so a seed picks the same fate for the same file.
             let name = path.as_os_str().as_encoded_bytes();
             let fnv = |h: u64, b: &u8| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
@@ -400,6 +411,8 @@ impl SimStorage {
         let mut disk = self.disk.lock();
         let parents = path.parent().into_iter().flat_map(with_ancestors);
         disk.dirs.extend(parents);
+        let durable: Vec<PathBuf> = with_ancestors(path).collect();
+        disk.unsynced_names.retain(|name| !durable.contains(name));
         let mut state = disk.files.entry(path.to_path_buf()).or_default().lock();
         state.current = bytes.to_vec();
         state.sync();
@@ -415,6 +428,7 @@ impl Storage for SimStorage {
                 return Err(io_error(path, ErrorKind::IsADirectory, "is a directory"));
             }
             None if mode == OpenMode::Create && disk.parent_exists(path) => {
+                disk.unsynced_names.insert(path.to_path_buf());
                 disk.files.entry(path.to_path_buf()).or_default().clone()
             }
             None => return Err(not_found(path)),
@@ -429,7 +443,9 @@ impl Storage for SimStorage {
     }
 
     fn remove_file(&self, path: &Path) -> Result<()> {
-        self.disk.lock().files.remove(path);
+        let mut disk = self.disk.lock();
+        disk.files.remove(path);
+        disk.unsynced_names.remove(path);
         Ok(())
     }
 
@@ -440,6 +456,9 @@ impl Storage for SimStorage {
         }
         let state = disk.files.remove(from).ok_or_else(|| not_found(from))?;
         disk.files.insert(to.to_path_buf(), state);
+        if disk.unsynced_names.remove(from) {
+            disk.unsynced_names.insert(to.to_path_buf());
+        }
         Ok(())
     }
 
@@ -448,7 +467,16 @@ impl Storage for SimStorage {
         if let Some(file) = with_ancestors(path).find(|d| disk.files.contains_key(d)) {
             return Err(io_error(&file, ErrorKind::NotADirectory, "not a directory"));
         }
-        disk.dirs.extend(with_ancestors(path));
+        for dir in with_ancestors(path) {
+            // A root or relative base (no parent to sync) is always there.
+            if dir.parent().is_some_and(|p| !p.as_os_str().is_empty())
+                && disk.dirs.insert(dir.clone())
+            {
+                disk.unsynced_names.insert(dir);
+            } else {
+                disk.dirs.insert(dir);
+            }
+        }
         Ok(())
     }
 
@@ -466,6 +494,7 @@ impl Storage for SimStorage {
             ));
         }
         disk.dirs.remove(path);
+        disk.unsynced_names.remove(path);
         Ok(())
     }
 
@@ -482,6 +511,14 @@ impl Storage for SimStorage {
         let mut disk = self.disk.lock();
         disk.existing_dir(dir)?;
         disk.dir_syncs += 1;
+        // `.` is the directory of relative names, whose parent reads as empty.
+        let dir = if dir == Path::new(".") {
+            Path::new("")
+        } else {
+            dir
+        };
+        disk.unsynced_names
+            .retain(|name| name.parent() != Some(dir));
         Ok(())
     }
 
@@ -714,7 +751,39 @@ mod tests {
         let file = disk
             .open(&Path::new("d").join(name), OpenMode::Create)
             .unwrap();
+        disk.sync_dir(Path::new("d")).unwrap();
         (disk, file)
+    }
+
+    #[test]
+    fn a_new_file_or_directory_survives_power_loss_only_once_its_directory_is_synced() {
+        let disk = SimStorage::new();
+        disk.create_dir_all(Path::new("a/b")).unwrap();
+        let file = disk.open(Path::new("a/b/f"), OpenMode::Create).unwrap();
+        file.write_all_at(b"bytes", 0).unwrap();
+        file.sync_data().unwrap();
+        let after = disk.power_loss(1);
+        assert!(
+            !after.exists(Path::new("a/b")),
+            "b's name was never made durable"
+        );
+        disk.sync_dir(Path::new("a")).unwrap();
+        let after = disk.power_loss(1);
+        assert!(after.exists(Path::new("a/b")));
+        assert!(
+            !after.exists(Path::new("a/b/f")),
+            "f's name was never made durable"
+        );
+        // A rename carries the name's state; a synced directory keeps it.
+        disk.rename(Path::new("a/b/f"), Path::new("a/b/g")).unwrap();
+        assert!(!disk.power_loss(1).exists(Path::new("a/b/g")));
+        disk.sync_dir(Path::new("a/b")).unwrap();
+        assert_eq!(disk.power_loss(1).read_file("a/b/g").unwrap(), b"bytes");
+        // A process crash keeps every name: the kernel still has them.
+        let fresh = disk.open(Path::new("a/b/h"), OpenMode::Create).unwrap();
+        drop(fresh);
+        assert!(disk.process_crash().exists(Path::new("a/b/h")));
+        assert!(!disk.power_loss(1).exists(Path::new("a/b/h")));
     }
 
     /// The contents of `d/name` after a power loss.

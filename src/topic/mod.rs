@@ -88,7 +88,7 @@ impl Topic {
         validate_topic_name(name)?;
         config.validate()?;
         let data_dir = data_dir.as_ref().to_path_buf();
-        env.storage.create_dir_all(&data_dir)?;
+        crate::storage::create_dir_all_durably(&*env.storage, &data_dir)?;
         let on_disk = partitions_on_disk(&*env.storage, &data_dir, name)?;
         let topic = Topic {
             name: name.to_owned(),

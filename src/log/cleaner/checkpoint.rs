@@ -74,7 +74,7 @@ mod tests {
     fn round_trips_and_reads_damage_as_absent() {
         let sim = SimStorage::new();
         let dir = Path::new("/p");
-        sim.create_dir_all(dir).unwrap();
+        crate::storage::create_dir_all_durably(&sim, dir).unwrap();
         assert_eq!(read(&sim, dir).unwrap(), None);
         write(&sim, dir, 42).unwrap();
         write(&sim, dir, 7_206_178).unwrap();

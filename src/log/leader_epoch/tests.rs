@@ -136,7 +136,7 @@ fn malformed_checkpoints_are_refused_with_a_reason() {
 fn the_checkpoint_file_is_replaced_whole_and_survives_power_loss() {
     let storage = SimStorage::default();
     let dir = Path::new("/p");
-    storage.create_dir_all(dir).unwrap();
+    crate::storage::create_dir_all_durably(&storage, dir).unwrap();
     let file = EpochCheckpoint::new(dir);
     assert_eq!(file.read(&storage).unwrap(), None);
     let first = cache(&[(0, 0)]);
