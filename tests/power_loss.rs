@@ -705,3 +705,54 @@ fn flushed_records_of_a_new_partition_directory_survive_a_power_loss() {
         assert_eq!(back.log_end_offset(), 3, "seed {seed}");
     }
 }
+
+/// Linux marks the pages a failed fsync covered clean without writing them ("fsyncgate"):
+/// a later fsync succeeds without them, while reads still find them in the page cache. A
+/// failed flush closes the log; a reopen in the same process (or a new one, before a
+/// reboot) recovers those records from the page cache, and must write them again before
+/// its next flush may call them durable. Otherwise a power loss takes records below the
+/// recovery point, and the log does not open.
+#[test]
+fn records_a_failed_fsync_dropped_are_written_again_before_a_reopen_calls_them_flushed() {
+    let disk = SimStorage::new();
+    disk.write_file("/r/.keep", b"");
+    let clock = ManualClock::new(0);
+    let config = || LogConfig::default().segment_index_bytes(4096);
+    let open = |disk: &SimStorage| {
+        Partition::open_with_env("/r/p", config(), env_on(Arc::new(disk.clone()), &clock))
+    };
+    let log = open(&disk).unwrap();
+    for i in 0..5u8 {
+        log.append(Record::new(vec![i; 10])).unwrap();
+    }
+    log.flush().unwrap();
+    for i in 5..10u8 {
+        log.append(Record::new(vec![i; 10])).unwrap();
+    }
+    disk.fail_syncs(true);
+    assert!(log.flush().is_err());
+    disk.fail_syncs(false);
+    assert_eq!(log.recovery_point(), 5);
+    drop(log);
+
+    let reopened = open(&disk).unwrap();
+    assert_eq!(
+        reopened.log_end_offset(),
+        10,
+        "the page cache still has them"
+    );
+    reopened.flush().unwrap();
+    assert_eq!(reopened.recovery_point(), 10);
+    drop(reopened);
+    for seed in 0..20 {
+        let back = open(&disk.power_loss(seed))
+            .unwrap_or_else(|e| panic!("seed {seed}: flushed records lost: {e}"));
+        let values: Vec<Vec<u8>> = back
+            .read_from(0)
+            .unwrap()
+            .map(|r| r.unwrap().value().unwrap().to_vec())
+            .collect();
+        let want: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 10]).collect();
+        assert_eq!(values, want, "seed {seed}");
+    }
+}

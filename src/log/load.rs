@@ -30,7 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use super::checkpoint::CheckpointFile;
 use super::durability::{Flusher, SyncState};
 use super::leader_epoch::{EpochCache, EpochCheckpoint};
-use super::{CLEAN_SHUTDOWN_FILE, Inner, Writer};
+use super::{CLEAN_SHUTDOWN_FILE, FSYNC_FAILED_FILE, Inner, Writer};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Error, Result};
 use crate::segment::{
@@ -94,6 +94,7 @@ pub(super) fn open(dir: &Path, config: LogConfig, env: Env) -> Result<Arc<Inner>
         checkpoint.recovery_point,
         limits.offset_gaps.allowed(),
     )?;
+    write_again_after_failed_fsync(storage, dir, &segments, checkpoint.recovery_point)?;
 
     let first_base = segments
         .keys()
@@ -208,6 +209,31 @@ fn load_epochs(
         file.write(storage, &epochs)?;
     }
     Ok(epochs)
+}
+
+/// After a failed fsync (its marker `FSYNC_FAILED_FILE` is there), writes the records
+/// above the recovery point again and syncs them, then removes the marker. Linux marks the
+/// pages a failed fsync covered clean without writing them: recovery found them valid in
+/// the page cache, and a later fsync would succeed without them ("fsyncgate"). Bytes
+/// below the recovery point were synced and are never rewritten in place.
+fn write_again_after_failed_fsync(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &BTreeMap<u64, Arc<Segment>>,
+    recovery_point: u64,
+) -> Result<()> {
+    let marker = dir.join(FSYNC_FAILED_FILE);
+    if !storage.exists(&marker) {
+        return Ok(());
+    }
+    for segment in segments.values() {
+        if segment.next_offset() > recovery_point {
+            segment.write_again_from(recovery_point)?;
+            segment.sync_log()?;
+        }
+    }
+    storage.remove_file(&marker)?;
+    storage.sync_dir(dir)
 }
 
 /// Deletes leftovers and stray index files; returns the base offsets that have a `.log`

@@ -39,7 +39,7 @@ use crate::record::{
     is_create_time_stamped, restamp_create_time,
 };
 use crate::segment::{IncomingBatch, Segment, SegmentLimits};
-use crate::storage::{DirLock, Env};
+use crate::storage::{DirLock, Env, OpenMode};
 
 use checkpoint::{Checkpoint, CheckpointFile};
 use durability::{Flusher, SyncState};
@@ -55,6 +55,11 @@ const NO_EPOCH: i32 = -1;
 
 /// Name of the marker file a clean close leaves behind.
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+
+/// Left in the directory when a sync fails: the next open writes the records above the
+/// recovery point again before trusting a sync of them (`load.rs`). Not synced itself: it
+/// matters only while the page cache that may hide dropped pages lives.
+pub(crate) const FSYNC_FAILED_FILE: &str = ".fsync-failed";
 
 /// The first record at or after a timestamp, from [`Partition::offset_for_timestamp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -567,6 +572,9 @@ impl Inner {
     fn poison_on_failure<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_err() {
             self.closed.store(true, Ordering::Release);
+            // Best effort: on a disk that fails, this may fail too.
+            let marker = self.dir.join(FSYNC_FAILED_FILE);
+            let _ = self.env.storage.open(&marker, OpenMode::Create);
         }
         result
     }

@@ -1,7 +1,8 @@
 //! Copy-on-cut: a segment whose `.log` is still mapped (by readers of this log, or of an
 //! earlier one on the same directory) is copied to new files before a truncation or a
 //! recovery cuts it, so the readers' pages never vanish under them (a mapped page past the
-//! end of a file is a bus error, not an error value).
+//! end of a file is a bus error, not an error value). And writing a recovered segment's
+//! unflushed bytes again in place, so that a failed fsync's dropped pages reach the disk.
 
 use std::ops::Range;
 use std::path::Path;
@@ -37,6 +38,30 @@ impl Segment {
         storage.rename(temp_path, &final_path)?;
         storage.sync_dir(dir)?;
         Segment::open(storage, dir, base, self.limits.clone(), now_ms)
+    }
+
+    /// Writes the `.log`'s bytes from the batch holding `offset` to the end again where
+    /// they are, so that the next sync writes them. After an fsync failed, Linux may have
+    /// marked their pages clean without writing them ("fsyncgate"): reads still find them,
+    /// recovery takes them as valid, and a later fsync would succeed without them.
+    pub(crate) fn write_again_from(&self, offset: u64) -> Result<()> {
+        let Ok(first) = self.locate(offset)? else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
+        let size = self.size_bytes();
+        let mut position = first.position;
+        while position < size {
+            let want =
+                usize::try_from(size - position).map_or(buf.len(), |left| left.min(buf.len()));
+            let read = self.read_at(&mut buf[..want], position)?;
+            if read == 0 {
+                break;
+            }
+            self.log.write_all_at(&buf[..read], position)?;
+            position += read as u64;
+        }
+        Ok(())
     }
 
     /// Writes the `.log` bytes in `range` (fewer if the file ends first) to a new file at

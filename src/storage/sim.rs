@@ -106,6 +106,10 @@ struct FileState {
     /// Cloned into every live map and region of the file: the file is mapped while
     /// anyone else holds it.
     maps: Arc<()>,
+    /// Byte ranges a failed sync dropped: still read from `current` (the page cache), but
+    /// marked clean without reaching the disk, so no later sync writes them until they are
+    /// written again (Linux since 4.13; PostgreSQL's "fsyncgate").
+    lost: Vec<(usize, usize)>,
 }
 
 /// One un-synced operation: a write of bytes at a position, or a `set_len`.
@@ -174,17 +178,56 @@ impl FileState {
             journal,
             reserved_to,
             maps: Arc::default(),
+            lost: Vec::new(),
         }))
     }
 
     fn write(&mut self, position: usize, bytes: &[u8]) {
         put(&mut self.current, position, bytes);
         self.journal.push(Op::Write(position, bytes.to_vec()));
+        self.keep_lost_outside(position, position + bytes.len());
+    }
+
+    /// Drops `[start, end)` from the lost ranges: those bytes were written again.
+    fn keep_lost_outside(&mut self, start: usize, end: usize) {
+        let mut kept = Vec::with_capacity(self.lost.len());
+        for &(a, b) in &self.lost {
+            if b <= start || a >= end {
+                kept.push((a, b));
+                continue;
+            }
+            if a < start {
+                kept.push((a, start));
+            }
+            if b > end {
+                kept.push((end, b));
+            }
+        }
+        self.lost = kept;
     }
 
     fn sync(&mut self) {
-        self.durable.clone_from(&self.current);
+        let mut durable = self.current.clone();
+        // Bytes a failed sync dropped are not written by this one: the disk keeps what it
+        // had there.
+        for &(a, b) in &self.lost {
+            for i in a..b.min(durable.len()) {
+                durable[i] = self.durable.get(i).copied().unwrap_or(0);
+            }
+        }
+        self.durable = durable;
         self.journal.clear();
+    }
+
+    /// A failed sync: the writes since the last sync are marked clean without reaching the
+    /// disk. A length change still lands at the next good sync.
+    fn drop_unsynced_writes(&mut self) {
+        for op in std::mem::take(&mut self.journal) {
+            match op {
+                Op::Write(position, bytes) => self.lost.push((position, position + bytes.len())),
+                Op::SetLen(len) => self.journal.push(Op::SetLen(len)),
+            }
+        }
     }
 
     /// Writes back the bytes of a mapped copy that differ from `current`, within its length.
@@ -348,7 +391,10 @@ impl SimStorage {
     }
 
     /// While `enabled`, `sync_data` and region flushes fail with an I/O error and sync
-    /// nothing, while writes still succeed: a writeback error.
+    /// nothing, while writes still succeed: a writeback error. As on Linux, a failed
+    /// `sync_data` marks the file's writes since its last sync clean without writing them:
+    /// reads still see them, but no later sync makes them durable until they are written
+    /// again.
     pub fn fail_syncs(&self, enabled: bool) {
         self.disk.lock().fail_syncs = enabled;
     }
@@ -618,6 +664,7 @@ impl StorageFile for SimFile {
         }
         state.current.resize(len, 0);
         state.journal.push(Op::SetLen(len));
+        state.keep_lost_outside(len, usize::MAX);
         // Setting the length gives back the blocks reserved past it, as on ext4.
         state.reserved_to = 0;
         Ok(())
@@ -642,7 +689,12 @@ impl StorageFile for SimFile {
             std::thread::sleep(latency);
         }
         let mut disk = self.disk.lock();
-        disk.check_syncable(&self.path)?;
+        if let Err(e) = disk.check_syncable(&self.path) {
+            if disk.fail_syncs && !disk.fail_writes {
+                self.state.lock().drop_unsynced_writes();
+            }
+            return Err(e);
+        }
         disk.syncs += 1;
         self.state.lock().sync();
         Ok(())
@@ -753,6 +805,33 @@ mod tests {
             .unwrap();
         disk.sync_dir(Path::new("d")).unwrap();
         (disk, file)
+    }
+
+    #[test]
+    fn writes_a_failed_sync_dropped_never_become_durable_until_written_again() {
+        let (disk, file) = disk_with("0.log");
+        file.write_all_at(b"old!", 0).unwrap();
+        file.sync_data().unwrap();
+        file.write_all_at(b"NEW!", 0).unwrap();
+        file.write_all_at(b"tail", 4).unwrap();
+        disk.fail_syncs(true);
+        assert!(file.sync_data().is_err());
+        disk.fail_syncs(false);
+        file.sync_data().unwrap();
+        let mut read = [0u8; 8];
+        file.read_at(&mut read, 0).unwrap();
+        assert_eq!(&read, b"NEW!tail", "the page cache still has them");
+        for seed in 0..50 {
+            assert_eq!(
+                crashed(&disk, seed, CLEAN, "0.log"),
+                b"old!\0\0\0\0",
+                "{seed}"
+            );
+        }
+        // Written again, they are dirty again: the next sync makes them durable.
+        file.write_all_at(b"NEW!tail", 0).unwrap();
+        file.sync_data().unwrap();
+        assert_eq!(crashed(&disk, 1, CLEAN, "0.log"), b"NEW!tail");
     }
 
     #[test]
