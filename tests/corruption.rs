@@ -102,6 +102,12 @@ fn assert_corrupt_in_dir(err: &Error, dir: &Path, ctx: &str) {
         ),
         other => panic!("{ctx}: expected Error::Corrupt, got {other:?}"),
     }
+    let message = err.to_string();
+    assert_eq!(
+        message.matches("corrupt data in").count(),
+        1,
+        "{ctx}: the message names its file once: {message}"
+    );
 }
 
 /// What a read of the whole log found.

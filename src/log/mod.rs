@@ -510,6 +510,11 @@ impl Partition {
     /// directory. Dropping a `Partition` does the same but cannot report errors. Readers
     /// of the log answer [`Error::Closed`] from their next batch on; records they handed
     /// out stay valid, also when the directory is opened again and truncated.
+    ///
+    /// A log a failure already closed (a failed sync or write, [`Error::Closed`] since)
+    /// is only released: `Ok`, with nothing flushed and no clean-shutdown marker, so that
+    /// the next open recovers from the files. `close` is no durability barrier for such a
+    /// log; [`Partition::flush`] is the call that reports whether records are durable.
     pub fn close(self) -> Result<()> {
         self.inner.close()
     }

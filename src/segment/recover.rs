@@ -64,13 +64,13 @@ impl Segment {
                 Ok(Some(found)) => found,
                 Ok(None) => break,
                 Err(e) => {
-                    reason = Some(e.to_string());
+                    reason = Some(cause(e));
                     break;
                 }
             };
             let header = *batch.header();
             if let Err(e) = batch.ensure_valid() {
-                reason = Some(e.in_file(self.log.path(), position).to_string());
+                reason = Some(format!("batch at byte {position}: {}", cause(e)));
                 break;
             }
             let next = self.next_offset();
@@ -136,5 +136,14 @@ impl Segment {
             reason,
             overflow: None,
         })
+    }
+}
+
+/// What went wrong, without the file and byte a `Corrupt` error names: the error recovery
+/// may return names them itself.
+fn cause(error: crate::Error) -> String {
+    match error {
+        crate::Error::Corrupt { reason, .. } => reason,
+        other => other.to_string(),
     }
 }
