@@ -48,20 +48,9 @@ impl Segment {
         let Ok(first) = self.locate(offset)? else {
             return Ok(());
         };
-        let mut buf = vec![0u8; COPY_CHUNK_BYTES];
-        let size = self.size_bytes();
-        let mut position = first.position;
-        while position < size {
-            let want =
-                usize::try_from(size - position).map_or(buf.len(), |left| left.min(buf.len()));
-            let read = self.read_at(&mut buf[..want], position)?;
-            if read == 0 {
-                break;
-            }
-            self.log.write_all_at(&buf[..read], position)?;
-            position += read as u64;
-        }
-        Ok(())
+        self.each_chunk(first.position..self.size_bytes(), |bytes, position| {
+            self.log.write_all_at(bytes, position)
+        })
     }
 
     /// Writes the `.log` bytes in `range` (fewer if the file ends first) to a new file at
@@ -74,6 +63,19 @@ impl Segment {
     ) -> Result<()> {
         let copy = storage.open(path, OpenMode::Create)?;
         copy.set_len(0)?;
+        self.each_chunk(range.clone(), |bytes, position| {
+            copy.write_all_at(bytes, position - range.start)
+        })?;
+        copy.sync_data()
+    }
+
+    /// Reads the `.log` bytes in `range` (fewer if the file ends first) in chunks of at
+    /// most [`COPY_CHUNK_BYTES`], handing each to `f` with its file position.
+    fn each_chunk(
+        &self,
+        range: Range<u64>,
+        mut f: impl FnMut(&[u8], u64) -> Result<()>,
+    ) -> Result<()> {
         let mut buf = vec![0u8; COPY_CHUNK_BYTES];
         let mut position = range.start;
         while position < range.end {
@@ -83,9 +85,9 @@ impl Segment {
             if read == 0 {
                 break;
             }
-            copy.write_all_at(&buf[..read], position - range.start)?;
+            f(&buf[..read], position)?;
             position += read as u64;
         }
-        copy.sync_data()
+        Ok(())
     }
 }
