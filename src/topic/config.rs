@@ -5,7 +5,8 @@
 //! The properties code is one table ([`PROPERTIES`]) of Kafka name, writer and parser.
 //! Two Kafka settings map onto one [`FlushPolicy`]: `flush.messages=n` is
 //! `EveryMessages(n)`, `flush.ms=d` is `Interval(d ms)`, `flush.ms=0` is `Always`, and
-//! `9223372036854775807` (Kafka's default, `Long.MAX_VALUE`) in both is `Never`.
+//! `9223372036854775807` (Kafka's default, `Long.MAX_VALUE`) in both is `Never`. A text
+//! setting both to other values is refused: the policy holds one.
 //! `auto_high_watermark` is decided by the owner of the log, not stored.
 
 use std::time::Duration;
@@ -110,6 +111,12 @@ log_setters! {
     min_compaction_lag_ms: i64,
     max_compaction_lag_ms: i64,
 }
+
+/// Why a text setting both `flush.messages` and `flush.ms` is refused: one
+/// [`FlushPolicy`] holds one of them (Kafka flushes on whichever comes first), and
+/// keeping only the last line read would drop the other without a word.
+const ONE_FLUSH_SETTING: &str =
+    "flush.messages and flush.ms are both set; streamlog's FlushPolicy takes one of them";
 
 /// Kafka's "no limit" for `flush.messages` and `flush.ms` (`Long.MAX_VALUE`).
 const FLUSH_NEVER: i64 = i64::MAX;
@@ -283,6 +290,8 @@ static PROPERTIES: &[Property] = &[
                 if matches!(policy, FlushPolicy::EveryMessages(_)) {
                     *policy = FlushPolicy::Never;
                 }
+            } else if matches!(policy, FlushPolicy::Always | FlushPolicy::Interval(_)) {
+                return Err(ONE_FLUSH_SETTING.into());
             } else {
                 *policy = FlushPolicy::EveryMessages(n);
             }
@@ -299,6 +308,9 @@ static PROPERTIES: &[Property] = &[
         read: |c, v| {
             let ms: u64 = v.parse().map_err(|e| format!("{e}"))?;
             let policy = c.log.flush_policy;
+            if ms != FLUSH_NEVER as u64 && matches!(policy, FlushPolicy::EveryMessages(_)) {
+                return Err(ONE_FLUSH_SETTING.into());
+            }
             c.log.flush_policy = match ms {
                 0 => FlushPolicy::Always,
                 ms if ms == FLUSH_NEVER as u64 => match policy {
@@ -417,6 +429,24 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert_eq!(text.lines().count(), PROPERTIES.len());
+    }
+
+    #[test]
+    fn flush_messages_and_flush_ms_together_are_refused_in_either_order() {
+        for text in [
+            "flush.messages=10\nflush.ms=1000\n",
+            "flush.ms=1000\nflush.messages=10\n",
+            "flush.ms=0\nflush.messages=10\n",
+        ] {
+            let err = TopicConfig::from_properties(text).unwrap_err();
+            assert!(err.to_string().contains("flush.m"), "{text}: {err}");
+        }
+        // Kafka's "never" in the other one is no conflict (the persisted form has both).
+        let one = TopicConfig::from_properties("flush.messages=10\nflush.ms=9223372036854775807\n");
+        assert_eq!(
+            one.unwrap().log.flush_policy,
+            FlushPolicy::EveryMessages(10)
+        );
     }
 
     #[test]
