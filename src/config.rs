@@ -1,5 +1,6 @@
 //! Log configuration: [`LogConfig`] (Kafka's topic-level storage settings, with Kafka's
-//! names and defaults) and [`FlushPolicy`] (when appended bytes are fsynced).
+//! names and defaults, except `retention.bytes`: 1 GiB here, where Kafka has no size
+//! limit) and [`FlushPolicy`] (when appended bytes are fsynced).
 
 use std::time::Duration;
 
@@ -87,8 +88,8 @@ pub struct LogConfig {
     /// (`-1`: no time limit).
     pub retention_ms: i64,
     /// `retention.bytes`: oldest segments are deleted while the log is larger than this
-    /// by at least a whole segment (`-1`, or any negative value: no size limit). The seed
-    /// asks for 1 GiB by default.
+    /// by at least a whole segment (`-1`, or any negative value: no size limit). 1 GiB
+    /// by default, unlike Kafka's -1: an embedded log should not fill the disk unasked.
     pub retention_bytes: i64,
     /// `delete.retention.ms`: how long compaction keeps a tombstone after first seeing it.
     pub delete_retention_ms: i64,

@@ -186,7 +186,8 @@ impl Cluster {
     }
 
     /// A consumer with `config` ([`ConsumerConfig::validate`] first: an empty or oversize
-    /// group id is [`Error::InvalidGroupId`]): the same [`Consumer`] as
+    /// group id is [`Error::InvalidGroupId`]; [`Error::LeaderNotAvailable`] when the
+    /// `__consumer_offsets` it creates gets no leaders in time): the same [`Consumer`] as
     /// [`crate::Broker::consumer`] gives, reading each partition from its current leader up
     /// to the high watermark. With a group id, the first consumer creates the replicated
     /// `__consumer_offsets` (see [`ClusterConfig::offsets`]); the group's coordinator runs

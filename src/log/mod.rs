@@ -11,8 +11,9 @@
 //! (compacted logs: the first dirty offset), `leader-epoch-checkpoint` (the first offset of
 //! each leader epoch, see `leader_epoch`), `.offset-gaps` (the log may hold offset gaps:
 //! it compacts or once did, see `offset_gaps`), `.clean-shutdown` (present only between a
-//! clean close and the next open), `.lock`, and `*.deleted` files of segments deleted by
-//! retention, waiting out `file.delete.delay.ms` (see `retention`).
+//! clean close and the next open), `.fsync-failed` (a sync failed: the next open writes
+//! the unflushed records again, see `load`), `.lock`, and `*.deleted` files of segments
+//! deleted by retention, waiting out `file.delete.delay.ms` (see `retention`).
 
 mod checkpoint;
 mod cleaner;
