@@ -331,9 +331,9 @@ impl Node {
     fn maintain(&self, state: &mut State, now: i64) -> Result<()> {
         if !state.registered {
             self.register(state, now)?;
-        } else if now - state.last_renew_ms >= (self.config.lease_ms / 3) as i64 {
-            match self.consensus.renew_lease(self.id) {
-                Ok(()) => state.last_renew_ms = now,
+        } else {
+            match self.renew_if_due(state) {
+                Ok(()) => {}
                 Err(Error::LeaseExpired { .. }) => {
                     state.registered = false;
                     self.register(state, now)?;
@@ -353,6 +353,19 @@ impl Node {
             if controller.broker == self.id {
                 self.control(state, now)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Renews the lease if a third of it has passed since the last renewal, by the clock
+    /// as it reads now: also called between the slow parts of a step (opening logs), so
+    /// that a long step does not let the lease lapse (Kafka heartbeats from a thread of
+    /// its own). [`Error::LeaseExpired`] when it lapsed anyway.
+    fn renew_if_due(&self, state: &mut State) -> Result<()> {
+        let now = self.env.clock.now_ms();
+        if state.registered && now - state.last_renew_ms >= (self.config.lease_ms / 3) as i64 {
+            self.consensus.renew_lease(self.id)?;
+            state.last_renew_ms = now;
         }
         Ok(())
     }
@@ -380,6 +393,7 @@ impl Node {
                 }
                 seen.insert(key.clone());
                 if !state.logs.contains_key(&key) {
+                    self.renew_if_due(state)?;
                     self.host(state, &key, &record.config)?;
                 }
                 let outputs = state
