@@ -13,6 +13,8 @@
 //! Invariants, checked after every action:
 //! 1. a record acknowledged with `acks=all` is never lost or changed: whenever the leader
 //!    the store names leads, it holds every such record at its offset with its value;
+//!    and so does every running member of the committed ISR (1b; a broker that lost
+//!    power is exempt until every broker is back in every ISR);
 //! 2. two live replicas agree below the smaller of their high watermarks;
 //! 3. a replica's high watermark never moves back (across restarts too);
 //! 4. at most one leader per partition per leader epoch;
@@ -926,6 +928,32 @@ impl Sim {
                                 String::from_utf8_lossy(other)
                             ));
                         }
+                    }
+                }
+            }
+            // 1b: so does every running member of the committed ISR (a broker that lost
+            // power is exempt until the cluster has re-replicated: see `fully_replicated`).
+            if let Some(state) = state.as_ref().filter(|_| !self.power_lost) {
+                let in_isr = |b: &usize| state.isr.contains(&(*b as BrokerId));
+                for (b, hw, _, log) in replicas.iter().filter(|(b, ..)| in_isr(b)) {
+                    let halted = self.brokers[*b].node.as_ref().is_some_and(Node::is_halted);
+                    let missing = self
+                        .acked
+                        .get(&key)
+                        .into_iter()
+                        .flatten()
+                        .find(|(offset, value)| !halted && log.get(offset) != Some(value));
+                    if let Some((offset, value)) = missing {
+                        return Err(format!(
+                            "invariant 1b: acked record {:?} at offset {offset} of {}-{} is {:?} on broker {b} (hw {hw}), a member of the ISR {:?} (epoch {})",
+                            String::from_utf8_lossy(value),
+                            key.topic,
+                            key.partition,
+                            log.get(offset)
+                                .map(|v| String::from_utf8_lossy(v).into_owned()),
+                            state.isr,
+                            state.leader_epoch
+                        ));
                     }
                 }
             }
