@@ -14,7 +14,8 @@
 //! 1. a record acknowledged with `acks=all` is never lost or changed: whenever the leader
 //!    the store names leads, it holds every such record at its offset with its value;
 //!    and so does every running member of the committed ISR (1b; a broker that lost
-//!    power is exempt until every broker is back in every ISR);
+//!    power is exempt until every broker is back in every ISR, and runs that allow
+//!    unclean elections skip it);
 //! 2. two live replicas agree below the smaller of their high watermarks;
 //! 3. a replica's high watermark never moves back (across restarts too);
 //! 4. at most one leader per partition per leader epoch;
@@ -933,7 +934,12 @@ impl Sim {
             }
             // 1b: so does every running member of the committed ISR (a broker that lost
             // power is exempt until the cluster has re-replicated: see `fully_replicated`).
-            if let Some(state) = state.as_ref().filter(|_| !self.power_lost) {
+            // With unclean elections on, an unclean leader starts a new ISR of one without
+            // the records it missed: the loss invariant 1 accounts for.
+            if let Some(state) = state
+                .as_ref()
+                .filter(|_| !self.power_lost && !self.allow_unclean)
+            {
                 let in_isr = |b: &usize| state.isr.contains(&(*b as BrokerId));
                 for (b, hw, _, log) in replicas.iter().filter(|(b, ..)| in_isr(b)) {
                     let halted = self.brokers[*b].node.as_ref().is_some_and(Node::is_halted);
