@@ -19,7 +19,9 @@
 //! 2. two live replicas agree below the smaller of their high watermarks;
 //! 3. a replica's high watermark never moves back (across restarts too);
 //! 4. at most one leader per partition per leader epoch;
-//! 5. a consumer reading a leader never sees an offset at or above its high watermark;
+//! 5. a consumer reading a leader never sees an offset at or above its high watermark,
+//!    reading its log or fetching over the network (where a fetch carrying a stale leader
+//!    epoch must be fenced, and acked records read back unchanged);
 //! 6. each group partition has at most one owner per generation: two consumer processes
 //!    never both get a partition from SyncGroup in the same (group, generation);
 //! 7. acknowledged commits are not lost: the coordinator the store names, once it has
@@ -50,9 +52,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use streamlog::cluster::{ClusterConfig, ElectionRecord, Node, Submitted};
+use streamlog::record::{BatchIter, RecordIter};
 use streamlog::replication::consensus::TopicRecord;
 use streamlog::replication::controller::{Election, place_replicas};
-use streamlog::replication::messages::{ProduceRequest, ProduceResponse};
+use streamlog::replication::messages::{
+    FetchPartition, FetchRequest, ProduceRequest, ProduceResponse,
+};
+use streamlog::replication::transport::{Envelope, Message, Request, Response};
 use streamlog::replication::{ProduceToken, Transport};
 use streamlog::storage::Env;
 use streamlog::{
@@ -66,6 +72,8 @@ const TOPIC: &str = "sim";
 const LEASE_MS: u64 = 300;
 /// The broker whose disk may fill up.
 const DISK_FULL_BROKER: usize = 2;
+/// The broker id consumer fetches are sent from (no broker has it).
+const CONSUMER: BrokerId = 1_000;
 
 type Check = Result<(), String>;
 
@@ -118,6 +126,10 @@ struct Stats {
     hw_reopened_lower: u64,
     /// Brokers that halted because a log closed under them (a failed write or sync).
     halts: u64,
+    /// Records consumer fetches over the network returned (and the checks read).
+    fetched: u64,
+    /// Consumer fetches with a stale leader epoch the leader fenced.
+    fenced_fetches: u64,
     groups: groups::GroupStats,
 }
 
@@ -130,6 +142,12 @@ struct Sim {
     disk_rng: fastrand::Rng,
     /// Draws for whether a kill -9 is a power loss, and what it tears, also apart.
     power_rng: fastrand::Rng,
+    /// Draws for consumer fetches sent over the network, also apart.
+    fetch_rng: fastrand::Rng,
+    /// Consumer fetches sent over the network and not yet answered, by correlation id:
+    /// (broker asked, whether the fetch carried a stale leader epoch).
+    consumer_fetches: BTreeMap<u64, (usize, bool)>,
+    next_fetch_id: u64,
     /// A broker lost power and is not yet back in every ISR.
     power_lost: bool,
     clock: ManualClock,
@@ -211,6 +229,9 @@ impl Sim {
             delete_rng: fastrand::Rng::with_seed(seed ^ 0xDE1E7E),
             disk_rng: fastrand::Rng::with_seed(seed ^ 0xD15C),
             power_rng: fastrand::Rng::with_seed(seed ^ 0x9_0FF),
+            fetch_rng: fastrand::Rng::with_seed(seed ^ 0xFE7C),
+            consumer_fetches: BTreeMap::new(),
+            next_fetch_id: 0,
             power_lost: false,
             clock,
             consensus,
@@ -493,7 +514,122 @@ impl Sim {
         self.drive_groups();
     }
 
+    /// A consumer fetch of `key` over the network to the leader the store names, from a
+    /// random offset, carrying the store's leader epoch or, one time in four, a stale one.
+    fn send_consumer_fetch(&mut self, key: &PartitionKey) {
+        let Some(state) = self
+            .consensus
+            .partition_state(&key.topic, key.partition)
+            .unwrap()
+        else {
+            return;
+        };
+        let Some(leader) = state.value.leader else {
+            return;
+        };
+        let stale = state.value.leader_epoch > 0 && self.fetch_rng.u8(0..4) == 0;
+        let epoch = state.value.leader_epoch - i32::from(stale);
+        let end = self.brokers[leader as usize]
+            .node
+            .as_ref()
+            .and_then(|n| n.log(key))
+            .map_or(0, |log| log.log_end_offset());
+        self.next_fetch_id += 1;
+        let correlation_id = self.next_fetch_id;
+        self.consumer_fetches
+            .insert(correlation_id, (leader as usize, stale));
+        let request = Request::Fetch(FetchRequest {
+            replica_id: None,
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                partition: key.clone(),
+                current_leader_epoch: Some(epoch),
+                fetch_offset: self.fetch_rng.u64(0..=end),
+                last_fetched_epoch: None,
+                log_start_offset: None,
+                max_bytes: 1 << 20,
+            }],
+        });
+        let message = Message::Request {
+            correlation_id,
+            request,
+        };
+        let _ = self.transport.send(Envelope {
+            from: CONSUMER,
+            to: leader,
+            message,
+        });
+    }
+
+    /// Checks the consumer fetches answered: no record at or above the high watermark
+    /// the answer gives (invariant 5 through the fetch path), no acked record changed,
+    /// and no records for a fetch that carried a stale leader epoch (fencing).
+    fn check_consumer_fetches(&mut self) {
+        let Ok(envelopes) = self.transport.receive(CONSUMER, 1024, None) else {
+            return;
+        };
+        for envelope in envelopes {
+            let Message::Response {
+                correlation_id,
+                response: Response::Fetch(response),
+            } = envelope.message
+            else {
+                continue;
+            };
+            let Some((broker, stale)) = self.consumer_fetches.remove(&correlation_id) else {
+                continue;
+            };
+            for answer in &response.partitions {
+                if answer.error.is_some() {
+                    self.stats.fenced_fetches += u64::from(stale);
+                    continue;
+                }
+                if stale && !answer.records.is_empty() {
+                    self.fail(format!(
+                        "fencing: broker {broker} served {} bytes of {}-{} to a consumer fetch with a stale leader epoch",
+                        answer.records.len(),
+                        answer.partition.topic,
+                        answer.partition.partition
+                    ));
+                }
+                let acked = self.acked.get(&answer.partition);
+                for batch in BatchIter::new(&answer.records, usize::MAX) {
+                    let Ok((_, batch)) = batch else {
+                        self.fail(format!("consumer fetch from broker {broker}: a bad batch"));
+                    };
+                    let Ok(section) = batch.records_bytes() else {
+                        continue;
+                    };
+                    for record in RecordIter::new(batch.header(), &section).flatten() {
+                        self.stats.fetched += 1;
+                        let offset = record.offset();
+                        if offset >= answer.high_watermark {
+                            self.fail(format!(
+                                "invariant 5: a consumer fetch from broker {broker} returned offset {offset} of {}-{} at or above the high watermark {} it gave",
+                                answer.partition.topic,
+                                answer.partition.partition,
+                                answer.high_watermark
+                            ));
+                        }
+                        if let Some(value) = acked.and_then(|a| a.get(&offset))
+                            && record.value() != Some(&value[..])
+                        {
+                            self.fail(format!(
+                                "invariant 1: a consumer fetch from broker {broker} returned {:?} at offset {offset} of {}-{}, acked as {:?}",
+                                record.value().map(String::from_utf8_lossy),
+                                answer.partition.topic,
+                                answer.partition.partition,
+                                String::from_utf8_lossy(value)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn poll_answers(&mut self) {
+        self.check_consumer_fetches();
         let mut i = 0;
         while i < self.pending.len() {
             let p = &self.pending[i];
@@ -775,6 +911,9 @@ impl Sim {
                 if self.delete_rng.u32(0..4) == 0 {
                     self.delete_records(key);
                 }
+                let key = key.clone();
+                self.send_consumer_fetch(&key);
+                let key = &key;
                 if let Some(log) = self.brokers[b].node.as_ref().and_then(|n| n.log(key)) {
                     let hw = log.high_watermark();
                     let from = self.rng.u64(0..=log.log_end_offset());
@@ -1231,6 +1370,8 @@ fn simulation() {
                 total.deleted += stats.deleted;
                 total.hw_reopened_lower += stats.hw_reopened_lower;
                 total.halts += stats.halts;
+                total.fetched += stats.fetched;
+                total.fenced_fetches += stats.fenced_fetches;
                 total.groups.add(&stats.groups);
             }
             Err(_) => failed.push(seed),
