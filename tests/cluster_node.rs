@@ -21,7 +21,10 @@ use parking_lot::Mutex;
 use streamlog::cluster::{ClusterConfig, Node, Submitted};
 use streamlog::replication::ProduceToken;
 use streamlog::replication::consensus::TopicRecord;
-use streamlog::replication::messages::{ProduceRequest, ProduceResponse, ReplicaError};
+use streamlog::replication::messages::{
+    FetchPartition, FetchRequest, MetadataRequest, ProduceRequest, ProduceResponse, ReplicaError,
+};
+use streamlog::replication::transport::{DirectReceiver, Message, Request, Response};
 use streamlog::storage::Env;
 use streamlog::{
     Acks, BrokerId, Clock, Compression, ConsensusStore, Envelope, Error, InMemoryConsensus,
@@ -427,4 +430,64 @@ fn a_fetch_parked_by_a_followers_earlier_process_does_not_put_it_back_in_sync() 
     assert!(h.state().isr.contains(&2), "{:?}", h.state());
     let expected: Vec<(u64, String)> = vec![(0, "a".into()), (1, "b".into()), (2, "c".into())];
     assert_eq!(h.values(2), expected);
+}
+
+/// A fetch the transport hands to the leader on the fetcher's thread
+/// ([`DirectReceiver`]) is answered at once, its answer queued for the fetcher; a broker
+/// that has shut down gives it back (a dead process answers nothing), and so does any
+/// broker for what is not a replication request.
+#[test]
+fn a_leader_answers_a_direct_fetch_at_once_and_a_shut_down_one_gives_it_back() {
+    let mut h = Harness::new();
+    assert_eq!(h.leader(), 0);
+    assert_eq!(h.produce(0, &["a", "b"]).error, None);
+    // Drain what the steps left for a client "broker 9".
+    let _ = h.transport.receive(9, 100, None).unwrap();
+    let fetch = |correlation_id| Envelope {
+        from: 9,
+        to: 0,
+        message: Message::Request {
+            correlation_id,
+            request: Request::Fetch(FetchRequest {
+                replica_id: None,
+                max_bytes: 1 << 20,
+                partitions: vec![FetchPartition {
+                    partition: h.key.clone(),
+                    current_leader_epoch: None,
+                    fetch_offset: 0,
+                    last_fetched_epoch: None,
+                    log_start_offset: None,
+                    max_bytes: 1 << 20,
+                }],
+            }),
+        },
+    };
+    assert_eq!(h.node(0).take_direct(fetch(1)), None, "taken");
+    let answers = h.transport.receive(9, 100, None).unwrap();
+    let [answer] = answers.as_slice() else {
+        panic!("one answer: {answers:?}");
+    };
+    let Message::Response {
+        correlation_id: 1,
+        response: Response::Fetch(response),
+    } = &answer.message
+    else {
+        panic!("the fetch's answer: {answer:?}");
+    };
+    assert_eq!(response.partitions[0].error, None);
+    assert!(!response.partitions[0].records.is_empty(), "{response:?}");
+
+    let metadata = Envelope {
+        from: 9,
+        to: 0,
+        message: Message::Request {
+            correlation_id: 2,
+            request: Request::Metadata(MetadataRequest::default()),
+        },
+    };
+    assert_eq!(h.node(0).take_direct(metadata.clone()), Some(metadata));
+
+    h.node(0).shutdown().unwrap();
+    assert_eq!(h.node(0).take_direct(fetch(3)), Some(fetch(3)));
+    assert!(h.transport.receive(9, 100, None).unwrap().is_empty());
 }

@@ -9,6 +9,8 @@
 //! to a point at or below its high watermark (which can fall inside a batch, so a
 //! follower starting over there is sent a batch beginning below it). Everything runs on one thread over `ManualClock`,
 //! `SimStorage`, `InMemoryTransport` and `InMemoryConsensus`, so a seed replays exactly.
+//! Odd seeds register the nodes as the transport's direct receivers, as `Cluster` does:
+//! while the network is quiet a fetch is answered within the step that sent it.
 //!
 //! Invariants, checked after every action:
 //! 1. a record acknowledged with `acks=all` is never lost or changed: whenever the leader
@@ -58,7 +60,7 @@ use streamlog::replication::controller::{Election, place_replicas};
 use streamlog::replication::messages::{
     FetchPartition, FetchRequest, ProduceRequest, ProduceResponse,
 };
-use streamlog::replication::transport::{Envelope, Message, Request, Response};
+use streamlog::replication::transport::{DirectReceiver, Envelope, Message, Request, Response};
 use streamlog::replication::{ProduceToken, Transport};
 use streamlog::storage::Env;
 use streamlog::{
@@ -79,7 +81,7 @@ type Check = Result<(), String>;
 
 struct Broker {
     disk: SimStorage,
-    node: Option<Node>,
+    node: Option<Arc<Node>>,
     /// Bumped at every (re)start, so answers of a previous incarnation are not awaited.
     generation: u64,
     /// Not stepped before this time (its lease runs out meanwhile).
@@ -130,6 +132,8 @@ struct Stats {
     fetched: u64,
     /// Consumer fetches with a stale leader epoch the leader fenced.
     fenced_fetches: u64,
+    /// Messages a node took on the sending thread (odd seeds, quiet network).
+    direct: u64,
     groups: groups::GroupStats,
 }
 
@@ -150,6 +154,9 @@ struct Sim {
     next_fetch_id: u64,
     /// A broker lost power and is not yet back in every ISR.
     power_lost: bool,
+    /// Odd seeds register the nodes as the transport's direct receivers: a fetch sent
+    /// while the network is quiet is answered during the sender's step.
+    direct: bool,
     clock: ManualClock,
     consensus: Arc<InMemoryConsensus>,
     transport: Arc<InMemoryTransport>,
@@ -233,6 +240,7 @@ impl Sim {
             consumer_fetches: BTreeMap::new(),
             next_fetch_id: 0,
             power_lost: false,
+            direct: seed % 2 == 1,
             clock,
             consensus,
             transport,
@@ -356,6 +364,14 @@ impl Sim {
                 let hw = self.hw.remove(&k).unwrap();
                 self.hw_before_crash.insert(k, hw);
             }
+        }
+        let node = Arc::new(node);
+        if self.direct {
+            // Fetches reach this broker on the fetcher's step whenever the network is
+            // quiet, as in a `Cluster`; a dead process's node is dropped with it.
+            let receiver: Arc<dyn DirectReceiver> = node.clone();
+            self.transport
+                .set_direct_receiver(b as BrokerId, Some(Arc::downgrade(&receiver)));
         }
         let broker = &mut self.brokers[b];
         broker.disk_failed = b == DISK_FULL_BROKER && self.disk_full;
@@ -1081,7 +1097,10 @@ impl Sim {
             {
                 let in_isr = |b: &usize| state.isr.contains(&(*b as BrokerId));
                 for (b, hw, _, log) in replicas.iter().filter(|(b, ..)| in_isr(b)) {
-                    let halted = self.brokers[*b].node.as_ref().is_some_and(Node::is_halted);
+                    let halted = self.brokers[*b]
+                        .node
+                        .as_ref()
+                        .is_some_and(|n| n.is_halted());
                     let missing = self
                         .acked
                         .get(&key)
@@ -1285,6 +1304,7 @@ fn run_seed(seed: u64, steps: u64, chaos: bool, with_groups: bool) -> Stats {
     let mut sim = Sim::new(seed, sim_topic(), with_groups);
     sim.chaos = chaos;
     sim.run(steps);
+    sim.stats.direct = sim.transport.stats().direct;
     if let Some(groups) = &sim.groups {
         sim.stats.groups = groups.stats.clone();
     }
@@ -1372,6 +1392,7 @@ fn simulation() {
                 total.halts += stats.halts;
                 total.fetched += stats.fetched;
                 total.fenced_fetches += stats.fenced_fetches;
+                total.direct += stats.direct;
                 total.groups.add(&stats.groups);
             }
             Err(_) => failed.push(seed),

@@ -14,8 +14,8 @@ use streamlog::replication::messages::{
     ProduceResponse, ReplicaError,
 };
 use streamlog::replication::transport::{
-    Envelope, GroupRequest, GroupResponse, InMemoryTransport, Message, NetworkFaults, Request,
-    Response, Transport, TransportStats,
+    DirectReceiver, Envelope, GroupRequest, GroupResponse, InMemoryTransport, Message,
+    NetworkFaults, Request, Response, Transport, TransportStats,
 };
 use streamlog::{BrokerId, Clock, Error, ManualClock, SystemClock};
 
@@ -84,7 +84,8 @@ fn delivers_in_send_order_without_faults() {
             sent: 200,
             delivered: 200,
             dropped: 0,
-            duplicated: 0
+            duplicated: 0,
+            direct: 0
         }
     );
     assert_eq!(net.next_delivery_ms(), None);
@@ -559,4 +560,146 @@ fn a_clock_stepping_back_neither_holds_back_nor_reorders_messages() {
     clock.set_ms(5_000);
     net.send(msg(1, 2, 2)).unwrap();
     assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [1, 2]);
+}
+
+/// A direct receiver for broker 2 that takes messages with an even correlation id (on
+/// the thread that sends them) and gives back the odd ones.
+#[derive(Default)]
+struct EvenTaker {
+    taken: parking_lot::Mutex<Vec<(u64, thread::ThreadId)>>,
+    offered: std::sync::atomic::AtomicUsize,
+}
+
+impl DirectReceiver for EvenTaker {
+    fn take_direct(&self, envelope: Envelope) -> Option<Envelope> {
+        self.offered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = envelope.message.correlation_id();
+        if id % 2 == 1 {
+            return Some(envelope);
+        }
+        self.taken.lock().push((id, thread::current().id()));
+        None
+    }
+}
+
+impl EvenTaker {
+    fn taken_ids(&self) -> Vec<u64> {
+        self.taken.lock().iter().map(|(id, _)| *id).collect()
+    }
+
+    fn offered(&self) -> usize {
+        self.offered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn with_direct_receiver(net: &InMemoryTransport) -> Arc<EvenTaker> {
+    let taker = Arc::new(EvenTaker::default());
+    let receiver: Arc<dyn DirectReceiver> = taker.clone();
+    net.set_direct_receiver(2, Some(Arc::downgrade(&receiver)));
+    taker
+}
+
+#[test]
+fn a_direct_receiver_takes_a_message_on_the_sending_thread_and_nothing_is_queued() {
+    let (_clock, net) = net(1);
+    let taker = with_direct_receiver(&net);
+    net.send(msg(1, 2, 4)).unwrap();
+    assert_eq!(*taker.taken.lock(), [(4, thread::current().id())]);
+    assert!(net.receive(2, 10, None).unwrap().is_empty());
+    let stats = net.stats();
+    assert_eq!((stats.sent, stats.delivered, stats.direct), (1, 1, 1));
+    assert_balanced(&net);
+    // Messages for other brokers never reach it.
+    net.send(msg(2, 1, 6)).unwrap();
+    assert_eq!(taker.offered(), 1);
+    assert_eq!(ids(&net.receive(1, 10, None).unwrap()), [6]);
+}
+
+#[test]
+fn what_a_direct_receiver_gives_back_is_queued_and_what_follows_it_waits_behind_it() {
+    let (_clock, net) = net(1);
+    let taker = with_direct_receiver(&net);
+    net.send(msg(1, 2, 1)).unwrap();
+    // Queued behind 1: handing 2 over now would overtake it.
+    net.send(msg(1, 2, 2)).unwrap();
+    assert_eq!(taker.offered(), 1);
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [1, 2]);
+    assert!(taker.taken_ids().is_empty());
+    // The queue is empty again: direct delivery resumes.
+    net.send(msg(1, 2, 8)).unwrap();
+    assert_eq!(taker.taken_ids(), [8]);
+    assert_balanced(&net);
+}
+
+#[test]
+fn faults_frames_and_cut_links_keep_messages_from_a_direct_receiver() {
+    let (clock, net) = net(1);
+    let taker = with_direct_receiver(&net);
+    net.set_faults(delays(5, 5)).unwrap();
+    net.send(msg(1, 2, 2)).unwrap();
+    assert!(
+        net.receive(2, 10, None).unwrap().is_empty(),
+        "still delayed"
+    );
+    clock.advance_ms(5);
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [2]);
+    net.set_faults(NetworkFaults::NONE).unwrap();
+
+    net.set_encode_frames(true);
+    net.send(msg(1, 2, 4)).unwrap();
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [4]);
+    net.set_encode_frames(false);
+
+    net.partition(1, 2);
+    net.send(msg(1, 2, 6)).unwrap();
+    assert!(
+        net.receive(2, 10, None).unwrap().is_empty(),
+        "lost on the cut"
+    );
+    assert_eq!(net.stats().dropped, 1);
+    net.heal(1, 2);
+
+    assert_eq!(taker.offered(), 0);
+    assert_balanced(&net);
+}
+
+#[test]
+fn a_dropped_or_removed_direct_receiver_is_no_longer_offered_anything() {
+    let (_clock, net) = net(1);
+    let taker = with_direct_receiver(&net);
+    net.set_direct_receiver(2, None);
+    net.send(msg(1, 2, 2)).unwrap();
+    assert_eq!(taker.offered(), 0);
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [2]);
+
+    let taker = with_direct_receiver(&net);
+    drop(taker);
+    net.send(msg(1, 2, 4)).unwrap();
+    assert_eq!(ids(&net.receive(2, 10, None).unwrap()), [4]);
+    assert_balanced(&net);
+}
+
+/// A receiver may send while it takes a message (an answer, a request of its own); the
+/// transport holds none of its locks meanwhile.
+#[test]
+fn a_direct_receiver_may_send_while_it_takes_a_message() {
+    struct Answering(Arc<InMemoryTransport>);
+    impl DirectReceiver for Answering {
+        fn take_direct(&self, envelope: Envelope) -> Option<Envelope> {
+            let answer = msg(
+                envelope.to,
+                envelope.from,
+                envelope.message.correlation_id() + 100,
+            );
+            self.0.send(answer).unwrap();
+            None
+        }
+    }
+    let net = Arc::new(InMemoryTransport::new(Arc::new(ManualClock::new(0)), 1));
+    let receiver: Arc<dyn DirectReceiver> = Arc::new(Answering(net.clone()));
+    net.set_direct_receiver(2, Some(Arc::downgrade(&receiver)));
+    net.send(msg(1, 2, 1)).unwrap();
+    assert_eq!(ids(&net.receive(1, 10, None).unwrap()), [101]);
+    net.set_direct_receiver(2, None);
 }

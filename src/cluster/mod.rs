@@ -40,7 +40,7 @@ use crate::group::service::GroupService;
 use crate::log::Partition;
 use crate::replication::consensus::{ConsensusStore, InMemoryConsensus, TopicRecord};
 use crate::replication::controller::place_replicas;
-use crate::replication::transport::{InMemoryTransport, Transport};
+use crate::replication::transport::{DirectReceiver, InMemoryTransport, Transport};
 use crate::replication::{BrokerId, PartitionKey, PartitionState};
 use crate::storage::Env;
 use crate::topic::{TopicConfig, validate_topic_name};
@@ -331,6 +331,10 @@ impl Cluster {
         )?);
         // One step here, so that the broker hosts its partitions when this returns.
         node.step(None)?;
+        let direct: Arc<dyn DirectReceiver> = node.clone();
+        self.inner
+            .transport
+            .set_direct_receiver(id, Some(Arc::downgrade(&direct)));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (node, stop) = (node.clone(), stop.clone());

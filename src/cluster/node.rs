@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::config::ClusterConfig;
 use crate::error::{Error, Result};
@@ -27,7 +27,9 @@ use crate::replication::messages::{
     FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, PartitionMetadata,
     ProduceRequest, ProduceResponse, ReplicaError, TopicMetadata,
 };
-use crate::replication::transport::{Envelope, Message, Request, Response, Transport};
+use crate::replication::transport::{
+    DirectReceiver, Envelope, Message, Request, Response, Transport,
+};
 use crate::replication::{
     BrokerId, LeaderConfig, LeaderRecoveryState, PartitionKey, PartitionState, PreparedProduce,
     ProduceOutcome, ProduceToken, ReplicaManager, ReplicaOutput, ReplicaRequest, ReplicaResponse,
@@ -86,6 +88,12 @@ struct State {
     /// When retention and compaction last ran over the hosted logs.
     last_cleanup_ms: i64,
     parked: Vec<ParkedFetch>,
+    /// Messages to send once the lock is released: nothing is sent under it, so a
+    /// transport may hand a message to its receiver on the sending thread (see
+    /// [`DirectReceiver`]) without two brokers ever waiting on each other's locks.
+    outbox: Vec<Envelope>,
+    /// Set by [`Node::shutdown`]: the process is gone and answers nothing more.
+    closed: bool,
     next_token: u64,
     elections: Vec<ElectionRecord>,
     last_error: Option<String>,
@@ -165,6 +173,8 @@ impl Node {
                 last_rebalance_ms: now,
                 last_cleanup_ms: now,
                 parked: Vec::new(),
+                outbox: Vec::new(),
+                closed: false,
                 next_token: 0,
                 elections: Vec::new(),
                 last_error: None,
@@ -302,29 +312,45 @@ impl Node {
         if let Err(e) = self.maintain(&mut state, now) {
             state.last_error = Some(e.to_string());
         }
-        // A message that cannot be sent (its broker is gone) fails only itself: the rest
-        // of the round is done, and the first such error is reported at the end.
-        let mut failed = None;
         for envelope in envelopes {
-            keep_first(&mut failed, self.handle(&mut state, envelope, now));
+            self.handle(&mut state, envelope, now);
         }
         let outputs = state.manager.tick(now);
-        keep_first(&mut failed, self.execute(&mut state, outputs, now));
-        keep_first(&mut failed, self.serve_parked(&mut state, now, false));
-        if let Some(e) = &failed {
-            state.last_error = Some(e.to_string());
-        }
+        self.execute(&mut state, outputs, now);
+        self.serve_parked(&mut state, now, false);
         let due = now - state.last_cleanup_ms >= self.config.log_retention_check_interval_ms as i64;
-        if due {
+        let logs: Vec<Arc<Partition>> = if due {
             state.last_cleanup_ms = now;
-            let logs: Vec<Arc<Partition>> = state.logs.values().cloned().collect();
-            drop(state);
-            // Outside the lock: replication goes on while segments are deleted or cleaned.
-            if let Err(e) = clean_logs(&logs) {
-                self.state.lock().last_error = Some(e.to_string());
-            }
+            state.logs.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        // A message that cannot be sent (its broker is gone) fails only itself: the rest
+        // is sent, and the first such error is reported.
+        let sent = self.send_outbox(state);
+        // Outside the lock: replication goes on while segments are deleted or cleaned.
+        if let Err(e) = clean_logs(&logs) {
+            self.state.lock().last_error = Some(e.to_string());
         }
-        failed.map_or(Ok(()), Err)
+        sent
+    }
+
+    /// Releases the lock, then sends what the round queued; the first send error is
+    /// also kept as the last error.
+    fn send_outbox(&self, mut state: MutexGuard<'_, State>) -> Result<()> {
+        let outbox = std::mem::take(&mut state.outbox);
+        drop(state);
+        let mut failed = None;
+        for envelope in outbox {
+            keep_first(&mut failed, self.transport.send(envelope));
+        }
+        match failed {
+            Some(e) => {
+                self.state.lock().last_error = Some(e.to_string());
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Lease, metadata and controller duties.
@@ -399,7 +425,7 @@ impl Node {
                 let outputs = state
                     .manager
                     .apply_state(&key, partition_state.clone(), now)?;
-                self.execute(state, outputs, now)?;
+                self.execute(state, outputs, now);
                 if partition_state.leader == Some(self.id)
                     && partition_state.leader_recovery == LeaderRecoveryState::Recovering
                 {
@@ -415,7 +441,7 @@ impl Node {
             .collect();
         for key in gone {
             let outputs = state.manager.remove_replica(&key);
-            self.execute(state, outputs, now)?;
+            self.execute(state, outputs, now);
             state.logs.remove(&key);
         }
         let all: BTreeSet<BrokerId> = (0..self.config.brokers).collect();
@@ -591,7 +617,7 @@ impl Node {
         Ok(())
     }
 
-    fn handle(&self, state: &mut State, envelope: Envelope, now: i64) -> Result<()> {
+    fn handle(&self, state: &mut State, envelope: Envelope, now: i64) {
         let from = envelope.from;
         match envelope.message {
             Message::Request {
@@ -604,10 +630,10 @@ impl Node {
                     {
                         // Its sender is gone: nobody waits for the answer, and its fetch
                         // offset speaks for a log that process's crash may have lost.
-                        return Ok(());
+                        return;
                     }
                     let (response, outputs) = state.manager.handle_fetch(&request, now);
-                    let executed = self.execute(state, outputs, now);
+                    self.execute(state, outputs, now);
                     if request.replica_id.is_some() && nothing_new(&response) {
                         state.parked.push(ParkedFetch {
                             from,
@@ -619,29 +645,26 @@ impl Node {
                             ),
                         });
                     } else {
-                        self.reply(from, correlation_id, Response::Fetch(response))?;
+                        self.reply(state, from, correlation_id, Response::Fetch(response));
                     }
-                    return executed;
                 }
                 Request::OffsetsForLeaderEpoch(request) => {
                     let response = state.manager.handle_offsets_for_leader_epoch(&request);
-                    self.reply(
-                        from,
-                        correlation_id,
-                        Response::OffsetsForLeaderEpoch(response),
-                    )?;
+                    let response = Response::OffsetsForLeaderEpoch(response);
+                    self.reply(state, from, correlation_id, response);
                 }
                 Request::Produce(request) => {
                     // A producer in another process would be answered here; in-process
                     // producers call `submit_produce`.
                     if let Submitted::Done(response) = self.submit_locked(state, &request, now) {
-                        self.reply(from, correlation_id, Response::Produce(response))?;
+                        self.reply(state, from, correlation_id, Response::Produce(response));
                     }
                 }
                 Request::Metadata(request) => {
                     // Unanswered when the store is unreachable: the client asks another.
                     if let Ok(response) = self.metadata(&request) {
-                        self.reply(from, correlation_id, Response::Metadata(response))?;
+                        let response = Response::Metadata(response);
+                        self.reply(state, from, correlation_id, response);
                     }
                 }
                 Request::Group(_) => {}
@@ -653,15 +676,14 @@ impl Node {
                 let response = match response {
                     Response::Fetch(r) => ReplicaResponse::Fetch(r),
                     Response::OffsetsForLeaderEpoch(r) => ReplicaResponse::OffsetsForLeaderEpoch(r),
-                    _ => return Ok(()),
+                    _ => return,
                 };
                 let outputs = state
                     .manager
                     .handle_response(from, correlation_id, response, now);
-                self.execute(state, outputs, now)?;
+                self.execute(state, outputs, now);
             }
         }
-        Ok(())
     }
 
     /// The answer to a metadata request (S11: a producer asks any broker who leads
@@ -705,22 +727,20 @@ impl Node {
         })
     }
 
-    fn reply(&self, to: BrokerId, correlation_id: u64, response: Response) -> Result<()> {
-        self.transport.send(Envelope {
+    /// Queues `response` to `correlation_id` for `to`, sent once the lock is released.
+    fn reply(&self, state: &mut State, to: BrokerId, correlation_id: u64, response: Response) {
+        state.outbox.push(Envelope {
             from: self.id,
             to,
             message: Message::Response {
                 correlation_id,
                 response,
             },
-        })
+        });
     }
 
-    /// Carries out the manager's outputs, every one of them: a request that cannot be
-    /// sent does not keep the others (answers to producers among them) from being done.
-    /// Returns the first send error.
-    fn execute(&self, state: &mut State, outputs: Vec<ReplicaOutput>, now: i64) -> Result<()> {
-        let mut failed = None;
+    /// Carries out the manager's outputs; requests to other brokers go to the outbox.
+    fn execute(&self, state: &mut State, outputs: Vec<ReplicaOutput>, now: i64) {
         let mut queue = std::collections::VecDeque::from(outputs);
         while let Some(output) = queue.pop_front() {
             match output {
@@ -735,7 +755,7 @@ impl Node {
                             Request::OffsetsForLeaderEpoch(r)
                         }
                     };
-                    let sent = self.transport.send(Envelope {
+                    state.outbox.push(Envelope {
                         from: self.id,
                         to,
                         message: Message::Request {
@@ -743,7 +763,6 @@ impl Node {
                             request,
                         },
                     });
-                    keep_first(&mut failed, sent);
                 }
                 ReplicaOutput::AlterIsr { partition, change } => {
                     queue.extend(self.alter_isr(state, &partition, change, now));
@@ -755,7 +774,6 @@ impl Node {
                 }
             }
         }
-        failed.map_or(Ok(()), Err)
     }
 
     /// Writes a leader's ISR proposal with compare-and-set on the partition epoch.
@@ -806,12 +824,11 @@ impl Node {
 
     /// Answers parked follower fetches that have something new (or whose wait is over;
     /// all of them when `all`).
-    fn serve_parked(&self, state: &mut State, now: i64, all: bool) -> Result<()> {
+    fn serve_parked(&self, state: &mut State, now: i64, all: bool) {
         if state.parked.is_empty() {
-            return Ok(());
+            return;
         }
         let parked = std::mem::take(&mut state.parked);
-        let mut failed = None;
         for fetch in parked {
             if sent_by_earlier_process(state, fetch.from, fetch.correlation_id) {
                 continue;
@@ -829,11 +846,10 @@ impl Node {
                 continue;
             }
             let (response, outputs) = state.manager.handle_fetch(&fetch.request, now);
-            keep_first(&mut failed, self.execute(state, outputs, now));
-            let replied = self.reply(fetch.from, fetch.correlation_id, Response::Fetch(response));
-            keep_first(&mut failed, replied);
+            self.execute(state, outputs, now);
+            let response = Response::Fetch(response);
+            self.reply(state, fetch.from, fetch.correlation_id, response);
         }
-        failed.map_or(Ok(()), Err)
     }
 
     /// Hands a produce to this broker's replica manager (as leader). The batch is written
@@ -857,11 +873,11 @@ impl Node {
                 let outcome = state
                     .manager
                     .finish_produce(request, token, &append, appended, now);
+                self.serve_parked(&mut state, now, false);
                 // The batch is written: its outcome is the producer's, whatever happens
-                // to the answers of the fetches parked here.
-                if let Err(e) = self.serve_parked(&mut state, now, false) {
-                    state.last_error = Some(e.to_string());
-                }
+                // to the answers of the fetches parked here (a failed send is kept as
+                // the last error).
+                let _ = self.send_outbox(state);
                 outcome
             }
         };
@@ -929,9 +945,8 @@ impl Node {
     pub fn shutdown(&self) -> Result<()> {
         let now = self.env.clock.now_ms();
         let mut state = self.state.lock();
-        // A reply that cannot be sent (its broker is gone) stops nothing that follows.
-        let mut first_error = None;
-        keep_first(&mut first_error, self.serve_parked(&mut state, now, true));
+        state.closed = true;
+        self.serve_parked(&mut state, now, true);
         // Produces waiting for replication are answered now (`NotLeaderOrFollower`), as a
         // dead broker's connections close, rather than left to their request timeout.
         let keys: Vec<PartitionKey> = state.logs.keys().cloned().collect();
@@ -939,18 +954,47 @@ impl Node {
             .iter()
             .flat_map(|key| state.manager.remove_replica(key))
             .collect();
-        let answered = self.execute(&mut state, failed, now);
+        self.execute(&mut state, failed, now);
         let logs = std::mem::take(&mut state.logs);
         state.manager = ReplicaManager::new(self.id, self.config.replica);
-        drop(state);
-        // The logs close even if an answer could not be sent.
-        keep_first(&mut first_error, answered);
+        // A reply that cannot be sent (its broker is gone) stops nothing that follows:
+        // the logs close even so.
+        let mut first_error = self.send_outbox(state).err();
         for (_, log) in logs {
             if let Err(e) = log.shutdown() {
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A follower's fetch (or its offsets-for-leader-epoch) is answered on the follower's
+/// own thread when the transport delivers at once: the leader's thread is not woken for
+/// it, and an answer with records is in the follower's queue before it next receives.
+/// Answers are queued as usual, so each broker applies what it is sent (a follower's
+/// append) on its own thread.
+impl DirectReceiver for Node {
+    fn take_direct(&self, envelope: Envelope) -> Option<Envelope> {
+        let replication = matches!(
+            &envelope.message,
+            Message::Request {
+                request: Request::Fetch(_) | Request::OffsetsForLeaderEpoch(_),
+                ..
+            }
+        );
+        if !replication || self.is_halted() {
+            return Some(envelope);
+        }
+        let mut state = self.state.lock();
+        if state.closed {
+            return Some(envelope);
+        }
+        let now = self.env.clock.now_ms();
+        self.handle(&mut state, envelope, now);
+        // A failed send is kept as the last error, as in a step.
+        let _ = self.send_outbox(state);
+        None
     }
 }
 

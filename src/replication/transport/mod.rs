@@ -7,6 +7,7 @@
 //! layout), `wire.rs` (primitives), `replica_codec.rs` and `group_codec.rs` (bodies),
 //! `in_memory.rs` ([`InMemoryTransport`]), `faults.rs` ([`NetworkFaults`], cut links).
 
+use std::sync::Weak;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -107,6 +108,26 @@ pub trait Transport: Send + Sync {
         max: usize,
         wait: Option<Duration>,
     ) -> Result<Vec<Envelope>>;
+
+    /// Lets messages for `broker` be offered to `receiver` on the sending thread when the
+    /// transport can deliver them at once (an in-process network with nothing delaying
+    /// them), which spares the receiving thread a wake-up; `None` stops it. What the
+    /// receiver gives back is queued for [`Transport::receive`] as usual. The default
+    /// ignores the receiver: a transport between processes queues everything.
+    fn set_direct_receiver(&self, broker: BrokerId, receiver: Option<Weak<dyn DirectReceiver>>) {
+        let _ = (broker, receiver);
+    }
+}
+
+/// A broker that can take some messages on the thread that sends them (see
+/// [`Transport::set_direct_receiver`]).
+///
+/// A transport calls it holding none of its own locks, and a sender must hold none of
+/// its own either: the receiver takes its lock and may send (answers, requests) while
+/// handling.
+pub trait DirectReceiver: Send + Sync {
+    /// Handles `envelope` now, or gives it back to be queued for [`Transport::receive`].
+    fn take_direct(&self, envelope: Envelope) -> Option<Envelope>;
 }
 
 impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
@@ -121,6 +142,10 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         wait: Option<Duration>,
     ) -> Result<Vec<Envelope>> {
         (**self).receive(broker, max, wait)
+    }
+
+    fn set_direct_receiver(&self, broker: BrokerId, receiver: Option<Weak<dyn DirectReceiver>>) {
+        (**self).set_direct_receiver(broker, receiver)
     }
 }
 
