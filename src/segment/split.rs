@@ -8,9 +8,9 @@
 //!
 //! Crash-safe at every step: the moved bytes are written to `<new base>.log.cleaned`,
 //! synced, and renamed to `<new base>.log` (a leftover `.cleaned` file is removed by the
-//! next open); only then is the old segment cut. A crash between the two leaves the old
-//! segment whole beside a new one that starts with the same batch: the next open sees that
-//! and only cuts.
+//! next open); only then is the old segment cut, and the cut synced. A crash between the
+//! two leaves the old segment whole beside a new one that starts with the same batch: the
+//! next open sees that and only cuts.
 
 use std::path::Path;
 
@@ -46,6 +46,10 @@ impl Segment {
             storage.sync_dir(dir)?;
         }
         self.log.set_len(at.position)?;
+        // Durable now: a later flush syncs only from the recovery point's segment on, and
+        // the recovery point may already lie past this one. A power loss that brought the
+        // cut bytes back would leave two segments holding the same offsets.
+        self.log.sync_data()?;
         Segment::open(storage, dir, at.base_offset, self.limits.clone(), now_ms)
     }
 
