@@ -973,21 +973,17 @@ impl Node {
 /// own thread when the transport delivers at once: the leader's thread is not woken for
 /// it, and an answer with records is in the follower's queue before it next receives.
 /// Answers are queued as usual, so each broker applies what it is sent (a follower's
-/// append) on its own thread.
+/// append) on its own thread. A broker never waits for another: when this one's lock is
+/// held (its own step, a produce), the message is given back and its thread answers it.
 impl DirectReceiver for Node {
     fn take_direct(&self, envelope: Envelope) -> Option<Envelope> {
-        let replication = matches!(
-            &envelope.message,
-            Message::Request {
-                request: Request::Fetch(_) | Request::OffsetsForLeaderEpoch(_),
-                ..
-            }
-        );
-        if !replication || self.is_halted() {
+        if self.is_halted() {
             return Some(envelope);
         }
-        let mut state = self.state.lock();
-        if state.closed {
+        let Some(mut state) = self.state.try_lock() else {
+            return Some(envelope);
+        };
+        if state.closed || !takes_directly(&state, &envelope.message) {
             return Some(envelope);
         }
         let now = self.env.clock.now_ms();
@@ -995,6 +991,24 @@ impl DirectReceiver for Node {
         // A failed send is kept as the last error, as in a step.
         let _ = self.send_outbox(state);
         None
+    }
+}
+
+/// Whether a node takes `message` on its sender's thread: a replication request none of
+/// whose partitions' logs has closed. A closed log halts the broker at its next step,
+/// before that step answers anything; its queue keeps the request until then.
+fn takes_directly(state: &State, message: &Message) -> bool {
+    let closed = |key: &PartitionKey| state.logs.get(key).is_some_and(|log| log.is_closed());
+    match message {
+        Message::Request {
+            request: Request::Fetch(r),
+            ..
+        } => !r.partitions.iter().any(|p| closed(&p.partition)),
+        Message::Request {
+            request: Request::OffsetsForLeaderEpoch(r),
+            ..
+        } => !r.partitions.iter().any(|q| closed(&q.partition)),
+        _ => false,
     }
 }
 
