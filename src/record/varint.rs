@@ -208,6 +208,16 @@ pub(crate) mod fast {
     /// An unsigned varint of at most 5 bytes whose value fits 32 bits, at `*pos`.
     #[inline(always)]
     pub(crate) fn unsigned(buf: &[u8], pos: &mut usize) -> Option<u32> {
+        let first = *buf.get(*pos)?;
+        if first < 0x80 {
+            *pos += 1;
+            return Some(u32::from(first));
+        }
+        let second = *buf.get(*pos + 1)?;
+        if second < 0x80 {
+            *pos += 2;
+            return Some(u32::from(first & 0x7f) | u32::from(second) << 7);
+        }
         let mut value = 0u32;
         for i in 0..super::MAX_VARINT_BYTES {
             let b = *buf.get(*pos + i)?;
@@ -265,6 +275,35 @@ mod tests {
         let mut out = Vec::new();
         write_varlong(&mut out, v);
         out
+    }
+
+    /// The fast readers take 1- and 2-byte varints by shortcut: every value and every
+    /// cut of its encoding reads as the `Cursor` reads it (cuts: `None`, never a value).
+    #[test]
+    fn fast_varints_agree_with_the_cursor_on_every_length_and_cut() {
+        let values = (-70_000..70_000).chain([i32::MIN, i32::MAX, i32::MIN + 1, i32::MAX - 1]);
+        for v in values {
+            let bytes = enc_int(v);
+            let mut pos = 0;
+            assert_eq!(fast::varint(&bytes, &mut pos), Some(v), "{v}");
+            assert_eq!(pos, bytes.len(), "{v}");
+            for cut in 0..bytes.len() {
+                let mut pos = 0;
+                assert_eq!(
+                    fast::varint(&bytes[..cut], &mut pos),
+                    None,
+                    "{v} cut at {cut}"
+                );
+                assert_eq!(pos, 0);
+            }
+        }
+        // Overlong encodings read as the cursor reads them.
+        for bytes in [&[0x80u8, 0x00][..], &[0xff, 0x7f], &[0x80, 0x80, 0x00]] {
+            let mut pos = 0;
+            let fast = fast::varint(bytes, &mut pos);
+            let cursor = Cursor::new(bytes, 0).varint("v").ok();
+            assert_eq!(fast, cursor, "{bytes:?}");
+        }
     }
 
     #[test]
