@@ -396,3 +396,65 @@ fn replica_of_t0(cluster: &Cluster, b: u32) -> std::sync::Arc<streamlog::Partiti
         .partition(0)
         .unwrap()
 }
+
+/// A broker renews its lease between waits, and a stopping broker finishes its wait
+/// first: a tick beyond a third of the lease is refused, naming the valid range. Found
+/// in review: `tick_ms = 600_000` was accepted, and `stop_broker` then hung for the
+/// rest of the ten-minute wait.
+#[test]
+fn a_tick_that_is_zero_or_over_a_third_of_the_lease_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for tick_ms in [0, 501, 600_000] {
+        let mut config = ClusterConfig::in_memory(1)
+            .data_dir(dir.path())
+            .lease_ms(1_500);
+        config.tick_ms = tick_ms;
+        match Cluster::start(config) {
+            Err(streamlog::Error::InvalidConfig { name, reason }) => {
+                assert_eq!(name, "tick_ms");
+                assert!(reason.contains("1..=500"), "{reason}");
+            }
+            other => panic!("tick_ms {tick_ms}: {other:?}"),
+        }
+    }
+    let config = ClusterConfig::in_memory(1).data_dir(dir.path()).lease_ms(2);
+    assert!(matches!(
+        Cluster::start(config),
+        Err(streamlog::Error::InvalidConfig {
+            name: "lease_ms",
+            ..
+        })
+    ));
+}
+
+/// An interval too long for the clock's milliseconds never passes. Found in review:
+/// `log_retention_check_interval_ms(u64::MAX)` wrapped to -1 and ran retention on every
+/// step.
+#[test]
+fn a_retention_check_interval_of_u64_max_never_runs_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClusterConfig::in_memory(1)
+        .data_dir(dir.path())
+        .log_retention_check_interval_ms(u64::MAX);
+    let cluster = Cluster::start(config).unwrap();
+    let topic = TopicConfig::default()
+        .segment_bytes(200)
+        .retention_bytes(200);
+    cluster.create_topic("r", topic).unwrap();
+    let producer = cluster.producer(ProducerConfig::default()).unwrap();
+    for _ in 0..20 {
+        producer
+            .send_to("r", 0, &[Record::new(vec![7; 100])])
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let log = cluster
+        .broker(0)
+        .unwrap()
+        .topic("r")
+        .unwrap()
+        .partition(0)
+        .unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(log.log_start_offset(), 0, "retention ran");
+}

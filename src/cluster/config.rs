@@ -22,10 +22,13 @@ pub struct ClusterConfig {
     /// Broker `n` keeps its partitions under `<data_dir>/broker-<n>`.
     pub data_dir: PathBuf,
     /// A broker that has not renewed its lease for this long is gone
-    /// (`broker.session.timeout.ms`, 9 s in Kafka; 1.5 s here, in one process).
+    /// (`broker.session.timeout.ms`, 9 s in Kafka; 1.5 s here, in one process); at
+    /// least 3.
     pub lease_ms: u64,
     /// How long a broker thread waits for a message before doing its periodic work
-    /// (renewing its lease, ISR checks, controller duties).
+    /// (renewing its lease, ISR checks, controller duties): 1 to `lease_ms / 3`
+    /// ([`crate::Error::InvalidConfig`] otherwise), since a broker renews its lease only
+    /// between waits and a stopping broker first finishes its wait.
     pub tick_ms: u64,
     /// How long a leader holds a follower's fetch that finds nothing new
     /// (`replica.fetch.wait.max.ms`, 500 ms).

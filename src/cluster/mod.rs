@@ -144,6 +144,24 @@ impl Cluster {
                 reason: "a cluster needs at least one broker".into(),
             });
         }
+        if config.lease_ms < 3 {
+            return Err(Error::InvalidConfig {
+                name: "lease_ms",
+                reason: format!("{} ms; at least 3 ms", config.lease_ms),
+            });
+        }
+        // A broker renews its lease between waits, and a stopping broker's thread
+        // finishes its wait before it sees the stop.
+        let max_tick = config.lease_ms / 3;
+        if !(1..=max_tick).contains(&config.tick_ms) {
+            return Err(Error::InvalidConfig {
+                name: "tick_ms",
+                reason: format!(
+                    "{} ms; it must be 1..={max_tick} ms, at most a third of lease_ms ({} ms)",
+                    config.tick_ms, config.lease_ms
+                ),
+            });
+        }
         let env = Env::with_clock(clock.clone());
         let cluster = Self {
             inner: Arc::new(ClusterInner {
@@ -338,7 +356,7 @@ impl Cluster {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (node, stop) = (node.clone(), stop.clone());
-            let tick = Duration::from_millis(self.inner.config.tick_ms.max(1));
+            let tick = Duration::from_millis(self.inner.config.tick_ms);
             std::thread::Builder::new()
                 .name(format!("streamlog-broker-{id}"))
                 .spawn(move || {

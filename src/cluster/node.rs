@@ -318,7 +318,11 @@ impl Node {
         let outputs = state.manager.tick(now);
         self.execute(&mut state, outputs, now);
         self.serve_parked(&mut state, now, false);
-        let due = now - state.last_cleanup_ms >= self.config.log_retention_check_interval_ms as i64;
+        let due = passed(
+            now,
+            state.last_cleanup_ms,
+            self.config.log_retention_check_interval_ms,
+        );
         let logs: Vec<Arc<Partition>> = if due {
             state.last_cleanup_ms = now;
             state.logs.values().cloned().collect()
@@ -373,7 +377,13 @@ impl Node {
             self.sync_metadata(state, now)?;
             state.seen_revision = Some(revision);
         }
-        if changed || now - state.last_control_ms >= (self.config.lease_ms / 4).max(1) as i64 {
+        if changed
+            || passed(
+                now,
+                state.last_control_ms,
+                (self.config.lease_ms / 4).max(1),
+            )
+        {
             state.last_control_ms = now;
             let controller = self.consensus.try_become_controller(self.id)?;
             if controller.broker == self.id {
@@ -389,7 +399,7 @@ impl Node {
     /// its own). [`Error::LeaseExpired`] when it lapsed anyway.
     fn renew_if_due(&self, state: &mut State) -> Result<()> {
         let now = self.env.clock.now_ms();
-        if state.registered && now - state.last_renew_ms >= (self.config.lease_ms / 3) as i64 {
+        if state.registered && passed(now, state.last_renew_ms, self.config.lease_ms / 3) {
             self.consensus.renew_lease(self.id)?;
             state.last_renew_ms = now;
         }
@@ -572,8 +582,11 @@ impl Node {
     fn control(&self, state: &mut State, now: i64) -> Result<()> {
         let live: BTreeSet<BrokerId> = self.consensus.live_brokers()?.into_iter().collect();
         let rebalance = self.config.auto_leader_rebalance
-            && now - state.last_rebalance_ms
-                >= self.config.leader_imbalance_check_interval_ms as i64;
+            && passed(
+                now,
+                state.last_rebalance_ms,
+                self.config.leader_imbalance_check_interval_ms,
+            );
         if rebalance {
             state.last_rebalance_ms = now;
         }
@@ -1010,6 +1023,12 @@ fn takes_directly(state: &State, message: &Message) -> bool {
         } => !r.partitions.iter().any(|q| closed(&q.partition)),
         _ => false,
     }
+}
+
+/// Whether `interval_ms` has passed from `since_ms` to `now_ms`, without overflow: an
+/// interval beyond `i64::MAX` never passes, and a `since_ms` of `i64::MIN` (never) has.
+fn passed(now_ms: i64, since_ms: i64, interval_ms: u64) -> bool {
+    now_ms.saturating_sub(since_ms) >= i64::try_from(interval_ms).unwrap_or(i64::MAX)
 }
 
 /// What the producer of `token` is told about its produce.

@@ -421,7 +421,7 @@ impl ReplicaManager {
                     partition: key.clone(),
                     base_offset: range.start,
                     required_offset: range.end,
-                    deadline_ms: now_ms + i64::from(request.timeout_ms),
+                    deadline_ms: now_ms.saturating_add(i64::from(request.timeout_ms)),
                 });
                 // The append may move the high watermark past earlier waiting produces
                 // too (a follower outside the ISR that no longer counts as caught up, a
@@ -739,7 +739,7 @@ impl ReplicaManager {
         }
         if errors {
             self.backoff_until
-                .insert(from, now_ms + self.config.fetch_backoff_ms);
+                .insert(from, now_ms.saturating_add(self.config.fetch_backoff_ms));
         }
         Vec::new()
     }
