@@ -122,9 +122,10 @@ pub trait Transport: Send + Sync {
 /// A broker that can take some messages on the thread that sends them (see
 /// [`Transport::set_direct_receiver`]).
 ///
-/// A transport calls it holding none of its own locks, and a sender must hold none of
-/// its own either: the receiver takes its lock and may send (answers, requests) while
-/// handling.
+/// A transport calls it holding none of its own locks, and a sender should hold none of
+/// its own either: the receiver may send (answers, requests) while handling. It must not
+/// make the sender wait: a node tries its lock and gives the message back when the lock
+/// is taken, so that one slow broker never holds up another.
 pub trait DirectReceiver: Send + Sync {
     /// Handles `envelope` now, or gives it back to be queued for [`Transport::receive`].
     fn take_direct(&self, envelope: Envelope) -> Option<Envelope>;
